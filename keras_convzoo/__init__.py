@@ -1,0 +1,32 @@
+"""keras_convzoo: modern convolutional networks for Keras 3 / TensorFlow.
+
+Drop-in constructors with the keras.applications signature, layers for
+grouped, squeeze-excite and inverted-residual convolutions, and export paths
+to TFLite and ONNX that are verified against the Keras model.
+
+Example:
+>>> import keras_convzoo as kcz
+>>> model = kcz.ResNeXt50(include_top=False, input_shape=(None, None, 3), pooling="avg")
+>>> kcz.list_models("seresnet*")
+"""
+
+__version__ = "0.1.0"
+
+from keras_convzoo import blocks, layers, ops, weights  # noqa: F401
+from keras_convzoo.applications import (  # noqa: F401
+    MobileNetV2,
+    ModelSpec,
+    ResNeXt50,
+    ResNeXt101,
+    SEResNet18,
+    SEResNet34,
+    SEResNet50,
+    SEResNet101,
+    SEResNet152,
+    SEResNeXt50,
+    SEResNeXt101,
+    create_model,
+    get_spec,
+    list_models,
+)
+from keras_convzoo.backend import KERAS_NAME  # noqa: F401

@@ -1,0 +1,40 @@
+"""Applications: keras.applications-style constructors and the model registry."""
+
+from keras_convzoo.applications._builder import build_application
+from keras_convzoo.applications._registry import (
+    ModelSpec,
+    create_model,
+    get_spec,
+    list_models,
+    register,
+)
+from keras_convzoo.applications.mobilenet_v2 import MobileNetV2
+from keras_convzoo.applications.resnext import ResNeXt50, ResNeXt101
+from keras_convzoo.applications.se_resnet import (
+    SEResNet18,
+    SEResNet34,
+    SEResNet50,
+    SEResNet101,
+    SEResNet152,
+    SEResNeXt50,
+    SEResNeXt101,
+)
+
+__all__ = [
+    "ModelSpec",
+    "build_application",
+    "create_model",
+    "get_spec",
+    "list_models",
+    "register",
+    "MobileNetV2",
+    "ResNeXt50",
+    "ResNeXt101",
+    "SEResNet18",
+    "SEResNet34",
+    "SEResNet50",
+    "SEResNet101",
+    "SEResNet152",
+    "SEResNeXt50",
+    "SEResNeXt101",
+]

@@ -1,0 +1,287 @@
+"""``build_application``: the one path every family's constructor goes through."""
+
+from keras_convzoo.backend import get_source_inputs, is_keras_tensor, keras
+from keras_convzoo.weights.loading import WeightsMismatchError, check_weights_path, load
+
+POOLING_MODES = (None, "avg", "max")
+
+#: The keras.applications arguments every constructor takes.
+APPLICATION_ARGS = (
+    "include_top",
+    "weights",
+    "input_tensor",
+    "input_shape",
+    "pooling",
+    "classes",
+    "classifier_activation",
+    "name",
+)
+
+_GLOBAL_POOL = {
+    "avg": {1: "GlobalAveragePooling1D", 2: "GlobalAveragePooling2D", 3: "GlobalAveragePooling3D"},
+    "max": {1: "GlobalMaxPooling1D", 2: "GlobalMaxPooling2D", 3: "GlobalMaxPooling3D"},
+}
+
+
+def entrypoint_arguments(local_vars):
+    """Turns an entrypoint's ``locals()`` into ``build_application`` keyword arguments.
+
+    The entrypoints spell out the keras.applications signature and pass
+    ``**kwargs`` (config fields) through; this flattens both.
+    """
+    arguments = {k: v for k, v in local_vars.items() if k != "kwargs"}
+    arguments.update(local_vars.get("kwargs", {}))
+    return arguments
+
+
+def build_application(
+    spec,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    **kwargs,
+):
+    """Builds a registered variant with keras.applications semantics.
+
+    Validates every argument first, resolves the input (``input_tensor`` or
+    ``input_shape``; ``None`` spatial sizes allowed), adds the family body,
+    adds the head once (global average pooling, the family's head norm,
+    dropout, ``Dense(classes, activation=classifier_activation,
+    name="predictions")``) or the requested pooling, builds the model and
+    loads the weights (all or none).
+
+    Departure from keras.applications: ``include_top=True`` accepts ``None``
+    spatial sizes (every head here pools globally, so no size is needed).
+
+    Args:
+        spec: the variant's ``ModelSpec``.
+        include_top: whether to add the classifier.
+        weights: None (random initialisation) or the path to a
+            ``.weights.h5`` file saved from the same architecture.
+        input_tensor: optional tensor to use as the model input (a Keras
+            tensor, e.g. the output of ``keras.Input``).
+        input_shape: shape without the batch axis, e.g. ``(224, 224, 3)`` or
+            ``(None, None, 3)``. Defaults to ``(default_size, default_size, 3)``
+            with ``include_top=True`` and ``(None, None, 3)`` otherwise.
+        pooling: with ``include_top=False``: None (feature map), ``"avg"`` or
+            ``"max"`` (global pooling to a vector).
+        classes: number of classes with ``include_top=True``.
+        classifier_activation: activation of the classifier (str, callable
+            or None for logits).
+        name: model name; defaults to the registry name.
+        **kwargs: overrides of the family config (``spec.config_fields``).
+
+    Returns:
+        A ``keras.Model``.
+
+    Raises:
+        TypeError: for an unknown keyword argument or a wrongly typed one.
+        ValueError: for a value outside what is allowed, naming it.
+
+    Example:
+    >>> from keras_convzoo.applications import get_spec
+    >>> model = build_application(get_spec("seresnet50"), include_top=False, pooling="avg")
+    """
+    unknown = sorted(set(kwargs) - set(spec.config_fields))
+    if unknown:
+        raise TypeError(
+            f"{spec.entrypoint}() got unknown argument(s): {unknown}. Allowed: "
+            f"{list(APPLICATION_ARGS)} and the {spec.family} options {list(spec.config_fields)}."
+        )
+    if kwargs:
+        spec = spec.with_config(**kwargs)
+    if not isinstance(include_top, bool):
+        raise TypeError(f"`include_top` must be a bool. Received: include_top={include_top!r}")
+    if keras.backend.image_data_format() != "channels_last":
+        raise ValueError(
+            "keras_convzoo models are channels_last only; set "
+            "keras.backend.set_image_data_format('channels_last')."
+        )
+    weights_path = None if weights is None else _check_weights(weights)
+    if pooling not in POOLING_MODES:
+        raise ValueError(f"`pooling` must be one of {POOLING_MODES}. Received: pooling={pooling!r}")
+    if include_top:
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+            raise ValueError(f"`classes` must be a positive int. Received: classes={classes!r}")
+        _check_activation(classifier_activation)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"`name` must be a str or None. Received: name={name!r}")
+
+    input_shape = _resolve_input_shape(spec, input_shape, input_tensor, include_top)
+    if input_tensor is None:
+        inputs = keras.Input(shape=input_shape, name="input")
+    elif is_keras_tensor(input_tensor):
+        inputs = input_tensor
+    else:
+        inputs = keras.Input(tensor=input_tensor, shape=input_shape, name="input")
+
+    x, _features = spec.body(inputs, spec.config)
+    x = _add_head(x, spec, include_top, pooling, classes, classifier_activation)
+    model_inputs = get_source_inputs(input_tensor) if input_tensor is not None else inputs
+    model = keras.Model(model_inputs, x, name=name or spec.name)
+    if weights_path is not None:
+        _load_weights(model, weights_path, include_top, classes, input_shape)
+    return model
+
+
+def _check_weights(weights):
+    if isinstance(weights, str) and weights == "imagenet":
+        raise ValueError(
+            "`weights` must be None or the path to a '.weights.h5' file; pretrained "
+            "'imagenet' weights are not bundled with keras_convzoo. Received: weights='imagenet'"
+        )
+    return check_weights_path(weights)
+
+
+def _check_activation(classifier_activation):
+    if classifier_activation is None or callable(classifier_activation):
+        return
+    if not isinstance(classifier_activation, str):
+        raise TypeError(
+            "`classifier_activation` must be None, a str or a callable. "
+            f"Received: classifier_activation={classifier_activation!r}"
+        )
+    try:
+        keras.activations.get(classifier_activation)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            "`classifier_activation` must name a Keras activation (e.g. 'softmax', "
+            f"'sigmoid', 'linear') or be None. Received: classifier_activation={classifier_activation!r}"
+        ) from error
+
+
+def _resolve_input_shape(spec, input_shape, input_tensor, include_top):
+    rank = spec.spatial_dims + 1
+    if input_shape is None and input_tensor is not None:
+        input_shape = tuple(input_tensor.shape)[1:]
+    if input_shape is None:
+        size = spec.default_size if include_top else None
+        return (size,) * spec.spatial_dims + (spec.input_channels,)
+    if not isinstance(input_shape, (tuple, list)):
+        raise TypeError(
+            f"`input_shape` must be a tuple of {rank} entries (spatial sizes, channels). "
+            f"Received: input_shape={input_shape!r}"
+        )
+    input_shape = tuple(None if v is None else v for v in input_shape)
+    if len(input_shape) != rank:
+        raise ValueError(
+            f"`input_shape` must have {rank} entries ({spec.spatial_dims} spatial sizes and the "
+            f"channels, channels_last) for {spec.entrypoint}. Received: input_shape={input_shape}"
+        )
+    *spatial, channels = input_shape
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(
+            f"The channel count (last entry of `input_shape`) must be a positive int. "
+            f"Received: input_shape={input_shape}"
+        )
+    for size in spatial:
+        if size is None:
+            continue
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise TypeError(f"Spatial sizes must be ints or None. Received: input_shape={input_shape}")
+        if size < spec.min_size:
+            raise ValueError(
+                f"Input size must be at least {spec.min_size} for {spec.entrypoint}. "
+                f"Received: input_shape={input_shape}"
+            )
+    return input_shape
+
+
+def _add_head(x, spec, include_top, pooling, classes, classifier_activation):
+    dims = len(x.shape) - 2
+    if include_top:
+        x = getattr(keras.layers, _GLOBAL_POOL["avg"][dims])(name="avg_pool")(x)
+        if spec.head is not None:
+            x = spec.head(x, spec.config)
+        drop_rate = getattr(spec.config, "drop_rate", 0.0)
+        if drop_rate:
+            x = keras.layers.Dropout(drop_rate, name="head_dropout")(x)
+        return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    if pooling is not None:
+        layer_name = "avg_pool" if pooling == "avg" else "max_pool"
+        x = getattr(keras.layers, _GLOBAL_POOL[pooling][dims])(name=layer_name)(x)
+    return x
+
+
+def _load_weights(model, path, include_top, classes, input_shape):
+    try:
+        load(model, path)
+    except WeightsMismatchError as error:
+        if include_top and error.layer == "predictions":
+            raise ValueError(
+                f"`classes={classes}` does not match the classifier in the weights file {path!r} "
+                f"({error.detail}). Pass the classes the file was saved with, or "
+                "include_top=False with a file saved without the top."
+            ) from error
+        first = next(layer for layer in model.layers if layer.weights)
+        if error.layer == first.name:
+            raise ValueError(
+                f"The input channels ({input_shape[-1]}, from input_shape={input_shape}) do not match "
+                f"the weights file {path!r} ({error.detail}). With weights=None any channel count works."
+            ) from error
+        raise
+
+
+def make_entrypoint(spec, doc, module):
+    """Creates a public constructor with keras.applications' ResNet50 signature.
+
+    ``ResNeXt50 = make_entrypoint(SPEC, doc, __name__)`` gives a function
+    ``ResNeXt50(include_top=True, weights=None, input_tensor=None,
+    input_shape=None, pooling=None, classes=1000,
+    classifier_activation="softmax", name=None, **kwargs)`` whose body is
+    ``build_application(spec, ...)``: one definition of the signature for
+    every family that uses it.
+
+    Args:
+        spec: the variant's ``ModelSpec``.
+        doc: the docstring (variant, parameter count, paper, example).
+        module: ``__name__`` of the module that exposes it.
+
+    Returns:
+        The constructor.
+    """
+
+    def entrypoint(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        name=None,
+        **kwargs,
+    ):
+        return build_application(spec, **entrypoint_arguments(locals()))
+
+    entrypoint.__name__ = entrypoint.__qualname__ = spec.entrypoint
+    entrypoint.__doc__ = doc + _ARGS_DOC
+    entrypoint.__module__ = module
+    return entrypoint
+
+
+_ARGS_DOC = """
+    Args:
+        include_top: whether to add the classifier (global average pooling,
+            ``Dense(classes, name="predictions")``).
+        weights: None (random initialisation) or the path to a
+            ``.weights.h5`` file saved from the same architecture.
+        input_tensor: optional Keras tensor to use as the model input.
+        input_shape: shape without batch, e.g. ``(224, 224, 3)`` or
+            ``(None, None, 3)``; default ``(224, 224, 3)`` with the top and
+            ``(None, None, 3)`` without.
+        pooling: with ``include_top=False``: None (4D feature map),
+            ``"avg"`` or ``"max"``.
+        classes: number of classes (with ``include_top=True``).
+        classifier_activation: activation of the classifier; None for logits.
+        name: model name (default: the registry name).
+        **kwargs: overrides of the family config, e.g. ``drop_rate=0.2``.
+
+    Returns:
+        A ``keras.Model``.
+"""

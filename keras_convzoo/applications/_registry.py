@@ -1,0 +1,134 @@
+"""The model registry: one ``ModelSpec`` per variant, one source of truth."""
+
+import dataclasses
+import fnmatch
+from typing import Any, Callable, Mapping, Optional, Tuple
+
+_REGISTRY = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything the shared builder, the tests and the tools know of a variant.
+
+    Attributes:
+        name: registry name (timm's name where timm has the model).
+        family: family name, e.g. ``"resnext"``.
+        entrypoint: public constructor name, e.g. ``"ResNeXt50"``.
+        body: ``body(x, config) -> (x, features)``: adds the trunk to the
+            graph; ``features`` maps stage names to their output tensors.
+        config: the family's frozen dataclass of architecture settings.
+            Its fields can be overridden by keyword arguments of the builder.
+        default_size: default input side when ``include_top=True`` and no
+            ``input_shape`` is given.
+        min_size: smallest input side accepted.
+        input_channels: channels of the images the variant is designed for.
+        spatial_dims: number of spatial axes (2 for images).
+        head: optional ``head(x, config) -> x`` applied after global pooling
+            and before the classifier (e.g. ConvNeXt's LayerNorm).
+        reference_params: trainable parameter count of the reference
+            implementation (timm/torchvision/keras), asserted by the tests.
+        reference: where ``reference_params`` comes from.
+        paper: citation of the architecture.
+        test_overrides: config overrides that make the variant's tiny twin.
+    """
+
+    name: str
+    family: str
+    entrypoint: str
+    body: Callable
+    config: Any
+    default_size: int = 224
+    min_size: int = 32
+    input_channels: int = 3
+    spatial_dims: int = 2
+    head: Optional[Callable] = None
+    reference_params: Optional[int] = None
+    reference: str = ""
+    paper: str = ""
+    test_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def config_fields(self) -> Tuple[str, ...]:
+        """Names of the config fields the builder accepts as keyword arguments."""
+        return tuple(f.name for f in dataclasses.fields(self.config))
+
+    def with_config(self, **overrides):
+        """Returns a copy of the spec whose config has ``overrides`` applied."""
+        unknown = sorted(set(overrides) - set(self.config_fields))
+        if unknown:
+            raise TypeError(
+                f"Unknown config field(s) for '{self.name}': {unknown}. "
+                f"Allowed: {list(self.config_fields)}"
+            )
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, **overrides))
+
+
+def register(spec):
+    """Adds ``spec`` to the registry.
+
+    Args:
+        spec: a ``ModelSpec``.
+
+    Returns:
+        The spec.
+
+    Raises:
+        ValueError: if a spec of that name is already registered.
+    """
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"`spec` must be a ModelSpec. Received: {type(spec).__name__}")
+    if spec.name in _REGISTRY:
+        raise ValueError(f"A model named '{spec.name}' is already registered.")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_models(pattern="*"):
+    """Sorted names of the registered models matching a shell-style ``pattern``.
+
+    Args:
+        pattern: fnmatch pattern, e.g. ``"seres*"``.
+
+    Returns:
+        A list of names.
+
+    Example:
+    >>> "resnext50_32x4d" in list_models("resnext*")
+    True
+    """
+    if not isinstance(pattern, str):
+        raise TypeError(f"`pattern` must be a str. Received: pattern={pattern!r}")
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+def get_spec(name):
+    """Returns the ``ModelSpec`` registered under ``name``.
+
+    Raises:
+        ValueError: naming the known models when ``name`` is unknown.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown model name: {name!r}. Known models: {list_models()}")
+    return _REGISTRY[name]
+
+
+def create_model(name, **kwargs):
+    """Builds a registered model by name.
+
+    Args:
+        name: a name from ``list_models()``.
+        **kwargs: the keras.applications arguments (``include_top``,
+            ``weights``, ``input_tensor``, ``input_shape``, ``pooling``,
+            ``classes``, ``classifier_activation``, ``name``) and the
+            family's config fields.
+
+    Returns:
+        A ``keras.Model``.
+
+    Example:
+    >>> model = create_model("resnext50_32x4d", include_top=False, pooling="avg")
+    """
+    from keras_convzoo.applications._builder import build_application
+
+    return build_application(get_spec(name), **kwargs)

@@ -1,0 +1,93 @@
+"""Shared stem and stages of the ResNet families (ResNeXt, SE-ResNet, SE-ResNeXt)."""
+
+import dataclasses
+from typing import Optional, Tuple
+
+from keras_convzoo.backend import keras
+from keras_convzoo.blocks.conv import conv_bn_act
+from keras_convzoo.blocks.residual import basic_block, bottleneck_block
+
+RESNET_PAPER = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
+RESNEXT_PAPER = "Xie et al., Aggregated Residual Transformations for Deep Neural Networks, CVPR 2017"
+SENET_PAPER = "Hu et al., Squeeze-and-Excitation Networks, CVPR 2018"
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetConfig:
+    """Architecture of a torchvision/timm-layout ResNet (v1.5: stride in the 3x3).
+
+    Attributes:
+        block: ``"basic"`` (ResNet-18/34) or ``"bottleneck"``.
+        depths: blocks per stage.
+        widths: ``planes`` per stage (bottleneck output is 4x).
+        cardinality: groups of the bottleneck 3x3 (ResNeXt).
+        base_width: width per group at 64 planes (ResNeXt "d").
+        stem_width: channels of the 7x7 stem.
+        se_ratio: None, or the squeeze-excite reduction ratio (1/16).
+        se_divisor: rounding multiple of the SE width (timm: 8).
+        drop_rate: dropout before the classifier.
+        zero_init_last: start each block's last BN scale at zero (timm).
+        bn_epsilon, bn_momentum: batch norm settings (PyTorch's 1e-5, 0.1).
+    """
+
+    block: str = "bottleneck"
+    depths: Tuple[int, ...] = (3, 4, 6, 3)
+    widths: Tuple[int, ...] = (64, 128, 256, 512)
+    cardinality: int = 1
+    base_width: int = 64
+    stem_width: int = 64
+    se_ratio: Optional[float] = None
+    se_divisor: int = 8
+    drop_rate: float = 0.0
+    zero_init_last: bool = True
+    bn_epsilon: float = 1e-5
+    bn_momentum: float = 0.9
+
+
+#: Config overrides of every residual variant's tiny twin (fast CPU tests).
+RESNET_TINY = {"depths": (2, 1, 1, 1), "widths": (8, 16, 32, 64), "stem_width": 16}
+
+
+def residual_body(x, config):
+    """Adds the 7x7 stem, the max pool and the residual stages.
+
+    Args:
+        x: input tensor ``(batch, height, width, channels)``.
+        config: a ``ResNetConfig``.
+
+    Returns:
+        ``(x, features)`` with features ``stem`` (stride 4 after pooling)
+        and ``stage1`` .. ``stage4`` (strides 4, 8, 16, 32).
+    """
+    if config.block not in ("basic", "bottleneck"):
+        raise ValueError(f"`block` must be 'basic' or 'bottleneck'. Received: block={config.block!r}")
+    if len(config.depths) != len(config.widths):
+        raise ValueError(
+            f"`depths` and `widths` must have the same length. Received: depths={config.depths}, "
+            f"widths={config.widths}"
+        )
+    if config.block == "basic" and (config.cardinality != 1 or config.base_width != 64):
+        raise ValueError(
+            "The basic block supports cardinality=1 and base_width=64 only. Received: "
+            f"cardinality={config.cardinality}, base_width={config.base_width}"
+        )
+    bn = dict(bn_epsilon=config.bn_epsilon, bn_momentum=config.bn_momentum)
+    x = conv_bn_act(x, config.stem_width, 7, 2, name="stem", suffixes=("conv", "bn", "relu"), **bn)
+    x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)  # inputs >= 0 after ReLU
+    x = keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+    features = {"stem": x}
+    block_options = dict(
+        se_ratio=config.se_ratio,
+        se_divisor=config.se_divisor,
+        zero_init_last=config.zero_init_last,
+        **bn,
+    )
+    if config.block == "bottleneck":
+        block_options.update(cardinality=config.cardinality, base_width=config.base_width)
+    block_fn = bottleneck_block if config.block == "bottleneck" else basic_block
+    for stage, (depth, planes) in enumerate(zip(config.depths, config.widths), start=1):
+        for index in range(depth):
+            strides = 2 if stage > 1 and index == 0 else 1
+            x = block_fn(x, planes, strides, name=f"stage{stage}_block{index + 1}", **block_options)
+        features[f"stage{stage}"] = x
+    return x, features

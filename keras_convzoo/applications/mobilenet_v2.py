@@ -1,0 +1,185 @@
+"""MobileNetV2 with keras.applications' exact architecture, layer for layer."""
+
+import dataclasses
+from typing import Tuple
+
+from keras_convzoo.applications._builder import build_application, entrypoint_arguments
+from keras_convzoo.applications._registry import ModelSpec, register
+from keras_convzoo.backend import keras
+from keras_convzoo.blocks.conv import conv_bn_act
+from keras_convzoo.blocks.inverted_residual import inverted_residual_block
+from keras_convzoo.ops.divisible import make_divisible
+
+PAPER = "Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018"
+
+#: (expansion t, channels c, repeats n, stride s) of the paper's Table 2.
+BLOCK_SETTINGS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MobileNetV2Config:
+    """Architecture of MobileNetV2.
+
+    Attributes:
+        alpha: width multiplier.
+        block_settings: rows (t, c, n, s) of the paper's Table 2.
+        stem_filters: stem channels before ``alpha``.
+        head_filters: channels of the last 1x1 conv (scaled only if alpha > 1).
+        padding_mode: ``"keras"`` (keras.applications: TF "same" stem,
+            correct_pad before strided depthwise convs) or ``"torch"``
+            (symmetric, as timm/torchvision; for ported PyTorch weights).
+        bn_epsilon, bn_momentum: keras.applications' 1e-3 and 0.999.
+        drop_rate: dropout before the classifier.
+    """
+
+    alpha: float = 1.0
+    block_settings: Tuple[Tuple[int, int, int, int], ...] = BLOCK_SETTINGS
+    stem_filters: int = 32
+    head_filters: int = 1280
+    padding_mode: str = "keras"
+    bn_epsilon: float = 1e-3
+    bn_momentum: float = 0.999
+    drop_rate: float = 0.0
+
+
+def mobilenet_v2_body(x, config):
+    """Adds the MobileNetV2 trunk.
+
+    Args:
+        x: input tensor ``(batch, height, width, channels)``.
+        config: a ``MobileNetV2Config``.
+
+    Returns:
+        ``(x, features)`` with ``stem`` and ``stage1`` .. ``stage7`` (one per
+        row of the block table) and ``head``.
+    """
+    alpha = config.alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+        raise ValueError(f"`alpha` must be a positive number. Received: alpha={alpha!r}")
+    if config.padding_mode not in ("keras", "torch"):
+        raise ValueError(
+            f"`padding_mode` must be 'keras' or 'torch'. Received: padding_mode={config.padding_mode!r}"
+        )
+    bn = dict(bn_epsilon=config.bn_epsilon, bn_momentum=config.bn_momentum)
+    stem_padding = "same" if config.padding_mode == "keras" else "torch"
+    x = conv_bn_act(
+        x,
+        make_divisible(config.stem_filters * alpha, 8),
+        3,
+        2,
+        activation="relu6",
+        padding_mode=stem_padding,
+        name="stem",
+        suffixes=("conv", "bn", "relu"),
+        **bn,
+    )
+    features = {"stem": x}
+    for stage, (t, c, n, s) in enumerate(config.block_settings, start=1):
+        filters = make_divisible(int(c * alpha), 8)
+        for index in range(n):
+            x = inverted_residual_block(
+                x,
+                filters,
+                strides=s if index == 0 else 1,
+                expansion=t,
+                padding_mode=config.padding_mode,
+                name=f"stage{stage}_block{index + 1}",
+                **bn,
+            )
+        features[f"stage{stage}"] = x
+    head = make_divisible(config.head_filters * alpha, 8) if alpha > 1.0 else config.head_filters
+    x = conv_bn_act(
+        x, head, 1, activation="relu6", name="head", suffixes=("conv", "bn", "relu"), **bn
+    )
+    features["head"] = x
+    return x, features
+
+
+#: alpha -> registry name (timm's names; timm has no 1.3).
+ALPHAS = {0.35: "mobilenetv2_035", 0.5: "mobilenetv2_050", 0.75: "mobilenetv2_075",
+          1.0: "mobilenetv2_100", 1.3: "mobilenetv2_130", 1.4: "mobilenetv2_140"}
+#: trainable parameters of keras.applications.MobileNetV2 (= timm's where it exists).
+_REFERENCE_PARAMS = {0.35: 1_677_128, 0.5: 1_968_680, 0.75: 2_636_424,
+                     1.0: 3_504_872, 1.3: 5_386_792, 1.4: 6_108_776}
+_TINY = {
+    "block_settings": ((1, 8, 1, 1), (6, 12, 2, 2), (6, 16, 1, 2), (6, 24, 1, 2),
+                       (6, 32, 1, 1), (6, 40, 1, 2), (6, 48, 1, 1)),
+    "head_filters": 64,
+}
+
+SPECS = {
+    alpha: register(
+        ModelSpec(
+            name=name,
+            family="mobilenetv2",
+            entrypoint="MobileNetV2",
+            body=mobilenet_v2_body,
+            config=MobileNetV2Config(alpha=alpha),
+            reference_params=_REFERENCE_PARAMS[alpha],
+            reference="keras.applications.MobileNetV2 (trainable)",
+            paper=PAPER,
+            test_overrides=_TINY,
+        )
+    )
+    for alpha, name in ALPHAS.items()
+}
+
+
+def MobileNetV2(
+    input_shape=None,
+    alpha=1.0,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    **kwargs,
+):
+    """Instantiates MobileNetV2, layer for layer the keras.applications architecture.
+
+    Same signature and argument order as ``keras.applications.MobileNetV2``
+    (``input_shape`` first); with weights copied across the outputs are
+    identical. Parameters: 3,538,984 at ``alpha=1.0`` (3,504,872 trainable).
+
+    Args:
+        input_shape: shape without batch, e.g. ``(224, 224, 3)`` or
+            ``(None, None, 3)``; defaults as in keras.applications.
+        alpha: width multiplier, one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4.
+        include_top: whether to add the classifier.
+        weights: None or the path to a ``.weights.h5`` file.
+        input_tensor: optional Keras tensor to use as the model input.
+        pooling: with ``include_top=False``: None, ``"avg"`` or ``"max"``.
+        classes: number of classes.
+        classifier_activation: activation of the classifier; None for logits.
+        name: model name (default: the registry name, e.g. ``mobilenetv2_100``).
+        **kwargs: overrides of ``MobileNetV2Config`` (e.g. ``padding_mode="torch"``).
+
+    Returns:
+        A ``keras.Model``.
+
+    Reference:
+        Sandler et al., "MobileNetV2: Inverted Residuals and Linear
+        Bottlenecks", CVPR 2018.
+
+    Example:
+    >>> model = MobileNetV2(input_shape=(None, None, 3), alpha=0.5, include_top=False)
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"`alpha` must be a number. Received: alpha={alpha!r}")
+    if alpha not in SPECS:
+        raise ValueError(
+            f"`alpha` must be one of {sorted(SPECS)} for MobileNetV2. Received: alpha={alpha!r}"
+        )
+    arguments = entrypoint_arguments(locals())
+    arguments.pop("alpha")
+    return build_application(SPECS[alpha], **arguments)

@@ -1,0 +1,15 @@
+"""Block functions that add standard (and package) layers to a functional graph."""
+
+from keras_convzoo.blocks.conv import conv2d, conv_bn_act
+from keras_convzoo.blocks.inverted_residual import inverted_residual_block
+from keras_convzoo.blocks.residual import basic_block, bottleneck_block
+from keras_convzoo.blocks.squeeze_excite import squeeze_excite
+
+__all__ = [
+    "basic_block",
+    "bottleneck_block",
+    "conv2d",
+    "conv_bn_act",
+    "inverted_residual_block",
+    "squeeze_excite",
+]
