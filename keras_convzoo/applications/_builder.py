@@ -29,7 +29,7 @@ def entrypoint_arguments(local_vars):
     The entrypoints spell out the keras.applications signature and pass
     ``**kwargs`` (config fields) through; this flattens both.
     """
-    arguments = {k: v for k, v in local_vars.items() if k != "kwargs"}
+    arguments = {k: v for k, v in local_vars.items() if k in APPLICATION_ARGS}
     arguments.update(local_vars.get("kwargs", {}))
     return arguments
 

@@ -181,5 +181,4 @@ def MobileNetV2(
             f"`alpha` must be one of {sorted(SPECS)} for MobileNetV2. Received: alpha={alpha!r}"
         )
     arguments = entrypoint_arguments(locals())
-    arguments.pop("alpha")
     return build_application(SPECS[alpha], **arguments)

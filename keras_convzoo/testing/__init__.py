@@ -1,0 +1,15 @@
+"""Test helpers for keras_convzoo layers and models (pytest-native)."""
+
+from keras_convzoo.testing.helpers import (
+    run_application_test,
+    run_layer_test,
+    run_model_saving_test,
+    run_serialization_test,
+)
+
+__all__ = [
+    "run_application_test",
+    "run_layer_test",
+    "run_model_saving_test",
+    "run_serialization_test",
+]

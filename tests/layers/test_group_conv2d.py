@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from keras_convzoo.backend import LEGACY_KERAS, keras
+from keras_convzoo.layers import GroupConv2D
+from keras_convzoo.layers.group_conv2d import IMPLEMENTATIONS
+from keras_convzoo.testing import run_layer_test
+
+CASES = [
+    # in_ch, filters, groups, kernel, strides, padding, dilation
+    (16, 16, 4, 3, 1, "same", 1),
+    (16, 32, 8, 3, 2, "valid", 1),
+    (12, 24, 3, 3, 1, "valid", 2),
+    (8, 8, 8, 3, 1, "same", 1),  # depthwise
+    (8, 16, 1, 1, 1, "same", 1),  # dense
+    (32, 32, 4, (3, 1), (2, 1), "same", 1),  # unequal strides -> native fallback
+]
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
+def test_matches_keras_grouped_conv2d(case, implementation):
+    in_ch, filters, groups, kernel, strides, padding, dilation = case
+    x = np.random.default_rng(1).standard_normal((2, 11, 13, in_ch)).astype("float32")
+    ours = GroupConv2D(
+        filters, kernel, strides=strides, padding=padding, groups=groups,
+        dilation_rate=dilation, implementation=implementation,
+    )
+    reference = keras.layers.Conv2D(
+        filters, kernel, strides=strides, padding=padding, groups=groups, dilation_rate=dilation
+    )
+    expected = reference(x)
+    ours.build(x.shape)
+    ours.set_weights([w + 0.1 for w in reference.get_weights()])
+    reference.set_weights(ours.get_weights())
+    np.testing.assert_allclose(ours(x).numpy(), reference(x).numpy(), atol=2e-5, rtol=1e-5)
+    assert ours(x).shape == expected.shape
+
+
+def test_auto_picks_depthwise_for_narrow_groups():
+    narrow = GroupConv2D(128, 3, groups=32)
+    narrow.build((None, 8, 8, 128))
+    assert narrow.resolved_implementation == "depthwise"
+    wide = GroupConv2D(512, 3, groups=32)
+    wide.build((None, 8, 8, 512))
+    assert wide.resolved_implementation == "native"
+    dense = GroupConv2D(16, 3)
+    dense.build((None, 8, 8, 16))
+    assert dense.resolved_implementation == "native"
+
+
+@pytest.mark.parametrize("implementation", ["auto", "depthwise"])
+def test_layer_contract(implementation):
+    run_layer_test(
+        GroupConv2D,
+        {"filters": 8, "kernel_size": 3, "groups": 4, "padding": "same", "implementation": implementation},
+        input_shape=(2, 9, 7, 8),
+        expected_output_shape=(2, 9, 7, 8),
+        expected_num_trainable_weights=2,
+        expected_num_non_trainable_weights=0,
+    )
+    run_layer_test(
+        GroupConv2D,
+        {"filters": 12, "kernel_size": 3, "strides": 2, "groups": 3, "use_bias": False},
+        input_shape=(1, 9, 10, 6),
+        expected_output_shape=(1, 4, 4, 12),
+        expected_num_trainable_weights=1,
+    )
+
+
+def test_dynamic_spatial_size():
+    inputs = keras.Input((None, None, 8))
+    model = keras.Model(inputs, GroupConv2D(8, 3, padding="same", groups=2)(inputs))
+    for hw in [(5, 7), (16, 3)]:
+        assert model(np.zeros((3,) + hw + (8,), "float32")).shape == (3,) + hw + (8,)
+
+
+@pytest.mark.skipif(LEGACY_KERAS, reason="Keras 3 mixed-precision policy API")
+def test_mixed_precision_output_dtype():
+    layer = GroupConv2D(8, 3, groups=4, dtype="mixed_float16")
+    y = layer(np.ones((1, 6, 6, 8), "float32"))
+    assert y.dtype == "float16"
+    assert layer.kernel.dtype == "float32"
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="groups.*divide.*filters"):
+        GroupConv2D(10, 3, groups=4)
+    with pytest.raises(ValueError, match="input channels"):
+        GroupConv2D(8, 3, groups=4)(np.zeros((1, 5, 5, 6), "float32"))
+    with pytest.raises(ValueError, match="implementation"):
+        GroupConv2D(8, 3, implementation="fast")
+    with pytest.raises(ValueError, match="padding"):
+        GroupConv2D(8, 3, padding="causal")
+    with pytest.raises(ValueError, match="kernel_size"):
+        GroupConv2D(8, (3, 3, 3))
+    with pytest.raises(ValueError, match="filters"):
+        GroupConv2D(0, 3)
+    with pytest.raises(ValueError, match="strides"):
+        GroupConv2D(8, 3, strides=2, dilation_rate=2)
