@@ -122,7 +122,11 @@ def build_application(
 
     x, _features = spec.body(inputs, spec.config)
     x = _add_head(x, spec, include_top, pooling, classes, classifier_activation)
-    model_inputs = get_source_inputs(input_tensor) if input_tensor is not None else inputs
+    model_inputs = inputs
+    if input_tensor is not None:
+        model_inputs = get_source_inputs(input_tensor)
+        if len(model_inputs) == 1:
+            model_inputs = model_inputs[0]
     model = keras.Model(model_inputs, x, name=name or spec.name)
     if weights_path is not None:
         _load_weights(model, weights_path, include_top, classes, input_shape)

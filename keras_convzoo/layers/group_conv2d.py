@@ -9,14 +9,21 @@ from keras_convzoo.layers._validation import (
 
 IMPLEMENTATIONS = ("auto", "native", "depthwise", "split", "dense")
 
-#: ``"auto"`` lowers to ``"depthwise"`` when each group has at most this many
-#: input channels, else to ``"native"``. Measured by
+#: On CPU, ``"auto"`` lowers to ``"depthwise"`` when each group has at most
+#: this many input channels, else to ``"split"``. Measured by
 #: ``tools/benchmark_group_conv.py`` on the 2-core CPU (TF 2.21): with 4
 #: channels per group (ResNeXt50 stage 1, 128 channels, 56x56) the depthwise
 #: lowering takes ~3.2 ms against ~7.4 ms native and ~10 ms for Keras'
-#: ``Conv2D(groups=32)``; from 8 channels per group on, native is as fast or
-#: faster (16 per group: 1.1 ms native vs 2.8 ms depthwise).
+#: ``Conv2D(groups=32)``; from 8 channels per group on, native and split are
+#: as fast or faster (16 per group: 1.1 ms native, 1.3 ms split, 2.8 ms
+#: depthwise). "split" is preferred to "native" on CPU because TensorFlow has
+#: no CPU gradient for grouped ``Conv2D`` ("Gradients for grouped convolutions
+#: are not supported on CPU"), so a native layer could not be trained there.
 DEPTHWISE_MAX_GROUP_CHANNELS = 4
+
+
+def _gpu_visible():
+    return bool(tf.config.list_logical_devices("GPU"))
 
 
 @register_serializable
@@ -38,9 +45,14 @@ class GroupConv2D(keras.layers.Layer):
     - ``"split"``: one convolution per group, concatenated.
     - ``"dense"``: one dense convolution with a block-diagonal kernel
       (``groups`` times the FLOPs; useful only for tiny layers).
-    - ``"auto"``: ``"depthwise"`` when ``in_channels // groups <=
-      DEPTHWISE_MAX_GROUP_CHANNELS`` (4) and strides are equal, else
-      ``"native"`` (see ``tools/benchmark_group_conv.py``).
+    - ``"auto"``: ``"native"`` when a GPU is visible (cuDNN grouped
+      convolution) or ``groups == 1``; on CPU ``"depthwise"`` when
+      ``in_channels // groups <= DEPTHWISE_MAX_GROUP_CHANNELS`` (4) and the
+      strides are equal, else ``"split"`` (see ``tools/benchmark_group_conv.py``).
+
+    TensorFlow has no CPU gradient for a grouped ``tf.nn.conv2d``: the
+    ``"native"`` lowering trains on GPU only; every other lowering trains
+    everywhere and gives the same numbers.
 
     Args:
         filters: int, number of output channels, divisible by ``groups``.
@@ -152,12 +164,12 @@ class GroupConv2D(keras.layers.Layer):
         """The lowering ``call`` uses (``"auto"`` resolved); needs a built layer."""
         if self.implementation != "auto":
             return self.implementation
-        if self.groups == 1:
+        if self.groups == 1 or _gpu_visible():
             return "native"
         group_channels = self.in_channels // self.groups
         if group_channels <= DEPTHWISE_MAX_GROUP_CHANNELS and self.strides[0] == self.strides[1]:
             return "depthwise"
-        return "native"
+        return "split"
 
     def call(self, inputs):
         kernel = tf.cast(self.kernel, inputs.dtype)

@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 
-from keras_convzoo.backend import LEGACY_KERAS
 
 WEIGHT_SUFFIXES = (".weights.h5", ".h5")
 
@@ -52,7 +51,8 @@ def check_weights_path(weights):
 
 
 def _count_keras3_arrays(path):
-    """Number of arrays in a Keras 3 ``.weights.h5`` file, or None for other formats."""
+    """Number of arrays in a ``.weights.h5`` file of the Keras 3 layout (also written by
+    tf_keras for that suffix), or None for the legacy HDF5 layout."""
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -86,15 +86,14 @@ def load(model, path):
     >>> keras_convzoo.weights.load(model, "/tmp/m.weights.h5")
     """
     path = check_weights_path(path)
-    if not LEGACY_KERAS:
-        count = _count_keras3_arrays(path)
-        if count is not None and count != len(model.weights):
-            raise WeightsMismatchError(
-                f"The weights file {path!r} holds {count} arrays but model '{model.name}' has "
-                f"{len(model.weights)} weights: it was saved from another architecture "
-                "(check include_top, classes and the variant). No weight was changed.",
-                detail="array count",
-            )
+    count = _count_keras3_arrays(path)
+    if count is not None and count != len(model.weights):
+        raise WeightsMismatchError(
+            f"The weights file {path!r} holds {count} arrays but model '{model.name}' has "
+            f"{len(model.weights)} weights: it was saved from another architecture "
+            "(check include_top, classes and the variant). No weight was changed.",
+            detail="array count",
+        )
     snapshot = [np.array(v) for v in model.weights]
     try:
         with warnings.catch_warnings():
@@ -104,9 +103,17 @@ def load(model, path):
         for variable, value in zip(model.weights, snapshot):
             variable.assign(value)
         detail = str(error)
-        match = re.search(r"name=([\w./-]+)", detail) or re.search(r"layer[^']*'([\w./-]+)'", detail)
+        match = (
+            re.search(r"name=([\w.-]+)", detail)  # Keras 3
+            or re.search(r"variable '\s*([\w.-]+)/", detail)  # tf_keras
+            or re.search(r"layer[^']*'([\w.-]+)'", detail)
+        )
         layer = match.group(1) if match else None
-        shapes = re.search(r"variable\.shape=\([^)]*\), Received: value\.shape=\([^)]*\)", detail)
+        shapes = re.search(
+            r"variable\.shape=\([^)]*\), Received: value\.shape=\([^)]*\)"
+            r"|variable shape \([^)]*\), and the assigned value shape \([^)]*\)",
+            detail,
+        )
         summary = shapes.group(0) if shapes else detail.splitlines()[0][:300]
         raise WeightsMismatchError(
             f"The weights file {path!r} does not fit model '{model.name}'"
