@@ -72,7 +72,7 @@ def residual_body(x, config):
             f"cardinality={config.cardinality}, base_width={config.base_width}"
         )
     bn = dict(bn_epsilon=config.bn_epsilon, bn_momentum=config.bn_momentum)
-    x = conv_bn_act(x, config.stem_width, 7, 2, name="stem", suffixes=("conv", "bn", "relu"), **bn)
+    x = conv_bn_act(x, config.stem_width, 7, 2, name="stem", **bn)
     x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)  # inputs >= 0 after ReLU
     x = keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
     features = {"stem": x}

@@ -78,7 +78,6 @@ def mobilenet_v2_body(x, config):
         activation="relu6",
         padding_mode=stem_padding,
         name="stem",
-        suffixes=("conv", "bn", "relu"),
         **bn,
     )
     features = {"stem": x}
@@ -97,7 +96,7 @@ def mobilenet_v2_body(x, config):
         features[f"stage{stage}"] = x
     head = make_divisible(config.head_filters * alpha, 8) if alpha > 1.0 else config.head_filters
     x = conv_bn_act(
-        x, head, 1, activation="relu6", name="head", suffixes=("conv", "bn", "relu"), **bn
+        x, head, 1, activation="relu6", name="head", **bn
     )
     features["head"] = x
     return x, features

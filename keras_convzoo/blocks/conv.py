@@ -105,11 +105,11 @@ def conv_bn_act(
     bn_momentum=0.9,
     zero_gamma=False,
     name="conv",
-    suffixes=("conv", "bn", "act"),
+    suffixes=("conv", "bn", "relu"),
 ):
     """Adds ``conv2d`` + ``BatchNormalization`` + optional ReLU/ReLU6.
 
-    Layers are named ``f"{name}_{suffix}"`` with ``suffixes`` (conv, bn, act),
+    Layers are named ``f"{name}_{suffix}"`` with ``suffixes`` (conv, bn, relu),
     so a block's layers read ``stage2_block1_conv1``, ``stage2_block1_bn1``...
 
     Args:

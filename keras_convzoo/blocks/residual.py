@@ -20,9 +20,23 @@ def _shortcut(x, out_channels, strides, bn_epsilon, bn_momentum, name):
     )
 
 
-def _merge(x, shortcut, name):
-    x = keras.layers.Add(name=f"{name}_add")([x, shortcut])
-    return keras.layers.ReLU(name=f"{name}_out")(x)
+def _last_conv_se_merge(y, shortcut, out_channels, kernel_size, index, se_ratio, se_divisor,
+                        zero_init_last, name, bn):
+    """The end every residual block shares: conv + BN (no act), optional SE, add, ReLU."""
+    y = conv_bn_act(
+        y,
+        out_channels,
+        kernel_size,
+        activation=None,
+        zero_gamma=zero_init_last,
+        name=name,
+        suffixes=(f"conv{index}", f"bn{index}", ""),
+        **bn,
+    )
+    if se_ratio:
+        y = squeeze_excite(y, se_ratio, se_divisor, name=f"{name}_se")
+    y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
+    return keras.layers.ReLU(name=f"{name}_out")(y)
 
 
 def bottleneck_block(
@@ -75,19 +89,9 @@ def bottleneck_block(
     y = conv_bn_act(
         y, width, 3, strides, groups=cardinality, name=name, suffixes=("conv2", "bn2", "relu2"), **bn
     )
-    y = conv_bn_act(
-        y,
-        out_channels,
-        1,
-        activation=None,
-        zero_gamma=zero_init_last,
-        name=name,
-        suffixes=("conv3", "bn3", ""),
-        **bn,
+    return _last_conv_se_merge(
+        y, shortcut, out_channels, 1, 3, se_ratio, se_divisor, zero_init_last, name, bn
     )
-    if se_ratio:
-        y = squeeze_excite(y, se_ratio, se_divisor, name=f"{name}_se")
-    return _merge(y, shortcut, name)
 
 
 def basic_block(
@@ -124,16 +128,6 @@ def basic_block(
     bn = dict(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum)
     shortcut = _shortcut(x, planes, strides, name=name, **bn)
     y = conv_bn_act(x, planes, 3, strides, name=name, suffixes=("conv1", "bn1", "relu1"), **bn)
-    y = conv_bn_act(
-        y,
-        planes,
-        3,
-        activation=None,
-        zero_gamma=zero_init_last,
-        name=name,
-        suffixes=("conv2", "bn2", ""),
-        **bn,
+    return _last_conv_se_merge(
+        y, shortcut, planes, 3, 2, se_ratio, se_divisor, zero_init_last, name, bn
     )
-    if se_ratio:
-        y = squeeze_excite(y, se_ratio, se_divisor, name=f"{name}_se")
-    return _merge(y, shortcut, name)
