@@ -1,0 +1,258 @@
+"""Export to ONNX through tf2onnx, checked with ``onnx.checker`` and onnxruntime.
+
+The model is traced in a ``tf.function`` whose input signature keeps the
+batch dimension dynamic (``dynamic_batch=True``) and keeps the model's
+``None`` spatial dimensions dynamic unless ``input_shape`` fixes them;
+``tf2onnx.convert.from_function`` converts it. The result is validated with
+``onnx.checker.check_model(full_check=True)`` before anything is written, the
+file is written, then run with onnxruntime (CPU provider) on seeded random
+inputs and compared with the Keras model.
+
+tf2onnx quirk worked around here: an op tf2onnx cannot map (a ``PyFunc``, or
+the nested ``(Stateful)PartitionedCall`` that the grouped ``Conv2D`` of Keras 3
+and of tf_keras lowers to) is only *logged*; tf2onnx still returns a model that contains the
+TensorFlow op, and Keras 3's own ``model.export(format="onnx")`` writes such
+a file silently. Here the tf2onnx error log is captured and turned into an
+``ExportError``, and the checker rejects any node outside the ONNX opsets, so
+an invalid file is never written.
+"""
+
+import logging
+import os
+
+import numpy as np
+
+from keras_convzoo.backend import tf
+from keras_convzoo.export.report import (
+    ExportError,
+    ExportReport,
+    check_num_samples,
+    check_output_path,
+    check_report,
+    compare_outputs,
+    describe_tolerance,
+    file_size,
+    first_error_line,
+    keras_outputs,
+    model_input,
+    random_inputs,
+    resolve_input_shape,
+)
+
+_HINTS = {
+    "PartitionedCall": (
+        "a nested TensorFlow function that was not inlined, e.g. keras.layers.Conv2D(groups>1), "
+        "which Keras 3 and tf_keras both run as a nested XLA-compiled function; use "
+        "keras_convzoo.layers.GroupConv2D instead"
+    ),
+    "PyFunc": "a tf.py_function / tf.numpy_function, which runs Python and cannot be exported",
+}
+
+
+def _import_onnx_stack():
+    try:
+        import onnx
+        import onnxruntime
+        import tf2onnx
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "ONNX export needs tf2onnx, onnx and onnxruntime: "
+            "`pip install tf2onnx onnx onnxruntime` (or `pip install keras_convzoo[export]`)."
+        ) from e
+    return tf2onnx, onnx, onnxruntime
+
+
+class _ErrorLog(logging.Handler):
+    """Collects the ERROR records tf2onnx logs while converting."""
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.messages = []
+
+    def emit(self, record):
+        try:
+            self.messages.append(record.getMessage())
+        except Exception:  # pragma: no cover - malformed record
+            self.messages.append(str(record.msg))
+
+
+def _hint(text):
+    for key, hint in _HINTS.items():
+        if key in text:
+            return f" ({key}: {hint})"
+    return ""
+
+
+def _is_conversion_failure(message):
+    return (
+        "is not supported" in message
+        or message.startswith("Unsupported ops")
+        or message.startswith("Failed to convert node")
+    )
+
+
+def _convert(model, signature_shape, dtype, name, opset):
+    tf2onnx, onnx, _ = _import_onnx_stack()
+    spec = tf.TensorSpec(signature_shape, dtype, name=name)
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def serve(x):
+        outputs = tf.nest.flatten(model(x, training=False))
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    model_name = getattr(model, "name", "?")
+    log = _ErrorLog()
+    logger = logging.getLogger("tf2onnx")
+    logger.addHandler(log)
+    try:
+        proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
+    except Exception as e:
+        raise ExportError(
+            f"ONNX conversion (tf2onnx {tf2onnx.__version__}, opset {opset}) of model "
+            f"'{model_name}' failed: {first_error_line(e)}{_hint(str(e))}"
+        ) from e
+    finally:
+        logger.removeHandler(log)
+    failures = [m for m in log.messages if _is_conversion_failure(m)]
+    if failures:
+        first = first_error_line(failures[0])
+        raise ExportError(
+            f"ONNX conversion (tf2onnx {tf2onnx.__version__}, opset {opset}) of model "
+            f"'{model_name}' failed: {first}{_hint(' '.join(failures))}"
+        )
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as e:
+        logged = f" tf2onnx logged: {first_error_line(log.messages[0])}." if log.messages else ""
+        raise ExportError(
+            f"ONNX conversion (tf2onnx {tf2onnx.__version__}, opset {opset}) of model "
+            f"'{model_name}' produced an invalid ONNX model (onnx.checker): "
+            f"{first_error_line(e)}{_hint(str(e))}.{logged} No file was written."
+        ) from e
+    return proto
+
+
+def run_onnx(path, x):
+    """Runs a single-input ONNX file with onnxruntime on the CPU.
+
+    Args:
+        path: the ``.onnx`` file.
+        x: input array, batch first. A file with a fixed batch of 1 is run one
+            sample at a time.
+
+    Returns:
+        A list of output arrays in the file's output order (the model's
+        flattened outputs for files written by ``to_onnx``).
+
+    Raises:
+        ValueError: when the file does not have exactly one input.
+
+    Example:
+    >>> (probs,) = run_onnx("model.onnx", images)
+    """
+    _, _, ort = _import_onnx_stack()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(
+        os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ValueError(
+            f"run_onnx supports single-input files; '{path}' has {len(inputs)} inputs."
+        )
+    x = np.asarray(x, dtype=np.float32)
+    batch = inputs[0].shape[0] if inputs[0].shape else None
+    if batch == 1 and x.shape[0] != 1:
+        batches = [x[i : i + 1] for i in range(x.shape[0])]
+    else:
+        batches = [x]
+    per_batch = [session.run(None, {inputs[0].name: b}) for b in batches]
+    return [np.concatenate(parts, axis=0) for parts in zip(*per_batch)]
+
+
+def to_onnx(
+    model,
+    path,
+    opset=17,
+    dynamic_batch=True,
+    verify=True,
+    input_shape=None,
+    num_samples=4,
+    seed=0,
+):
+    """Converts a Keras model to an ONNX file and checks the file against Keras.
+
+    The file's input is named after the Keras input (e.g. ``"input"``) and
+    has a dynamic batch dimension when ``dynamic_batch=True`` (batch 1
+    otherwise). ``None`` spatial dimensions of the model stay dynamic in the
+    file unless ``input_shape`` fixes them. The model is validated with
+    ``onnx.checker`` (an invalid model raises and is never written), written,
+    then run with onnxruntime (CPU) on ``num_samples`` seeded unit-normal
+    inputs — one batch when the batch is dynamic, else one at a time — whose
+    ``None`` dimensions are ``DEFAULT_SPATIAL_SIZE`` (224) unless
+    ``input_shape`` is given, and compared with ``model(x, training=False)``
+    to ``relative_diff <= 1e-4`` (``ONNX_MAX_RELATIVE_DIFF``).
+
+    Args:
+        model: a built single-input Keras 3 or tf_keras model.
+        path: destination ``.onnx`` file; its folder must exist.
+        opset: ONNX opset for tf2onnx.
+        dynamic_batch: keep the batch dimension dynamic.
+        verify: run the file and raise when it is out of tolerance.
+        input_shape: shape without batch, e.g. ``(64, 64, 3)``, fixing the
+            model's ``None`` dimensions in the file and in verification.
+        num_samples: number of random verification inputs.
+        seed: seed of the verification inputs.
+
+    Returns:
+        An ``ExportReport`` with ``format="onnx"`` (differences ``None`` when
+        ``verify=False``).
+
+    Raises:
+        ValueError: for a ``path`` whose folder does not exist, a bad
+            ``input_shape`` or ``opset``, or a multi-input model.
+        ExportError: (a ``RuntimeError``) when tf2onnx cannot convert an op
+            or produces a model ``onnx.checker`` rejects; the message names
+            tf2onnx and carries its first error line.
+        VerificationError: (a ``ValueError``) when ``verify=True`` and the
+            file is out of tolerance; the message has the measured numbers
+            (the file stays on disk for inspection).
+
+    Example:
+    >>> model = kcz.ResNeXt50(weights=None, input_shape=(None, None, 3))
+    >>> report = kcz.export.to_onnx(model, "resnext50.onnx")  # dynamic N, H, W
+    >>> report.relative_diff < 1e-4
+    True
+    """
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or opset < 7:
+        raise ValueError(f"`opset` must be an int >= 7. Received: opset={opset!r}")
+    path = check_output_path(path, ".onnx")
+    if verify:
+        num_samples = check_num_samples(num_samples)
+    model_shape, dtype, name = model_input(model)
+    shape = resolve_input_shape(model_shape, input_shape, fill_none=False)
+    signature_shape = (None if dynamic_batch else 1,) + shape
+    proto = _convert(model, signature_shape, dtype, name, int(opset))
+    import onnx
+
+    onnx.save_model(proto, path)
+    fields = dict(
+        format="onnx",
+        path=path,
+        quantization=None,
+        file_size_bytes=file_size(path),
+        input_shape=signature_shape,
+        tolerance=describe_tolerance("onnx"),
+    )
+    if not verify:
+        return ExportReport(**fields)
+    sample_shape = resolve_input_shape(shape, None, fill_none=True)
+    x = random_inputs(sample_shape, num_samples, seed, dtype.as_numpy_dtype)
+    batches = [x] if dynamic_batch else [x[i : i + 1] for i in range(num_samples)]
+    reference = keras_outputs(model, batches)
+    candidate = run_onnx(path, x)
+    report = ExportReport(
+        **fields, num_samples=num_samples, **compare_outputs(reference, candidate)
+    )
+    return check_report(report)

@@ -1,0 +1,503 @@
+"""The export report, the verification tolerances and the checks both exporters share.
+
+Every exporter of ``keras_convzoo.export`` writes a file, runs it with the
+target runtime on seeded random inputs, compares the outputs with the Keras
+model's and returns an ``ExportReport``. With ``verify=True`` an out-of-
+tolerance file raises ``VerificationError`` (a ``ValueError``) naming the
+measured numbers. The tolerances are the module constants below:
+
+| format / quantization | check                          | constant                      |
+|-----------------------|--------------------------------|-------------------------------|
+| TFLite fp32 (`None`)  | ``relative_diff <= 1e-4``      | ``FP32_MAX_RELATIVE_DIFF``    |
+| TFLite ``"float16"``  | ``relative_diff <= 1e-2``      | ``FLOAT16_MAX_RELATIVE_DIFF`` |
+| TFLite ``"dynamic"``  | ``relative_diff <= 5e-2``      | ``DYNAMIC_MAX_RELATIVE_DIFF`` |
+| TFLite ``"int8"``     | ``snr_db >= 15``               | ``INT8_MIN_SNR_DB``           |
+| ONNX                  | ``relative_diff <= 1e-4``      | ``ONNX_MAX_RELATIVE_DIFF``    |
+
+``relative_diff`` is the largest absolute output difference divided by the
+largest absolute Keras output (``output_scale``), so it does not depend on
+the scale of the logits. fp32 files and ONNX differ from Keras only by
+floating-point reordering (about 1e-7 relative). float16 files store the
+weights in half precision (about 1e-4 relative measured). Dynamic-range
+quantization stores the weights in int8 and quantizes activations on the
+fly, so its error grows with depth; 5e-2 of the output scale leaves a wide
+margin over what the tiny ResNeXt twin measures (0.3-1 %). Full-integer
+(int8) files are judged by their signal-to-noise ratio instead: 15 dB means
+an error power about 3 % of the signal power; a calibrated int8 file of the
+tiny ResNeXt twin measures 30-40 dB.
+
+Non-finite runtime outputs (NaN or inf where Keras is finite) always fail.
+"""
+
+import dataclasses
+import math
+import os
+import re
+from typing import Optional, Tuple
+
+import numpy as np
+
+from keras_convzoo.backend import tf
+
+#: Largest ``relative_diff`` accepted for a float32 TFLite file.
+FP32_MAX_RELATIVE_DIFF = 1e-4
+#: Largest ``relative_diff`` accepted for a float16-weight TFLite file.
+FLOAT16_MAX_RELATIVE_DIFF = 1e-2
+#: Largest ``relative_diff`` accepted for a dynamic-range quantized TFLite file.
+DYNAMIC_MAX_RELATIVE_DIFF = 5e-2
+#: Smallest output signal-to-noise ratio (dB) accepted for a full-integer file.
+INT8_MIN_SNR_DB = 15.0
+#: Largest ``relative_diff`` accepted for an ONNX file.
+ONNX_MAX_RELATIVE_DIFF = 1e-4
+
+#: Side used for each ``None`` spatial dimension when no ``input_shape`` is given.
+DEFAULT_SPATIAL_SIZE = 224
+
+#: The ``quantization`` values ``to_tflite`` accepts.
+QUANTIZATIONS = (None, "float16", "dynamic", "int8")
+
+_TINY = 1e-12
+
+
+class ExportError(RuntimeError):
+    """A converter (TFLite or tf2onnx) could not convert the model.
+
+    The message names the converter and carries the converter's first error
+    line (for example ``'tf.PyFunc' op is neither a custom op nor a flex op``).
+    """
+
+
+class VerificationError(ValueError):
+    """The exported file's outputs differ from the Keras model's beyond tolerance."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    """What an export wrote and how closely the file reproduces the Keras model.
+
+    The difference fields are ``None`` when the export ran with
+    ``verify=False``.
+
+    Attributes:
+        format: ``"tflite"`` or ``"onnx"``.
+        path: the written file.
+        quantization: ``None``, ``"float16"``, ``"dynamic"`` or ``"int8"``
+            (always ``None`` for ONNX).
+        file_size_bytes: size of the written file.
+        max_abs_diff: largest absolute difference between the runtime's and
+            the Keras model's outputs over all verification samples.
+        mean_abs_diff: mean absolute difference.
+        output_scale: largest absolute Keras output.
+        relative_diff: ``max_abs_diff / max(output_scale, 1e-12)``.
+        top1_agreement: fraction of samples whose argmax agrees with Keras,
+            for a single 2D ``(batch, classes)`` output; ``None`` otherwise.
+        snr_db: ``10 * log10(signal power / error power)`` of the outputs
+            (``inf`` for identical outputs). Computed for every file, checked
+            only for int8 files.
+        input_shape: the input shape stored in the file, batch included
+            (``None`` for a dynamic dimension).
+        num_samples: number of random inputs the file was verified on
+            (0 without verification).
+        tolerance: the check ``verify=True`` applied, e.g.
+            ``"relative_diff <= 0.0001"``.
+
+    Example:
+    >>> report = kcz.export.to_tflite(model, "/tmp/model.tflite")
+    >>> print(report)
+    >>> report.relative_diff < 1e-4
+    True
+    """
+
+    format: str
+    path: str
+    quantization: Optional[str]
+    file_size_bytes: int
+    max_abs_diff: Optional[float] = None
+    mean_abs_diff: Optional[float] = None
+    output_scale: Optional[float] = None
+    relative_diff: Optional[float] = None
+    top1_agreement: Optional[float] = None
+    snr_db: Optional[float] = None
+    input_shape: Optional[Tuple[Optional[int], ...]] = None
+    num_samples: int = 0
+    tolerance: str = ""
+
+    def to_dict(self):
+        """Returns the report as a plain ``dict`` (for JSON logs)."""
+        return dataclasses.asdict(self)
+
+    def __str__(self):
+        rows = []
+        for field in dataclasses.fields(self):
+            rows.append((field.name, _format_value(field.name, getattr(self, field.name))))
+        width = max(len(name) for name, _ in rows)
+        lines = [f"ExportReport ({self.format})"]
+        lines += [f"  {name.ljust(width)}  {value}" for name, value in rows]
+        return "\n".join(lines)
+
+
+def _format_value(name, value):
+    if value is None:
+        return "-"
+    if name == "file_size_bytes":
+        return f"{value:,} bytes ({value / 1024:.1f} KiB)"
+    if name == "snr_db":
+        return f"{value:.2f} dB" if math.isfinite(value) else f"{value} dB"
+    if name == "top1_agreement":
+        return f"{value:.3f}"
+    if isinstance(value, float):
+        return f"{value:.3e}"
+    return str(value)
+
+
+# --------------------------------------------------------------------------
+# Comparison and tolerances.
+# --------------------------------------------------------------------------
+
+
+def compare_outputs(reference, candidate):
+    """Measures how far runtime outputs are from the Keras model's outputs.
+
+    Args:
+        reference: a list of arrays (the Keras model's flattened outputs), or
+            one array.
+        candidate: the runtime's outputs, same structure and shapes.
+
+    Returns:
+        A dict with ``max_abs_diff``, ``mean_abs_diff``, ``output_scale``,
+        ``relative_diff``, ``top1_agreement`` and ``snr_db`` (floats;
+        ``top1_agreement`` is ``None`` unless there is a single 2D output with
+        more than one class). A NaN or inf in ``candidate`` where
+        ``reference`` is finite counts as an infinite difference.
+
+    Raises:
+        ValueError: when the number of outputs or their shapes differ.
+
+    Example:
+    >>> compare_outputs([np.ones((2, 3))], [np.ones((2, 3)) * 1.1])["max_abs_diff"]
+    0.1
+    """
+    reference = _as_list(reference)
+    candidate = _as_list(candidate)
+    if len(reference) != len(candidate):
+        raise ValueError(
+            f"The exported file has {len(candidate)} output(s), the Keras model "
+            f"{len(reference)}."
+        )
+    errors, refs = [], []
+    for i, (ref, out) in enumerate(zip(reference, candidate)):
+        ref = np.asarray(ref, dtype=np.float64)
+        out = np.asarray(out, dtype=np.float64)
+        if ref.shape != out.shape:
+            raise ValueError(
+                f"Output {i} of the exported file has shape {out.shape}, the Keras "
+                f"model's has shape {ref.shape}."
+            )
+        err = np.abs(out - ref)
+        err[~np.isfinite(err)] = np.inf
+        errors.append(err.ravel())
+        refs.append(ref.ravel())
+    err = np.concatenate(errors) if errors else np.zeros((0,))
+    ref = np.concatenate(refs) if refs else np.zeros((0,))
+    max_abs = float(err.max()) if err.size else 0.0
+    mean_abs = float(err.mean()) if err.size else 0.0
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    signal = float(np.sum(ref**2))
+    noise = float(np.sum(err**2)) if np.all(np.isfinite(err)) else math.inf
+    if noise == 0.0:
+        snr = math.inf
+    elif math.isinf(noise) or signal == 0.0:
+        snr = -math.inf
+    else:
+        snr = 10.0 * math.log10(signal / noise)
+    top1 = None
+    if len(reference) == 1:
+        ref0 = np.asarray(reference[0])
+        out0 = np.asarray(candidate[0])
+        if ref0.ndim == 2 and ref0.shape[-1] > 1 and ref0.shape[0] > 0:
+            top1 = float(np.mean(np.argmax(ref0, axis=-1) == np.argmax(out0, axis=-1)))
+    return {
+        "max_abs_diff": max_abs,
+        "mean_abs_diff": mean_abs,
+        "output_scale": scale,
+        "relative_diff": max_abs / max(scale, _TINY),
+        "top1_agreement": top1,
+        "snr_db": snr,
+    }
+
+
+def tolerance_for(fmt, quantization=None):
+    """The check ``verify=True`` applies to a format and quantization.
+
+    Args:
+        fmt: ``"tflite"`` or ``"onnx"``.
+        quantization: one of ``QUANTIZATIONS`` (TFLite only).
+
+    Returns:
+        ``(metric, bound)``: ``("relative_diff", max)`` or ``("snr_db", min)``.
+
+    Raises:
+        ValueError: for an unknown format or quantization.
+    """
+    if fmt == "onnx":
+        return "relative_diff", ONNX_MAX_RELATIVE_DIFF
+    if fmt != "tflite":
+        raise ValueError(f"Unknown export format: {fmt!r}. Allowed: 'tflite', 'onnx'")
+    bounds = {
+        None: ("relative_diff", FP32_MAX_RELATIVE_DIFF),
+        "float16": ("relative_diff", FLOAT16_MAX_RELATIVE_DIFF),
+        "dynamic": ("relative_diff", DYNAMIC_MAX_RELATIVE_DIFF),
+        "int8": ("snr_db", INT8_MIN_SNR_DB),
+    }
+    if quantization not in bounds:
+        raise ValueError(
+            f"Unknown quantization: {quantization!r}. Allowed values: {list(QUANTIZATIONS)}"
+        )
+    return bounds[quantization]
+
+
+def describe_tolerance(fmt, quantization=None):
+    """``tolerance_for`` as text, e.g. ``"relative_diff <= 0.0001"``."""
+    metric, bound = tolerance_for(fmt, quantization)
+    return f"{metric} {'>=' if metric == 'snr_db' else '<='} {bound:g}"
+
+
+def check_report(report):
+    """Raises when a verified report is outside its format's tolerance.
+
+    Args:
+        report: an ``ExportReport`` with measured differences.
+
+    Returns:
+        The report, unchanged.
+
+    Raises:
+        VerificationError: naming the measured numbers, the tolerance and the
+            file, when the check fails (NaN outputs always fail).
+
+    Example:
+    >>> check_report(report)  # raises on a wrong file
+    """
+    if report.num_samples == 0 or report.max_abs_diff is None:
+        return report
+    metric, bound = tolerance_for(report.format, report.quantization)
+    value = getattr(report, metric)
+    if metric == "snr_db":
+        ok = value is not None and not math.isnan(value) and value >= bound
+    else:
+        ok = value is not None and math.isfinite(value) and value <= bound
+    if ok:
+        return report
+    what = report.format if report.format == "onnx" else f"tflite ({report.quantization or 'fp32'})"
+    top1 = "-" if report.top1_agreement is None else f"{report.top1_agreement:.3f}"
+    tolerance = report.tolerance or describe_tolerance(report.format, report.quantization)
+    n = _number
+    raise VerificationError(
+        f"The exported {what} file '{report.path}' does not reproduce the Keras model: "
+        f"{metric}={n(value)} fails {tolerance} (max_abs_diff={n(report.max_abs_diff)}, "
+        f"mean_abs_diff={n(report.mean_abs_diff)}, output_scale={n(report.output_scale)}, "
+        f"relative_diff={n(report.relative_diff)}, snr_db={n(report.snr_db)}, "
+        f"top1_agreement={top1}, {report.num_samples} random samples). The file was "
+        "written and left for inspection; verify=False skips this check."
+    )
+
+
+def _number(value):
+    return "-" if value is None else f"{value:.4g}"
+
+
+# --------------------------------------------------------------------------
+# Plumbing shared by the exporters.
+# --------------------------------------------------------------------------
+
+
+def _as_list(x):
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    return [x]
+
+
+def check_output_path(path, suffix):
+    """Validates the destination of an export before any conversion work.
+
+    Args:
+        path: str or ``os.PathLike``.
+        suffix: expected extension, used only in the error message.
+
+    Returns:
+        The path as ``str``.
+
+    Raises:
+        ValueError: when the parent folder does not exist or ``path`` is a folder.
+    """
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise ValueError(
+            f"`path` must be a str or os.PathLike, e.g. 'model{suffix}'. Received: path={path!r}"
+        ) from None
+    if not path or os.path.isdir(path):
+        raise ValueError(f"`path` must name a file, e.g. 'model{suffix}'. Received: path={path!r}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(
+            f"The folder of `path` does not exist: {parent!r}. Create it first. "
+            f"Received: path={path!r}"
+        )
+    return path
+
+
+def check_num_samples(num_samples):
+    """Validates ``num_samples`` (a positive int) and returns it as ``int``.
+
+    Raises:
+        ValueError: for anything else.
+    """
+    is_int = isinstance(num_samples, (int, np.integer)) and not isinstance(num_samples, bool)
+    if not is_int or num_samples < 1:
+        raise ValueError(
+            f"`num_samples` must be a positive int. Received: num_samples={num_samples!r}"
+        )
+    return int(num_samples)
+
+
+def model_input(model):
+    """Returns ``(shape_without_batch, dtype, name)`` of a single-input model.
+
+    Args:
+        model: a built Keras 3 or tf_keras model.
+
+    Raises:
+        ValueError: for a model without defined inputs, with several inputs,
+            a non-float input, or an unknown channel count.
+    """
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise ValueError(
+            "The model has no defined inputs. Export needs a functional model or a "
+            "model that has been built on an input (call it once on a batch)."
+        )
+    if len(inputs) != 1:
+        raise ValueError(
+            f"Export supports single-input models; this model has {len(inputs)} inputs."
+        )
+    tensor = inputs[0]
+    shape = [None if d is None else int(d) for d in tuple(tensor.shape)]
+    dtype = tf.as_dtype(tensor.dtype)
+    if not dtype.is_floating:
+        raise ValueError(
+            f"Export verifies models with float inputs; the model input is {dtype.name}."
+        )
+    if len(shape) < 2:
+        raise ValueError(f"The model input must have a batch axis. Received shape: {shape}")
+    name = getattr(tensor, "name", None) or "input"
+    return shape[1:], dtype, sanitize_name(name)
+
+
+def sanitize_name(name):
+    """A TensorFlow-valid tensor name derived from a Keras input name."""
+    name = str(name).split(":")[0]
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
+    if not name or not name[0].isalnum():
+        name = "input" + (("_" + name) if name else "")
+    return name
+
+
+def resolve_input_shape(model_shape, input_shape, fill_none):
+    """Merges the model's input shape with a user ``input_shape``.
+
+    Args:
+        model_shape: the model's input shape without batch (``None`` dims).
+        input_shape: ``None`` or a full shape without batch.
+        fill_none: when True, ``None`` dims left after the merge become
+            ``DEFAULT_SPATIAL_SIZE``; when False they stay ``None``.
+
+    Returns:
+        A tuple without batch.
+
+    Raises:
+        ValueError: when ``input_shape`` has the wrong rank, non-positive
+            sizes, disagrees with a known model dimension, or the channel
+            axis is unknown.
+    """
+    model_shape = list(model_shape)
+    if input_shape is not None:
+        try:
+            given = [int(d) for d in input_shape]
+        except (TypeError, ValueError):
+            raise ValueError(
+                "`input_shape` must be a tuple of positive ints without the batch axis, "
+                f"e.g. (64, 64, 3). Received: input_shape={input_shape!r}"
+            ) from None
+        if len(given) != len(model_shape) or min(given) < 1:
+            raise ValueError(
+                "`input_shape` must be a tuple of positive ints without the batch axis, of "
+                f"rank {len(model_shape)} for a model with input shape "
+                f"{tuple([None] + model_shape)}. Received: input_shape={tuple(input_shape)}"
+            )
+        for i, (m, g) in enumerate(zip(model_shape, given)):
+            if m is not None and m != g:
+                raise ValueError(
+                    f"`input_shape` disagrees with the model input {tuple([None] + model_shape)} "
+                    f"on axis {i + 1}. Received: input_shape={tuple(input_shape)}"
+                )
+        model_shape = given
+    if model_shape and model_shape[-1] is None:
+        raise ValueError(
+            "The model's channel axis is unknown (None); build the model with a known "
+            "channel count or pass `input_shape`."
+        )
+    if fill_none:
+        model_shape = [DEFAULT_SPATIAL_SIZE if d is None else d for d in model_shape]
+    return tuple(model_shape)
+
+
+def random_inputs(shape, num_samples, seed, dtype="float32"):
+    """Seeded unit-normal verification inputs of shape ``(num_samples,) + shape``."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((num_samples,) + tuple(shape)).astype(dtype)
+
+
+def keras_outputs(model, batches):
+    """Runs the Keras model (inference mode) on each batch.
+
+    Args:
+        model: the Keras model.
+        batches: a list of input arrays.
+
+    Returns:
+        The model's flattened outputs, each concatenated over the batches.
+    """
+    per_batch = []
+    for x in batches:
+        y = model(tf.convert_to_tensor(x), training=False)
+        per_batch.append([np.asarray(t) for t in tf.nest.flatten(y)])
+    return [np.concatenate(parts, axis=0) for parts in zip(*per_batch)]
+
+
+def first_error_line(text):
+    """The most telling line of a converter's error message.
+
+    Prefers the first line that contains ``error:`` (MLIR and tf2onnx style),
+    cut to what follows it; else the first non-empty line. Long lines are
+    shortened to 500 characters.
+    """
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    if not lines:
+        return "(no message)"
+    chosen = lines[0]
+    for line in lines:
+        if "error:" in line:
+            chosen = line.rsplit("error:", 1)[1].strip() or line
+            break
+    if len(chosen) > 500:
+        chosen = chosen[:497] + "..."
+    return chosen
+
+
+def file_size(path):
+    """Size in bytes of a written file."""
+    return int(os.path.getsize(path))

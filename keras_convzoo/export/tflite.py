@@ -1,0 +1,386 @@
+"""Export to TensorFlow Lite (fp32, float16, dynamic-range and full-integer int8).
+
+The model is traced in a ``tf.function`` with a fixed input signature (batch
+1; ``None`` spatial dimensions fixed to ``input_shape`` or to
+``DEFAULT_SPATIAL_SIZE`` = 224), the concrete function is frozen and
+converted with ``tf.lite.TFLiteConverter``, the file is written, then run with
+the LiteRT interpreter (``ai_edge_litert``, the runtime apps ship) on seeded
+random inputs and compared with the Keras model. The same path works for
+Keras 3 and for tf_keras models.
+
+TensorFlow quirk worked around here: when the converter is given a Keras 3
+model as ``trackable_obj`` it lowers the function through a temporary
+SavedModel, and that route keeps the Keras 3 variables as resource variables
+(``VAR_HANDLE`` / ``READ_VARIABLE`` ops) that nothing initialises in the
+file: the interpreter then returns NaN (or fails without its default
+delegate). ``experimental_lower_to_saved_model = False`` makes the converter
+freeze the concrete function's variables into constants instead, which also
+converts several times faster.
+"""
+
+import os
+import re
+import warnings
+
+import numpy as np
+
+from keras_convzoo.backend import tf
+from keras_convzoo.export.report import (
+    QUANTIZATIONS,
+    ExportError,
+    ExportReport,
+    check_num_samples,
+    check_output_path,
+    check_report,
+    compare_outputs,
+    describe_tolerance,
+    file_size,
+    first_error_line,
+    keras_outputs,
+    model_input,
+    random_inputs,
+    resolve_input_shape,
+)
+
+_RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Verifying and running TFLite files needs the LiteRT interpreter: "
+            "`pip install ai-edge-litert` (or `pip install keras_convzoo[export]`)."
+        ) from e
+    return Interpreter
+
+
+def _check_quantization(quantization):
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"Unknown quantization: {quantization!r}. Allowed values: {list(QUANTIZATIONS)} "
+            "(None: float32, 'float16': float16 weights, 'dynamic': int8 weights with "
+            "float activations, 'int8': full-integer with `representative_data`)."
+        )
+
+
+def _representative_samples(representative_data, full_shape, dtype):
+    """Materialises ``representative_data`` as a list of batch-1 float arrays."""
+    if representative_data is None:
+        raise ValueError(
+            "quantization='int8' needs `representative_data`: an iterable (or a callable "
+            "returning one) of typical model inputs, e.g. a few hundred preprocessed "
+            f"images of shape {tuple(full_shape[1:])}, used to calibrate activation ranges."
+        )
+    source = representative_data() if callable(representative_data) else representative_data
+    sample_rank = len(full_shape) - 1
+    if isinstance(source, np.ndarray) or tf.is_tensor(source):
+        source = np.asarray(source)
+        if source.ndim == sample_rank:
+            source = [source]
+    samples = []
+    try:
+        iterator = iter(source)
+    except TypeError:
+        raise ValueError(
+            "`representative_data` must be an iterable of input arrays or a callable "
+            f"returning one. Received: {type(source).__name__}"
+        ) from None
+    for i, item in enumerate(iterator):
+        if isinstance(item, dict):
+            raise ValueError(
+                "`representative_data` items must be arrays (or `[array]` / "
+                "`(inputs, targets)`), not dicts."
+            )
+        if isinstance(item, (list, tuple)):
+            if not item:
+                raise ValueError(f"`representative_data` item {i} is empty.")
+            item = item[0]
+        array = np.asarray(item, dtype=dtype.as_numpy_dtype)
+        if array.ndim == sample_rank:
+            array = array[None]
+        if array.ndim != len(full_shape) or tuple(array.shape[1:]) != tuple(full_shape[1:]):
+            raise ValueError(
+                f"`representative_data` item {i} has shape {tuple(array.shape)}; expected "
+                f"{tuple(full_shape[1:])} or a batch of them, the input shape of the "
+                "converted file."
+            )
+        samples.extend(array[j : j + 1] for j in range(array.shape[0]))
+    if not samples:
+        raise ValueError("`representative_data` yielded no samples.")
+    return samples
+
+
+def _serving_function(model, full_shape, dtype, name):
+    spec = tf.TensorSpec(full_shape, dtype, name=name)
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def serve(x):
+        outputs = tf.nest.flatten(model(x, training=False))
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    try:
+        return serve.get_concrete_function()
+    except Exception as e:
+        raise ExportError(
+            f"Tracing model '{getattr(model, 'name', '?')}' in a tf.function for export "
+            f"failed: {type(e).__name__}: {first_error_line(e)}"
+        ) from e
+
+
+def _convert(model, full_shape, dtype, name, quantization, samples, int8_io):
+    concrete = _serving_function(model, full_shape, dtype, name)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    # See the module docstring: the SavedModel route leaves Keras 3 variables
+    # uninitialised in the file.
+    converter.experimental_lower_to_saved_model = False
+    if quantization is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = lambda: ([s] for s in samples)
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    try:
+        with warnings.catch_warnings():
+            # Emitted for every float-I/O int8 conversion; nothing to act on.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            content = converter.convert()
+    except Exception as e:
+        raise ExportError(
+            f"TFLite conversion (tf.lite.TFLiteConverter, quantization={quantization!r}) of "
+            f"model '{getattr(model, 'name', '?')}' failed: {first_error_line(e)}"
+        ) from e
+    leftovers = _resource_ops(content)
+    if leftovers:
+        raise ExportError(
+            "TFLite conversion (tf.lite.TFLiteConverter) kept resource variables in the "
+            f"file ({', '.join(leftovers)}), which the interpreter never initialises. "
+            "Does a layer assign to a variable in call()?"
+        )
+    return content
+
+
+def _resource_ops(content):
+    """Names of variable ops left in a converted flatbuffer (empty when frozen)."""
+    interpreter = _interpreter_class()(model_content=content)
+    get_ops = getattr(interpreter, "_get_ops_details", None)
+    if get_ops is None:  # pragma: no cover - older/newer interpreter
+        return []
+    return sorted({op["op_name"] for op in get_ops() if op["op_name"] in _RESOURCE_OPS})
+
+
+def _output_order(details):
+    """Output details in the order of the traced function's outputs.
+
+    The frozen function names its outputs ``Identity``, ``Identity_1``, ...;
+    the interpreter lists them by tensor index, which need not be that order.
+    """
+    keys = []
+    for detail in details:
+        match = re.fullmatch(r"Identity(?:_(\d+))?(?::0)?", detail["name"])
+        if match is None:
+            return list(details)
+        keys.append(int(match.group(1) or 0))
+    return [d for _, d in sorted(zip(keys, details), key=lambda kv: kv[0])]
+
+
+def _quantize(x, detail):
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    q = np.round(x / scale + zero_point)
+    return np.clip(q, info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(y, detail):
+    scale, zero_point = detail["quantization"]
+    if not np.issubdtype(detail["dtype"], np.integer) or scale == 0:
+        return y
+    return (y.astype(np.float32) - zero_point) * scale
+
+
+def run_tflite(path, x, num_threads=None):
+    """Runs a single-input TFLite file with the LiteRT interpreter.
+
+    Batches larger than the file's batch size (1 for files written by
+    ``to_tflite``) are run one sample at a time; dynamic dimensions are
+    resized. Integer inputs/outputs (``int8_io=True`` files) are quantized
+    and dequantized with the file's scales, so ``x`` and the results are float.
+
+    Args:
+        path: the ``.tflite`` file.
+        x: input array, batch first.
+        num_threads: interpreter threads (default: the interpreter's).
+
+    Returns:
+        A list of output arrays (the model's flattened outputs, in order),
+        each with ``x``'s batch size.
+
+    Raises:
+        ValueError: when the file does not have one input or ``x`` does not
+            fit its shape.
+
+    Example:
+    >>> (probs,) = run_tflite("model.tflite", images)
+    """
+    interpreter = _interpreter_class()(model_path=os.fspath(path), num_threads=num_threads)
+    inputs = interpreter.get_input_details()
+    if len(inputs) != 1:
+        raise ValueError(
+            f"run_tflite supports single-input files; '{path}' has {len(inputs)} inputs."
+        )
+    signature = tuple(int(d) for d in inputs[0]["shape_signature"])
+    x = np.asarray(x)
+    if x.ndim != len(signature) or any(
+        s not in (-1, d) for s, d in zip(signature[1:], x.shape[1:])
+    ):
+        raise ValueError(
+            f"Input of shape {x.shape} does not fit the TFLite file's input {signature} "
+            "(-1: dynamic)."
+        )
+    if signature[0] in (-1, x.shape[0]):
+        batches = [x]
+    elif signature[0] == 1:
+        batches = [x[i : i + 1] for i in range(x.shape[0])]
+    else:
+        raise ValueError(
+            f"Batch {x.shape[0]} does not fit the TFLite file's batch {signature[0]}."
+        )
+    interpreter.allocate_tensors()
+    index = inputs[0]["index"]
+    per_batch = []
+    for batch in batches:
+        if tuple(interpreter.get_input_details()[0]["shape"]) != tuple(batch.shape):
+            interpreter.resize_tensor_input(index, list(batch.shape), strict=True)
+            interpreter.allocate_tensors()
+        detail = interpreter.get_input_details()[0]
+        if np.issubdtype(detail["dtype"], np.integer):
+            batch = _quantize(batch, detail)
+        else:
+            batch = batch.astype(detail["dtype"])
+        interpreter.set_tensor(index, batch)
+        interpreter.invoke()
+        outputs = _output_order(interpreter.get_output_details())
+        per_batch.append([_dequantize(interpreter.get_tensor(d["index"]), d) for d in outputs])
+    return [np.concatenate(parts, axis=0) for parts in zip(*per_batch)]
+
+
+def to_tflite(
+    model,
+    path,
+    quantization=None,
+    representative_data=None,
+    input_shape=None,
+    verify=True,
+    num_samples=4,
+    seed=0,
+    int8_io=False,
+):
+    """Converts a Keras model to a TFLite file and checks the file against Keras.
+
+    The file has batch size 1 and fixed spatial dimensions: ``None``
+    dimensions of the model input become those of ``input_shape`` or, when
+    ``input_shape`` is not given, ``DEFAULT_SPATIAL_SIZE`` (224). It is then
+    run with the LiteRT interpreter (``ai_edge_litert``) on ``num_samples``
+    seeded unit-normal inputs and compared with ``model(x, training=False)``.
+
+    Quantization:
+
+    - ``None``: float32; verified to ``relative_diff <= 1e-4``.
+    - ``"float16"``: float16 weights (half the size), float32 compute on CPU;
+      ``relative_diff <= 1e-2``.
+    - ``"dynamic"``: int8 weights, activations quantized on the fly;
+      ``relative_diff <= 5e-2``.
+    - ``"int8"``: full-integer ops only (``TFLITE_BUILTINS_INT8``) calibrated
+      on ``representative_data``; float32 input and output unless
+      ``int8_io=True``; verified by ``snr_db >= 15``.
+
+    The tolerances are the constants of ``keras_convzoo.export.report``.
+
+    Args:
+        model: a built single-input Keras 3 or tf_keras model.
+        path: destination ``.tflite`` file; its folder must exist.
+        quantization: ``None``, ``"float16"``, ``"dynamic"`` or ``"int8"``.
+        representative_data: for ``"int8"`` only: an iterable of input
+            arrays, or a callable returning one (a generator function, a
+            ``tf.data.Dataset``). Each item is one sample ``(H, W, C)``, a
+            batch ``(N, H, W, C)``, ``[array]`` (TFLite's own format) or an
+            ``(inputs, targets)`` pair; a single ``(N, H, W, C)`` array works
+            too. Use preprocessed real images: random data calibrates poorly.
+        input_shape: shape without batch, e.g. ``(64, 64, 3)``, fixing the
+            model's ``None`` dimensions; known dimensions must agree.
+        verify: run the file and raise when it is out of tolerance.
+        num_samples: number of random verification inputs.
+        seed: seed of the verification inputs.
+        int8_io: ``"int8"`` only: make the file's input and output int8
+            (for integer-only accelerators) instead of float32.
+
+    Returns:
+        An ``ExportReport`` (differences ``None`` when ``verify=False``).
+
+    Raises:
+        ValueError: for an unknown ``quantization`` (the message lists the
+            allowed values), ``"int8"`` without ``representative_data``,
+            ``representative_data`` or ``int8_io`` without ``"int8"``, a
+            ``path`` whose folder does not exist, a bad ``input_shape``,
+            or a multi-input model.
+        ExportError: (a ``RuntimeError``) when tracing or the TFLite converter
+            fails; the message carries the converter's first error line.
+        VerificationError: (a ``ValueError``) when ``verify=True`` and the
+            file is out of tolerance; the message has the measured numbers
+            (the file stays on disk for inspection).
+
+    Example:
+    >>> model = kcz.ResNeXt50(weights=None, input_shape=(None, None, 3))
+    >>> report = kcz.export.to_tflite(model, "resnext50.tflite", input_shape=(224, 224, 3))
+    >>> report = kcz.export.to_tflite(
+    ...     model, "resnext50_int8.tflite", quantization="int8",
+    ...     representative_data=lambda: (img[None] for img in calibration_images),
+    ...     input_shape=(224, 224, 3))
+    >>> print(report)
+    """
+    _check_quantization(quantization)
+    path = check_output_path(path, ".tflite")
+    if quantization != "int8":
+        if representative_data is not None:
+            raise ValueError(
+                "`representative_data` is used only with quantization='int8'. "
+                f"Received: quantization={quantization!r}"
+            )
+        if int8_io:
+            raise ValueError(
+                f"`int8_io=True` needs quantization='int8'. Received: quantization={quantization!r}"
+            )
+    if verify:
+        num_samples = check_num_samples(num_samples)
+    model_shape, dtype, name = model_input(model)
+    shape = resolve_input_shape(model_shape, input_shape, fill_none=True)
+    full_shape = (1,) + shape
+    samples = None
+    if quantization == "int8":
+        samples = _representative_samples(representative_data, full_shape, dtype)
+    content = _convert(model, full_shape, dtype, name, quantization, samples, bool(int8_io))
+    with open(path, "wb") as f:
+        f.write(content)
+
+    fields = dict(
+        format="tflite",
+        path=path,
+        quantization=quantization,
+        file_size_bytes=file_size(path),
+        input_shape=full_shape,
+        tolerance=describe_tolerance("tflite", quantization),
+    )
+    if not verify:
+        return ExportReport(**fields)
+    x = random_inputs(shape, num_samples, seed, dtype.as_numpy_dtype)
+    reference = keras_outputs(model, [x[i : i + 1] for i in range(num_samples)])
+    candidate = run_tflite(path, x)
+    report = ExportReport(
+        **fields, num_samples=num_samples, **compare_outputs(reference, candidate)
+    )
+    return check_report(report)
