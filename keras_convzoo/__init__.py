@@ -14,6 +14,11 @@ __version__ = "0.1.0"
 
 from keras_convzoo import blocks, export, layers, ops, profile, weights  # noqa: F401
 from keras_convzoo.applications import (  # noqa: F401
+    ConvNeXtBase,
+    ConvNeXtLarge,
+    ConvNeXtSmall,
+    ConvNeXtTiny,
+    ConvNeXtXLarge,
     MobileNetV2,
     ModelSpec,
     ResNeXt50,

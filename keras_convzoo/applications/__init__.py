@@ -8,6 +8,13 @@ from keras_convzoo.applications._registry import (
     list_models,
     register,
 )
+from keras_convzoo.applications.convnext import (
+    ConvNeXtBase,
+    ConvNeXtLarge,
+    ConvNeXtSmall,
+    ConvNeXtTiny,
+    ConvNeXtXLarge,
+)
 from keras_convzoo.applications.mobilenet_v2 import MobileNetV2
 from keras_convzoo.applications.resnext import ResNeXt50, ResNeXt101
 from keras_convzoo.applications.se_resnet import (
@@ -27,6 +34,11 @@ __all__ = [
     "get_spec",
     "list_models",
     "register",
+    "ConvNeXtBase",
+    "ConvNeXtLarge",
+    "ConvNeXtSmall",
+    "ConvNeXtTiny",
+    "ConvNeXtXLarge",
     "MobileNetV2",
     "ResNeXt50",
     "ResNeXt101",

@@ -68,8 +68,9 @@ def build_application(
         input_shape: shape without the batch axis, e.g. ``(224, 224, 3)`` or
             ``(None, None, 3)``. Defaults to ``(default_size, default_size, 3)``
             with ``include_top=True`` and ``(None, None, 3)`` otherwise.
-        pooling: with ``include_top=False``: None (feature map), ``"avg"`` or
-            ``"max"`` (global pooling to a vector).
+        pooling: with ``include_top=False``: None (the plain feature map),
+            ``"avg"`` or ``"max"`` (global pooling to a vector, followed by
+            the family's head norm where it has one, e.g. ConvNeXt).
         classes: number of classes with ``include_top=True``.
         classifier_activation: activation of the classifier (str, callable
             or None for logits).
@@ -209,6 +210,8 @@ def _add_head(x, spec, include_top, pooling, classes, classifier_activation):
     if pooling is not None:
         layer_name = "avg_pool" if pooling == "avg" else "max_pool"
         x = getattr(keras.layers, _GLOBAL_POOL[pooling][dims])(name=layer_name)(x)
+        if spec.head is not None:
+            x = spec.head(x, spec.config)
     return x
 
 

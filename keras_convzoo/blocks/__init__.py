@@ -1,6 +1,7 @@
 """Block functions that add standard (and package) layers to a functional graph."""
 
 from keras_convzoo.blocks.conv import conv2d, conv_bn_act
+from keras_convzoo.blocks.convnext import convnext_block
 from keras_convzoo.blocks.inverted_residual import inverted_residual_block
 from keras_convzoo.blocks.residual import basic_block, bottleneck_block
 from keras_convzoo.blocks.squeeze_excite import squeeze_excite
@@ -10,6 +11,7 @@ __all__ = [
     "bottleneck_block",
     "conv2d",
     "conv_bn_act",
+    "convnext_block",
     "inverted_residual_block",
     "squeeze_excite",
 ]

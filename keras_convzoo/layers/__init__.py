@@ -1,6 +1,9 @@
 """Public layers of keras_convzoo (one class per file, file = snake_case(class))."""
 
+from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.group_conv2d import GroupConv2D
+from keras_convzoo.layers.layer_scale import LayerScale
 from keras_convzoo.layers.squeeze_excite import SqueezeExcite
+from keras_convzoo.layers.stochastic_depth import StochasticDepth
 
-__all__ = ["GroupConv2D", "SqueezeExcite"]
+__all__ = ["GELU", "GroupConv2D", "LayerScale", "SqueezeExcite", "StochasticDepth"]

@@ -1,0 +1,154 @@
+"""ConvNeXt Tiny/Small/Base/Large/XLarge (timm / keras.applications layout)."""
+
+import dataclasses
+from typing import Tuple
+
+from keras_convzoo.applications._builder import make_entrypoint
+from keras_convzoo.applications._registry import ModelSpec, register
+from keras_convzoo.backend import keras
+from keras_convzoo.blocks.convnext import convnext_block
+
+PAPER = "Liu et al., A ConvNet for the 2020s, CVPR 2022"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvNeXtConfig:
+    """Architecture of ConvNeXt.
+
+    Attributes:
+        depths: blocks per stage.
+        dims: channels per stage.
+        kernel_size: depthwise kernel size.
+        mlp_ratio: MLP expansion.
+        layer_scale_init_value: initial layer scale.
+        drop_path_rate: stochastic depth rate, linearly increased over blocks
+            from 0 to this value (as in the paper and keras.applications).
+        drop_rate: dropout before the classifier.
+        norm_epsilon: LayerNorm epsilon.
+        include_preprocessing: add keras.applications' input ``Normalization``
+            (ImageNet mean/std on 0-255 inputs). Default False: inputs are
+            expected normalised already (the timm convention); pass True for
+            keras.applications' behaviour.
+    """
+
+    depths: Tuple[int, ...] = (3, 3, 9, 3)
+    dims: Tuple[int, ...] = (96, 192, 384, 768)
+    kernel_size: int = 7
+    mlp_ratio: int = 4
+    layer_scale_init_value: float = 1e-6
+    drop_path_rate: float = 0.0
+    drop_rate: float = 0.0
+    norm_epsilon: float = 1e-6
+    include_preprocessing: bool = False
+
+
+def convnext_body(x, config):
+    """Adds the ConvNeXt trunk: patchify stem, four stages with LN + 2x2 downsampling.
+
+    Args:
+        x: input tensor ``(batch, height, width, channels)``.
+        config: a ``ConvNeXtConfig``.
+
+    Returns:
+        ``(x, features)`` with ``stage1`` .. ``stage4`` (strides 4 to 32).
+    """
+    if len(config.depths) != len(config.dims):
+        raise ValueError(
+            f"`depths` and `dims` must have the same length. Received: depths={config.depths}, dims={config.dims}"
+        )
+    if not 0 <= config.drop_path_rate < 1:
+        raise ValueError(f"`drop_path_rate` must be in [0, 1). Received: drop_path_rate={config.drop_path_rate}")
+    eps = config.norm_epsilon
+    if config.include_preprocessing:
+        x = keras.layers.Normalization(
+            mean=[m * 255 for m in IMAGENET_MEAN],
+            variance=[(s * 255) ** 2 for s in IMAGENET_STD],
+            name="preprocessing",
+        )(x)
+    x = keras.layers.Conv2D(config.dims[0], 4, strides=4, name="stem_conv")(x)
+    x = keras.layers.LayerNormalization(epsilon=eps, name="stem_norm")(x)
+    total = sum(config.depths)
+    rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+    features = {}
+    index = 0
+    for stage, (depth, dim) in enumerate(zip(config.depths, config.dims), start=1):
+        if stage > 1:
+            x = keras.layers.LayerNormalization(epsilon=eps, name=f"stage{stage}_downsample_norm")(x)
+            x = keras.layers.Conv2D(dim, 2, strides=2, name=f"stage{stage}_downsample_conv")(x)
+        for block in range(depth):
+            x = convnext_block(
+                x,
+                kernel_size=config.kernel_size,
+                mlp_ratio=config.mlp_ratio,
+                layer_scale_init_value=config.layer_scale_init_value,
+                drop_path_rate=rates[index],
+                norm_epsilon=eps,
+                name=f"stage{stage}_block{block + 1}",
+            )
+            index += 1
+        features[f"stage{stage}"] = x
+    return x, features
+
+
+def convnext_head(x, config):
+    """LayerNorm applied to the pooled features (before the classifier)."""
+    return keras.layers.LayerNormalization(epsilon=config.norm_epsilon, name="head_norm")(x)
+
+
+# name, entrypoint, depths, dims, timm trainable params
+_VARIANTS = (
+    ("convnext_tiny", "ConvNeXtTiny", (3, 3, 9, 3), (96, 192, 384, 768), 28_589_128),
+    ("convnext_small", "ConvNeXtSmall", (3, 3, 27, 3), (96, 192, 384, 768), 50_223_688),
+    ("convnext_base", "ConvNeXtBase", (3, 3, 27, 3), (128, 256, 512, 1024), 88_591_464),
+    ("convnext_large", "ConvNeXtLarge", (3, 3, 27, 3), (192, 384, 768, 1536), 197_767_336),
+    ("convnext_xlarge", "ConvNeXtXLarge", (3, 3, 27, 3), (256, 512, 1024, 2048), 350_196_968),
+)
+_TINY = {"depths": (1, 1, 2, 1), "dims": (8, 16, 24, 32), "layer_scale_init_value": 0.5}
+
+SPECS = {
+    name: register(
+        ModelSpec(
+            name=name,
+            family="convnext",
+            entrypoint=entry,
+            body=convnext_body,
+            config=ConvNeXtConfig(depths=depths, dims=dims),
+            head=convnext_head,
+            reference_params=params,
+            reference=f"timm {name}",
+            paper=PAPER,
+            test_overrides=_TINY,
+        )
+    )
+    for name, entry, depths, dims, params in _VARIANTS
+}
+
+_DOC = """Instantiates {entry}: {params:.1f}M parameters (timm ``{name}``).
+
+    Same signature as ``keras.applications.{entry}``, whose architecture it
+    reproduces layer for layer (outputs equal once weights are copied), with
+    these differences: the depthwise 7x7 is a ``DepthwiseConv2D`` (Keras'
+    ``Conv2D(groups=C)`` does not convert to ONNX), GELU is ``tf.nn.gelu``
+    (the TFLite builtin), stochastic depth drops per sample (timm), input
+    normalisation is off unless ``include_preprocessing=True`` is passed, and
+    ``include_top=False, pooling=None`` returns the plain feature map (Keras
+    adds a LayerNorm there); with ``pooling="avg"|"max"`` the pooled features
+    go through the head LayerNorm, as in Keras.
+
+    Reference:
+        Liu et al., "A ConvNet for the 2020s", CVPR 2022.
+
+    Example:
+    >>> model = {entry}(include_top=False, input_shape=(None, None, 3), pooling="avg")
+"""
+
+ConvNeXtTiny, ConvNeXtSmall, ConvNeXtBase, ConvNeXtLarge, ConvNeXtXLarge = (
+    make_entrypoint(
+        SPECS[name],
+        _DOC.format(entry=entry, name=name, params=params / 1e6),
+        __name__,
+    )
+    for name, entry, _, _, params in _VARIANTS
+)

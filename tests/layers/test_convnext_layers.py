@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from keras_convzoo.backend import keras, tf
+from keras_convzoo.layers import GELU, LayerScale, StochasticDepth
+from keras_convzoo.testing import run_layer_test
+
+
+def test_layer_scale():
+    run_layer_test(LayerScale, {"init_value": 0.5}, (2, 5, 5, 6), (2, 5, 5, 6),
+                   expected_num_trainable_weights=1, expected_num_non_trainable_weights=0)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype("float32")
+    np.testing.assert_allclose(LayerScale(1e-6)(x).numpy(), x * 1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="init_value"):
+        LayerScale("small")
+
+
+def test_stochastic_depth_identity_at_inference_and_per_sample_in_training():
+    run_layer_test(StochasticDepth, {"rate": 0.3, "seed": 1}, (2, 4, 4, 3), (2, 4, 4, 3),
+                   expected_num_trainable_weights=0, run_training_check=False)
+    layer = StochasticDepth(0.5, seed=3)
+    x = np.ones((4000, 2, 2, 3), "float32")
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), x)
+    y = layer(x, training=True).numpy()
+    per_sample = y.reshape(4000, -1)
+    # each sample is either dropped (0) or kept and rescaled (2), as a whole
+    assert set(np.unique(per_sample)) <= {0.0, 2.0}
+    assert np.all(per_sample.min(1) == per_sample.max(1))
+    assert 0.45 < (per_sample[:, 0] == 0).mean() < 0.55
+    np.testing.assert_allclose(y.mean(), 1.0, atol=0.05)
+    with pytest.raises(ValueError, match="rate"):
+        StochasticDepth(1.0)
+
+
+def test_gelu_matches_keras_and_converts_to_tflite_builtin():
+    run_layer_test(GELU, {}, (2, 7), (2, 7), expected_num_trainable_weights=0, run_training_check=False)
+    x = np.linspace(-4, 4, 101, dtype="float32")
+    np.testing.assert_allclose(GELU()(x).numpy(), keras.activations.gelu(x, approximate=False), atol=1e-6)
+    np.testing.assert_allclose(GELU(approximate=True)(x).numpy(),
+                               keras.activations.gelu(x, approximate=True), atol=1e-6)
+    fn = tf.function(lambda t: GELU()(t), input_signature=[tf.TensorSpec((None, None), tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])
+    content = converter.convert()
+    from ai_edge_litert.interpreter import Interpreter
+
+    ops = {op["op_name"] for op in Interpreter(model_content=content)._get_ops_details()}
+    assert "GELU" in ops
