@@ -59,7 +59,36 @@ def _import_onnx_stack():
             "ONNX export needs tf2onnx, onnx and onnxruntime: "
             "`pip install tf2onnx onnx onnxruntime` (or `pip install keras_convzoo[export]`)."
         ) from e
+    _register_erfc_handler()
     return tf2onnx, onnx, onnxruntime
+
+
+_ERFC_REGISTERED = []
+
+
+def _register_erfc_handler():
+    """Teaches tf2onnx ``Erfc`` as ``1 - Erf`` (ONNX has Erf since opset 9).
+
+    ``tf.nn.gelu`` (exact form, the one that converts to TFLite's GELU
+    builtin, used by ``layers.GELU``) is ``0.5 * x * erfc(-x / sqrt(2))`` in
+    the TensorFlow graph; tf2onnx 1.17 has no handler for ``Erfc``.
+    """
+    if _ERFC_REGISTERED:
+        return
+    from tf2onnx import utils
+    from tf2onnx.handler import tf_op
+
+    @tf_op("Erfc")
+    class _Erfc:  # noqa: F841 - registered by the decorator
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            np_dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+            one = ctx.make_const(utils.make_name("erfc_one"), np.array(1, np_dtype)).output[0]
+            erf = ctx.make_node("Erf", [node.input[0]], op_name_scope=node.name).output[0]
+            node.type = "Sub"
+            ctx.replace_inputs(node, [one, erf])
+
+    _ERFC_REGISTERED.append(True)
 
 
 class _ErrorLog(logging.Handler):

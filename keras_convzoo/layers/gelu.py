@@ -10,7 +10,9 @@ class GELU(keras.layers.Layer):
     Same values as ``keras.activations.gelu`` (exact erf form by default),
     but ``keras.activations.gelu`` lowers to ``Erfc``, which the TFLite
     converter rejects on dynamic shapes; ``tf.nn.gelu`` converts to the TFLite
-    ``GELU`` builtin (measured on TF 2.21).
+    ``GELU`` builtin (measured on TF 2.21). In the TensorFlow graph it is
+    ``0.5 * x * erfc(-x / sqrt(2))``; ``keras_convzoo.export.to_onnx`` teaches
+    tf2onnx ``Erfc`` as ``1 - Erf``.
 
     Args:
         approximate: use the tanh approximation.
