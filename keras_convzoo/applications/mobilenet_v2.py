@@ -5,7 +5,6 @@ from typing import Tuple
 
 from keras_convzoo.applications._builder import build_application, entrypoint_arguments
 from keras_convzoo.applications._registry import ModelSpec, register
-from keras_convzoo.backend import keras
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.inverted_residual import inverted_residual_block
 from keras_convzoo.ops.divisible import make_divisible

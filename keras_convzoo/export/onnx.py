@@ -25,15 +25,12 @@ import numpy as np
 from keras_convzoo.backend import tf
 from keras_convzoo.export.report import (
     ExportError,
-    ExportReport,
     check_num_samples,
     check_output_path,
-    check_report,
-    compare_outputs,
     describe_tolerance,
     file_size,
+    finish_report,
     first_error_line,
-    keras_outputs,
     model_input,
     random_inputs,
     resolve_input_shape,
@@ -274,14 +271,9 @@ def to_onnx(
         input_shape=signature_shape,
         tolerance=describe_tolerance("onnx"),
     )
-    if not verify:
-        return ExportReport(**fields)
-    sample_shape = resolve_input_shape(shape, None, fill_none=True)
-    x = random_inputs(sample_shape, num_samples, seed, dtype.as_numpy_dtype)
-    batches = [x] if dynamic_batch else [x[i : i + 1] for i in range(num_samples)]
-    reference = keras_outputs(model, batches)
-    candidate = run_onnx(path, x)
-    report = ExportReport(
-        **fields, num_samples=num_samples, **compare_outputs(reference, candidate)
-    )
-    return check_report(report)
+    batches = None
+    if verify:
+        sample_shape = resolve_input_shape(shape, None, fill_none=True)
+        x = random_inputs(sample_shape, num_samples, seed, dtype.as_numpy_dtype)
+        batches = [x] if dynamic_batch else [x[i : i + 1] for i in range(num_samples)]
+    return finish_report(fields, model, batches, run_onnx, verify)

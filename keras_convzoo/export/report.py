@@ -501,3 +501,27 @@ def first_error_line(text):
 def file_size(path):
     """Size in bytes of a written file."""
     return int(os.path.getsize(path))
+
+
+def finish_report(fields, model, batches, run_file, verify=True):
+    """Builds the ``ExportReport`` of a written file, verified against Keras when asked.
+
+    Args:
+        fields: the report fields known without running the file (format,
+            path, quantization, file size, input shape, tolerance).
+        model: the Keras model.
+        batches: list of input batches the file is compared on; their
+            concatenation is what ``run_file`` receives.
+        run_file: ``run_file(path, x)`` running the written file.
+        verify: compare and raise ``VerificationError`` when out of tolerance.
+
+    Returns:
+        The report (differences None when ``verify=False``).
+    """
+    if not verify:
+        return ExportReport(**fields)
+    x = np.concatenate(batches, axis=0)
+    reference = keras_outputs(model, batches)
+    candidate = run_file(fields["path"], x)
+    report = ExportReport(**fields, num_samples=len(x), **compare_outputs(reference, candidate))
+    return check_report(report)

@@ -28,15 +28,12 @@ from keras_convzoo.backend import tf
 from keras_convzoo.export.report import (
     QUANTIZATIONS,
     ExportError,
-    ExportReport,
     check_num_samples,
     check_output_path,
-    check_report,
-    compare_outputs,
     describe_tolerance,
     file_size,
+    finish_report,
     first_error_line,
-    keras_outputs,
     model_input,
     random_inputs,
     resolve_input_shape,
@@ -375,12 +372,8 @@ def to_tflite(
         input_shape=full_shape,
         tolerance=describe_tolerance("tflite", quantization),
     )
-    if not verify:
-        return ExportReport(**fields)
-    x = random_inputs(shape, num_samples, seed, dtype.as_numpy_dtype)
-    reference = keras_outputs(model, [x[i : i + 1] for i in range(num_samples)])
-    candidate = run_tflite(path, x)
-    report = ExportReport(
-        **fields, num_samples=num_samples, **compare_outputs(reference, candidate)
-    )
-    return check_report(report)
+    batches = None
+    if verify:
+        x = random_inputs(shape, num_samples, seed, dtype.as_numpy_dtype)
+        batches = [x[i : i + 1] for i in range(num_samples)]
+    return finish_report(fields, model, batches, run_tflite, verify)
