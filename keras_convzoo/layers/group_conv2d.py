@@ -11,14 +11,17 @@ IMPLEMENTATIONS = ("auto", "native", "depthwise", "split", "dense")
 
 #: On CPU, ``"auto"`` lowers to ``"depthwise"`` when each group has at most
 #: this many input channels, else to ``"split"``. Measured by
-#: ``tools/benchmark_group_conv.py`` on the 2-core CPU (TF 2.21): with 4
-#: channels per group (ResNeXt50 stage 1, 128 channels, 56x56) the depthwise
-#: lowering takes ~3.2 ms against ~7.4 ms native and ~10 ms for Keras'
-#: ``Conv2D(groups=32)``; from 8 channels per group on, native and split are
-#: as fast or faster (16 per group: 1.1 ms native, 1.3 ms split, 2.8 ms
-#: depthwise). "split" is preferred to "native" on CPU because TensorFlow has
-#: no CPU gradient for grouped ``Conv2D`` ("Gradients for grouped convolutions
-#: are not supported on CPU"), so a native layer could not be trained there.
+#: ``tools/benchmark_group_conv.py`` on the 2-core CPU (TF 2.21, graph mode,
+#: 2 threads): with 4 channels per group (ResNeXt50 stage 1, 128 channels,
+#: 56x56, batch 1) depthwise takes 4.7 ms, native 10.0, split 10.5 and Keras'
+#: ``Conv2D(groups=32)`` 14.7; with 16 per group (512@14) native 2.8, split
+#: 3.0, depthwise 5.8. Over 40 layer/batch cases, "depthwise if <= 4 else
+#: split" is within 1% of the best lowering per case (geomean), thresholds 2
+#: or 8 are worse, and auto/Keras is 0.57. "split" is preferred to "native" on
+#: CPU because TensorFlow has no CPU gradient for grouped ``Conv2D``
+#: ("Gradients for grouped convolutions are not supported on CPU"). Under
+#: ``jit_compile=True`` (XLA) on CPU the depthwise lowering is 2.5-6x slower
+#: than split: pass ``implementation="split"`` there.
 DEPTHWISE_MAX_GROUP_CHANNELS = 4
 
 
