@@ -12,7 +12,7 @@ Example:
 
 __version__ = "0.1.0"
 
-from keras_convzoo import blocks, export, layers, ops, profile, weights  # noqa: F401
+from keras_convzoo import blocks, deploy, export, layers, ops, profile, weights  # noqa: F401
 from keras_convzoo.applications import (  # noqa: F401
     ConvNeXtBase,
     ConvNeXtLarge,

@@ -22,7 +22,7 @@ def test_suite_under_tf_keras():
     result = subprocess.run(
         [
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-            "tests/layers", "tests/ops", "tests/blocks", "tests/export",
+            "tests/layers", "tests/ops", "tests/blocks", "tests/export", "tests/deploy",
             "tests/applications/test_forward.py", "tests/applications/test_builder_errors.py",
         ],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,

@@ -1,0 +1,67 @@
+"""deploy.fuse gives the same outputs with fewer layers, for every registered family."""
+
+import numpy as np
+import pytest
+
+import keras_convzoo as kcz
+from keras_convzoo.backend import keras
+from keras_convzoo.deploy import fuse
+from keras_convzoo.testing import run_model_saving_test
+
+
+def _randomise_bn(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, c).astype("float32"), rng.normal(0, 0.2, c).astype("float32"),
+                rng.normal(0, 0.2, c).astype("float32"), rng.uniform(0.5, 2.0, c).astype("float32"),
+            ])
+
+
+@pytest.mark.parametrize("name", kcz.list_models())
+def test_fused_equals_unfused(name):
+    spec = kcz.get_spec(name)
+    overrides = dict(spec.test_overrides)
+    if spec.family.startswith(("resnext", "seres")):
+        overrides["zero_init_last"] = False  # let every branch matter
+    model = kcz.create_model(name, input_shape=(None, None, 3), classes=6,
+                             classifier_activation=None, **overrides)
+    _randomise_bn(model)
+    fused = fuse(model)
+    x = np.random.default_rng(1).standard_normal((2, 64, 72, 3)).astype("float32")
+    expected = model(x, training=False).numpy()
+    got = fused(x, training=False).numpy()
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert np.abs(got - expected).max() <= 1e-4 * scale
+    bn_count = sum(isinstance(l, keras.layers.BatchNormalization) for l in model.layers)
+    if bn_count:
+        assert len(fused.layers) == len(model.layers) - bn_count
+        assert not any(isinstance(l, keras.layers.BatchNormalization) for l in fused.layers)
+    assert [l.name for l in fused.layers if l.name.startswith("predictions")] == ["predictions"]
+
+
+def test_fused_model_saves_and_keeps_unfusable_bn():
+    inputs = keras.Input((8, 8, 4))
+    a = keras.layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+    bn = keras.layers.BatchNormalization(name="bn_shared")(a)
+    out = keras.layers.Add(name="add")([a, bn])  # conv used twice: cannot fold
+    c = keras.layers.Conv2D(4, 1, activation="relu", name="c")(out)
+    out = keras.layers.BatchNormalization(name="bn_after_act")(c)  # conv has an activation
+    model = keras.Model(inputs, out)
+    _randomise_bn(model)
+    fused = fuse(model)
+    assert len(fused.layers) == len(model.layers)
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 4)).astype("float32")
+    np.testing.assert_allclose(fused(x).numpy(), model(x).numpy(), atol=1e-5)
+
+    net = kcz.create_model("seresnext50_32x4d", input_shape=(32, 32, 3),
+                           **kcz.get_spec("seresnext50_32x4d").test_overrides)
+    _randomise_bn(net)
+    run_model_saving_test(fuse(net), x[:, :, :, :3].repeat(4, 1).repeat(4, 2))
+
+
+def test_rejects_non_models():
+    with pytest.raises(TypeError, match="functional"):
+        fuse(keras.layers.Dense(3))
