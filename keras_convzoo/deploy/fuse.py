@@ -4,8 +4,14 @@ import numpy as np
 
 from keras_convzoo.backend import keras
 from keras_convzoo.layers.group_conv2d import GroupConv2D
+from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
 
 _CONV_CLASSES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "GroupConv2D")
+
+
+def _reparameterisable(layer):
+    """Layers with a training form and a merged ``deploy=True`` form."""
+    return getattr(layer, "deploy", None) is False and hasattr(layer, "merged_weights")
 
 
 def _is_reference(item):
@@ -104,7 +110,8 @@ def fuse(model):
     ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``. The BN layers
     disappear from the graph; every other layer keeps its name and weights.
     The result is for inference (BN statistics are frozen into the weights).
-    Re-parameterisable layers are merged too once they exist (``deploy=True``).
+    Re-parameterisable layers (``layers.ReparamLargeKernelConv``) are
+    switched to their merged ``deploy=True`` form.
 
     Args:
         model: a functional Keras model (Keras 3 or tf_keras).
@@ -138,10 +145,12 @@ def fuse(model):
         entry = _rename(entry, pairs)
         if name in pairs.values():
             entry["config"]["use_bias"] = True
+        if _reparameterisable(model.get_layer(name)):
+            entry["config"]["deploy"] = True
         layers.append(entry)
     config["layers"] = layers
     config["output_layers"] = _rename(config["output_layers"], pairs)
-    custom = {"GroupConv2D": GroupConv2D}
+    custom = {"GroupConv2D": GroupConv2D, "ReparamLargeKernelConv": ReparamLargeKernelConv}
     fused = keras.Model.from_config(config, custom_objects=custom)
     conv_to_bn = {conv: bn for bn, conv in pairs.items()}
     for layer in fused.layers:
@@ -150,6 +159,8 @@ def fuse(model):
         source = model.get_layer(layer.name)
         if layer.name in conv_to_bn:
             layer.set_weights(_fold(source, model.get_layer(conv_to_bn[layer.name])))
+        elif _reparameterisable(source):
+            layer.set_weights(source.merged_weights())
         else:
             layer.set_weights(source.get_weights())
     return fused

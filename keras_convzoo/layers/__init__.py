@@ -3,7 +3,15 @@
 from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.group_conv2d import GroupConv2D
 from keras_convzoo.layers.layer_scale import LayerScale
+from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
 from keras_convzoo.layers.squeeze_excite import SqueezeExcite
 from keras_convzoo.layers.stochastic_depth import StochasticDepth
 
-__all__ = ["GELU", "GroupConv2D", "LayerScale", "SqueezeExcite", "StochasticDepth"]
+__all__ = [
+    "GELU",
+    "GroupConv2D",
+    "LayerScale",
+    "ReparamLargeKernelConv",
+    "SqueezeExcite",
+    "StochasticDepth",
+]

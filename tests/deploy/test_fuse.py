@@ -65,3 +65,23 @@ def test_fused_model_saves_and_keeps_unfusable_bn():
 def test_rejects_non_models():
     with pytest.raises(TypeError, match="functional"):
         fuse(keras.layers.Dense(3))
+
+
+def test_reparam_layers_are_merged():
+    from keras_convzoo.layers import ReparamLargeKernelConv
+
+    inputs = keras.Input((None, None, 8))
+    x = keras.layers.Conv2D(8, 1, use_bias=False, name="pw")(inputs)
+    x = keras.layers.BatchNormalization(name="pw_bn")(x)
+    x = ReparamLargeKernelConv(13, small_kernel=5, name="lk")(x)
+    model = keras.Model(inputs, keras.layers.ReLU(name="out")(x))
+    _randomise_bn(model)
+    lk = model.get_layer("lk")
+    rng = np.random.default_rng(5)
+    for bn in (lk.large_bn, lk.small_bn):
+        bn.set_weights([rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.2, 8), rng.normal(0, 0.2, 8),
+                        rng.uniform(0.5, 2, 8)])
+    fused = fuse(model)
+    assert fused.get_layer("lk").deploy is True and len(fused.layers) == len(model.layers) - 1
+    x = np.random.default_rng(0).standard_normal((2, 20, 17, 8)).astype("float32")
+    np.testing.assert_allclose(fused(x).numpy(), model(x, training=False).numpy(), atol=1e-4)
