@@ -11,27 +11,15 @@ Usage:
 
 import argparse
 import os
-import time
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from _timing import median_ms  # noqa: E402
 
 import keras_convzoo as kcz  # noqa: E402
 from keras_convzoo.backend import tf  # noqa: E402
 
 DEFAULT_MODELS = ("resnext50_32x4d", "seresnet50", "mobilenetv2_100", "convnext_tiny")
-
-
-def _median_ms(fn, x, warmup, repeats):
-    for _ in range(warmup):
-        fn(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(x).numpy()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def main(argv=None):
@@ -50,8 +38,8 @@ def main(argv=None):
         model = kcz.create_model(name, input_shape=(args.size, args.size, 3), classifier_activation=None)
         fused = kcz.deploy.fuse(model)
         diff = float(np.abs(fused(x).numpy() - model(x, training=False).numpy()).max())
-        t_model = _median_ms(tf.function(lambda t: model(t, training=False)), x, args.warmup, args.repeats)
-        t_fused = _median_ms(tf.function(lambda t: fused(t, training=False)), x, args.warmup, args.repeats)
+        t_model = median_ms(tf.function(lambda t: model(t, training=False)), x, args.warmup, args.repeats)
+        t_fused = median_ms(tf.function(lambda t: fused(t, training=False)), x, args.warmup, args.repeats)
         print(f"{name:<20}{len(model.layers):>8}{len(fused.layers):>7}{t_model:>10.1f}{t_fused:>10.1f}"
               f"{t_fused / t_model:>8.2f}{diff:>11.1e}", flush=True)
 

@@ -18,11 +18,10 @@ Usage:
 import argparse
 import math
 import os
-import time
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from _timing import median_ms  # noqa: E402
 
 from keras_convzoo.backend import keras, tf  # noqa: E402
 from keras_convzoo.layers import GroupConv2D  # noqa: E402
@@ -44,18 +43,6 @@ CASES = (
     ("g=C/8 64@56", 64, 56, 1, 8),
 )
 LOWERINGS = ("native", "depthwise", "split", "dense")
-
-
-def _median_ms(fn, x, warmup, repeats):
-    for _ in range(warmup):
-        fn(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn(x)
-        (out[0] if isinstance(out, (list, tuple)) else out).numpy()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def _layers(channels, stride, groups, x):
@@ -114,7 +101,7 @@ def run(args):
                 if args.training and name == "native":
                     times[name] = math.nan  # TensorFlow has no CPU gradient for grouped conv
                     continue
-                times[name] = _median_ms(_step(layers[name], args.training, args.xla), x,
+                times[name] = median_ms(_step(layers[name], args.training, args.xla), x,
                                          args.warmup, args.repeats)
             auto = layers["auto"].resolved_implementation
             valid = {k: v for k, v in times.items() if k != "keras" and not math.isnan(v)}
