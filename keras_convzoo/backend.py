@@ -54,7 +54,7 @@ def is_keras_tensor(x):
     """True when ``x`` is a symbolic Keras tensor (both Kerases)."""
     if LEGACY_KERAS:
         return keras.backend.is_keras_tensor(x)
-    return keras.KerasTensor is not None and isinstance(x, keras.KerasTensor)
+    return isinstance(x, keras.KerasTensor)
 
 
 __all__ = [

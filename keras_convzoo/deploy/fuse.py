@@ -5,6 +5,7 @@ import numpy as np
 from keras_convzoo.backend import keras
 from keras_convzoo.layers.group_conv2d import GroupConv2D
 from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
+from keras_convzoo.ops.batch_norm import bn_inference_affine
 
 _CONV_CLASSES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "GroupConv2D")
 
@@ -50,29 +51,13 @@ def _fold(conv, bn):
     """Returns ``[kernel, bias]`` of ``conv`` with the inference BN ``bn`` folded in."""
     weights = conv.get_weights()
     kernel = weights[0]
-    bias = weights[1] if len(weights) > 1 else np.zeros(_out_channels(conv, kernel), kernel.dtype)
-    params = dict(zip(("gamma", "beta", "moving_mean", "moving_variance"), _bn_arrays(bn)))
-    scale = params["gamma"] / np.sqrt(params["moving_variance"] + bn.epsilon)
+    scale, shift = bn_inference_affine(bn)
+    bias = weights[1] if len(weights) > 1 else np.zeros_like(scale)
     if isinstance(conv, keras.layers.DepthwiseConv2D):
         kernel = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
     else:
         kernel = kernel * scale
-    bias = (bias - params["moving_mean"]) * scale + params["beta"]
-    return [kernel.astype(weights[0].dtype), bias.astype(weights[0].dtype)]
-
-
-def _out_channels(conv, kernel):
-    if isinstance(conv, keras.layers.DepthwiseConv2D):
-        return kernel.shape[2] * kernel.shape[3]
-    return kernel.shape[-1]
-
-
-def _bn_arrays(bn):
-    channels = int(bn.moving_mean.shape[0])
-    ones, zeros = np.ones(channels, "float32"), np.zeros(channels, "float32")
-    gamma = np.array(bn.gamma) if bn.scale else ones
-    beta = np.array(bn.beta) if bn.center else zeros
-    return gamma, beta, np.array(bn.moving_mean), np.array(bn.moving_variance)
+    return [kernel.astype(weights[0].dtype), (bias * scale + shift).astype(weights[0].dtype)]
 
 
 def _foldable_pairs(model, layers_config, output_refs):

@@ -4,13 +4,13 @@ import numpy as np
 
 from keras_convzoo.backend import keras, register_serializable, tf
 from keras_convzoo.layers._validation import check_positive_int
+from keras_convzoo.ops.batch_norm import bn_inference_affine
 
 
 def _fold_bn(kernel, bn):
     """Folds an inference BatchNormalization into a depthwise kernel (k, k, C, 1)."""
-    gamma, beta, mean, var = (np.array(w) for w in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance))
-    scale = gamma / np.sqrt(var + bn.epsilon)
-    return kernel * scale.reshape(1, 1, -1, 1), beta - mean * scale
+    scale, shift = bn_inference_affine(bn)
+    return kernel * scale.reshape(1, 1, -1, 1), shift
 
 
 @register_serializable
