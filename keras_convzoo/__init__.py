@@ -21,6 +21,8 @@ from keras_convzoo.applications import (  # noqa: F401
     ConvNeXtXLarge,
     MobileNetV2,
     ModelSpec,
+    RepLKNet31B,
+    RepLKNet31L,
     ResNeXt50,
     ResNeXt101,
     SEResNet18,

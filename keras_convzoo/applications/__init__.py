@@ -16,6 +16,7 @@ from keras_convzoo.applications.convnext import (
     ConvNeXtXLarge,
 )
 from keras_convzoo.applications.mobilenet_v2 import MobileNetV2
+from keras_convzoo.applications.replknet import RepLKNet31B, RepLKNet31L
 from keras_convzoo.applications.resnext import ResNeXt50, ResNeXt101
 from keras_convzoo.applications.se_resnet import (
     SEResNet18,
@@ -40,6 +41,8 @@ __all__ = [
     "ConvNeXtTiny",
     "ConvNeXtXLarge",
     "MobileNetV2",
+    "RepLKNet31B",
+    "RepLKNet31L",
     "ResNeXt50",
     "ResNeXt101",
     "SEResNet18",

@@ -3,6 +3,7 @@
 from keras_convzoo.blocks.conv import conv2d, conv_bn_act
 from keras_convzoo.blocks.convnext import convnext_block
 from keras_convzoo.blocks.inverted_residual import inverted_residual_block
+from keras_convzoo.blocks.replknet import conv_ffn_block, replk_block
 from keras_convzoo.blocks.residual import basic_block, bottleneck_block
 from keras_convzoo.blocks.squeeze_excite import squeeze_excite
 
@@ -11,7 +12,9 @@ __all__ = [
     "bottleneck_block",
     "conv2d",
     "conv_bn_act",
+    "conv_ffn_block",
     "convnext_block",
     "inverted_residual_block",
+    "replk_block",
     "squeeze_excite",
 ]

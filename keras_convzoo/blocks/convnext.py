@@ -6,6 +6,13 @@ from keras_convzoo.layers.layer_scale import LayerScale
 from keras_convzoo.layers.stochastic_depth import StochasticDepth
 
 
+def drop_path_add(x, y, drop_path_rate, name):
+    """Adds ``x + StochasticDepth(y)`` (``{name}_drop_path`` only when the rate is > 0, ``{name}_add``)."""
+    if drop_path_rate:
+        y = StochasticDepth(drop_path_rate, name=f"{name}_drop_path")(y)
+    return keras.layers.Add(name=f"{name}_add")([x, y])
+
+
 def convnext_block(
     x,
     kernel_size=7,
@@ -51,6 +58,4 @@ def convnext_block(
     y = keras.layers.Dense(channels, name=f"{name}_pw_conv2")(y)
     if layer_scale_init_value:
         y = LayerScale(layer_scale_init_value, name=f"{name}_layer_scale")(y)
-    if drop_path_rate:
-        y = StochasticDepth(drop_path_rate, name=f"{name}_drop_path")(y)
-    return keras.layers.Add(name=f"{name}_add")([x, y])
+    return drop_path_add(x, y, drop_path_rate, name)

@@ -1,4 +1,4 @@
-"""Inference fusion: fold every BatchNormalization that follows a convolution into it."""
+"""Inference fusion: fold BatchNormalizations into adjacent convolutions, merge re-parameterised layers."""
 
 import numpy as np
 
@@ -38,8 +38,11 @@ def _references(node):
 
 
 def _rename(node, mapping):
+    """Rewrites references: ``mapping[name]`` is a new layer name or a whole ``(name, node, tensor)``."""
     if _is_reference(node) and node[0] in mapping:
-        return type(node)([mapping[node[0]]] + list(node[1:]))
+        target = mapping[node[0]]
+        head = [target] + list(node[1:3]) if isinstance(target, str) else list(target[:3])
+        return type(node)(head + list(node[3:]))
     if isinstance(node, dict):
         return {k: _rename(v, mapping) for k, v in node.items()}
     if isinstance(node, (list, tuple)):
@@ -47,56 +50,103 @@ def _rename(node, mapping):
     return node
 
 
-def _fold(conv, bn):
-    """Returns ``[kernel, bias]`` of ``conv`` with the inference BN ``bn`` folded in."""
-    weights = conv.get_weights()
-    kernel = weights[0]
+def _fold_output_bn(kernel, bias, conv, bn):
+    """``(kernel, bias)`` of ``conv`` followed by the inference BN ``bn``."""
     scale, shift = bn_inference_affine(bn)
-    bias = weights[1] if len(weights) > 1 else np.zeros_like(scale)
     if isinstance(conv, keras.layers.DepthwiseConv2D):
         kernel = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
     else:
         kernel = kernel * scale
-    return [kernel.astype(weights[0].dtype), (bias * scale + shift).astype(weights[0].dtype)]
+    return kernel, bias * scale + shift
 
 
-def _foldable_pairs(model, layers_config, output_refs):
-    """Maps BN layer name -> conv layer name for convs whose only consumer is that BN."""
+def _fold_input_bn(kernel, bias, bn):
+    """``(kernel, bias)`` of a pointwise (1x1, ungrouped) conv preceded by the inference BN ``bn``."""
+    scale, shift = bn_inference_affine(bn)
+    bias = bias + shift @ kernel.reshape(-1, kernel.shape[-1])
+    return kernel * scale.reshape((1,) * (kernel.ndim - 2) + (-1, 1)), bias
+
+
+def _is_plain_conv(layer):
+    return type(layer).__name__ in _CONV_CLASSES and getattr(layer, "activation", None) in (
+        None,
+        keras.activations.linear,
+    )
+
+
+def _is_pointwise_conv(layer):
+    return (
+        type(layer).__name__ in ("Conv1D", "Conv2D", "Conv3D")
+        and set(layer.kernel_size) == {1}
+        and getattr(layer, "groups", 1) == 1
+    )
+
+
+def _foldable_bns(model, layers_config, output_refs):
+    """Finds the BNs to fold.
+
+    Returns:
+        ``(after, before)``. ``after`` maps a BN name to the conv that feeds
+        it, when that conv has no activation and no other consumer.
+        ``before`` maps a BN name to ``(conv name, the BN's input reference)``
+        when the BN's only consumer is a pointwise conv (BN -> 1x1 conv is
+        exact: no zero padding sees the BN's shift), as RepLKNet's pre-norms.
+    """
     uses = {}
     for entry in layers_config:
         for ref in _references(entry.get("inbound_nodes", [])):
             uses.setdefault(ref[0], []).append(entry["config"]["name"])
     for ref in _references(output_refs):
         uses.setdefault(ref[0], []).append(None)
-    pairs = {}
+    after, before = {}, {}
     for entry in layers_config:
         if entry["class_name"] != "BatchNormalization":
             continue
         bn = model.get_layer(entry["config"]["name"])
-        producers = {ref[0] for ref in _references(entry.get("inbound_nodes", []))}
-        if len(producers) != 1 or bn.axis not in (-1, [-1], [len(bn.input.shape) - 1]):
+        inputs = list(_references(entry.get("inbound_nodes", [])))
+        if len(inputs) != 1 or bn.axis not in (-1, [-1], [len(bn.input.shape) - 1]):
             continue
-        producer = producers.pop()
-        conv = model.get_layer(producer)
-        if type(conv).__name__ not in _CONV_CLASSES or uses.get(producer) != [bn.name]:
+        producer = inputs[0][0]
+        if _is_plain_conv(model.get_layer(producer)) and uses.get(producer) == [bn.name]:
+            after[bn.name] = producer
             continue
-        if getattr(conv, "activation", None) not in (None, keras.activations.linear):
-            continue
-        pairs[bn.name] = producer
-    return pairs
+        consumers = uses.get(bn.name, [])
+        if len(consumers) == 1 and consumers[0] is not None and _is_pointwise_conv(model.get_layer(consumers[0])):
+            before[bn.name] = (consumers[0], inputs[0])
+    return after, before
+
+
+def _fused_weights(source, after, before, model):
+    """Weights of ``source``'s fused counterpart, or None when nothing is folded into it."""
+    folded_after = [bn for bn, conv in after.items() if conv == source.name]
+    folded_before = [bn for bn, (conv, _) in before.items() if conv == source.name]
+    if not folded_after and not folded_before:
+        return None
+    weights = source.get_weights()
+    kernel = weights[0].astype("float32")
+    bias = weights[1].astype("float32") if len(weights) > 1 else np.zeros(kernel.shape[-1], "float32")
+    for bn in folded_before:
+        kernel, bias = _fold_input_bn(kernel, bias, model.get_layer(bn))
+    for bn in folded_after:
+        kernel, bias = _fold_output_bn(kernel, bias, source, model.get_layer(bn))
+    dtype = weights[0].dtype
+    return [kernel.astype(dtype), bias.astype(dtype)]
 
 
 def fuse(model):
-    """Returns a new inference model with every conv -> BatchNormalization pair merged.
+    """Returns a new inference model with every foldable BatchNormalization merged.
 
     A BN is folded into the convolution that feeds it (``Conv1D/2D/3D``,
     ``DepthwiseConv2D`` or ``layers.GroupConv2D``) when that convolution has
     no activation and no other consumer: ``W' = W * gamma / sqrt(var + eps)``,
-    ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``. The BN layers
-    disappear from the graph; every other layer keeps its name and weights.
-    The result is for inference (BN statistics are frozen into the weights).
-    Re-parameterisable layers (``layers.ReparamLargeKernelConv``) are
-    switched to their merged ``deploy=True`` form.
+    ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``. A BN whose only
+    consumer is a pointwise (1x1, ungrouped) convolution is folded into that
+    convolution's input side (``W' = diag(s) W``, ``b' = b + t W``), exact
+    because a 1x1 convolution pads nothing. Other BNs (e.g. one feeding a
+    residual add or a pooling) stay. Every other layer keeps its name and
+    weights. The result is for inference (BN statistics are frozen into the
+    weights). Re-parameterisable layers (``layers.ReparamLargeKernelConv``)
+    are switched to their merged ``deploy=True`` form.
 
     Args:
         model: a functional Keras model (Keras 3 or tf_keras).
@@ -121,31 +171,31 @@ def fuse(model):
         raise TypeError("`model` must be a functional keras.Model (subclassed models have no graph config).") from error
     if "layers" not in config or "output_layers" not in config:
         raise TypeError("`model` must be a functional keras.Model (its config has no layer graph).")
-    pairs = _foldable_pairs(model, config["layers"], config["output_layers"])
+    after, before = _foldable_bns(model, config["layers"], config["output_layers"])
+    mapping = dict(after)
+    mapping.update({bn: ref for bn, (_, ref) in before.items()})
+    receivers = set(after.values()) | {conv for conv, _ in before.values()}
     layers = []
     for entry in config["layers"]:
         name = entry["config"]["name"]
-        if name in pairs:
+        if name in mapping:
             continue
-        entry = _rename(entry, pairs)
-        if name in pairs.values():
+        entry = _rename(entry, mapping)
+        if name in receivers:
             entry["config"]["use_bias"] = True
         if _reparameterisable(model.get_layer(name)):
             entry["config"]["deploy"] = True
         layers.append(entry)
     config["layers"] = layers
-    config["output_layers"] = _rename(config["output_layers"], pairs)
+    config["output_layers"] = _rename(config["output_layers"], mapping)
     custom = {"GroupConv2D": GroupConv2D, "ReparamLargeKernelConv": ReparamLargeKernelConv}
     fused = keras.Model.from_config(config, custom_objects=custom)
-    conv_to_bn = {conv: bn for bn, conv in pairs.items()}
     for layer in fused.layers:
         if not layer.weights:
             continue
         source = model.get_layer(layer.name)
-        if layer.name in conv_to_bn:
-            layer.set_weights(_fold(source, model.get_layer(conv_to_bn[layer.name])))
-        elif _reparameterisable(source):
-            layer.set_weights(source.merged_weights())
-        else:
-            layer.set_weights(source.get_weights())
+        weights = _fused_weights(source, after, before, model)
+        if weights is None:
+            weights = source.merged_weights() if _reparameterisable(source) else source.get_weights()
+        layer.set_weights(weights)
     return fused

@@ -27,7 +27,7 @@ class ReparamLargeKernelConv(keras.layers.Layer):
 
     Args:
         kernel_size: odd int, the large kernel (RepLKNet: 31, 29, 27, 13).
-        small_kernel: odd int smaller than ``kernel_size`` (RepLKNet: 5), or
+        small_kernel: odd int not larger than ``kernel_size`` (RepLKNet: 5), or
             None for no parallel branch.
         strides: int, stride of both branches.
         deploy: build the merged inference form.
@@ -68,9 +68,9 @@ class ReparamLargeKernelConv(keras.layers.Layer):
             raise ValueError(f"`kernel_size` must be odd. Received: kernel_size={kernel_size}")
         if small_kernel is not None:
             check_positive_int("small_kernel", small_kernel)
-            if small_kernel % 2 == 0 or small_kernel >= kernel_size:
+            if small_kernel % 2 == 0 or small_kernel > kernel_size:
                 raise ValueError(
-                    "`small_kernel` must be odd and smaller than `kernel_size`, or None. "
+                    "`small_kernel` must be odd and at most `kernel_size`, or None. "
                     f"Received: small_kernel={small_kernel}, kernel_size={kernel_size}"
                 )
         self.small_kernel = small_kernel
