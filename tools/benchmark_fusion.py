@@ -19,7 +19,7 @@ from _timing import median_ms  # noqa: E402
 import keras_convzoo as kcz  # noqa: E402
 from keras_convzoo.backend import tf  # noqa: E402
 
-DEFAULT_MODELS = ("resnext50_32x4d", "seresnet50", "mobilenetv2_100", "convnext_tiny")
+DEFAULT_MODELS = ("resnext50_32x4d", "seresnet50", "mobilenetv2_100", "convnext_tiny", "replknet31_base")
 
 
 def main(argv=None):

@@ -68,3 +68,18 @@ def test_plain_feature_map_without_pooling():
                              **kcz.get_spec("convnext_tiny").test_overrides)
     assert model.layers[-1].name.endswith("_add")  # no hidden LayerNorm
     assert model(np.zeros((1, 64, 96, 3), "float32")).shape == (1, 2, 3, 32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["ConvNeXtSmall", "ConvNeXtBase"])
+def test_full_size_parity_at_224(entry):
+    """Full-size variants at their default 224x224 input (slow: ~90M-parameter copies)."""
+    import keras
+
+    ref = getattr(keras.applications, entry)(weights=None, include_preprocessing=False)
+    ours = getattr(kcz, entry)()
+    _copy(ref, ours)
+    x = np.random.default_rng(3).standard_normal((1, 224, 224, 3)).astype("float32")
+    expected = ref(x, training=False).numpy()
+    np.testing.assert_allclose(ours(x, training=False).numpy(), expected, atol=1e-4, rtol=0)
+    assert expected.std() > 1e-5
