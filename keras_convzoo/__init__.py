@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 from keras_convzoo import blocks, deploy, export, layers, ops, profile, weights  # noqa: F401
 from keras_convzoo.applications import (  # noqa: F401
+    CCNN,
     ConvNeXtBase,
     ConvNeXtLarge,
     ConvNeXtSmall,

@@ -8,6 +8,7 @@ from keras_convzoo.applications._registry import (
     list_models,
     register,
 )
+from keras_convzoo.applications.ccnn import CCNN
 from keras_convzoo.applications.convnext import (
     ConvNeXtBase,
     ConvNeXtLarge,
@@ -35,6 +36,7 @@ __all__ = [
     "get_spec",
     "list_models",
     "register",
+    "CCNN",
     "ConvNeXtBase",
     "ConvNeXtLarge",
     "ConvNeXtSmall",

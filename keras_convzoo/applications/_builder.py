@@ -161,7 +161,8 @@ def _check_activation(classifier_activation):
 
 
 def _resolve_input_shape(spec, input_shape, input_tensor, include_top):
-    rank = spec.spatial_dims + 1
+    ranks = sorted({d + 1 for d in spec.accepted_spatial_dims or (spec.spatial_dims,)})
+    wanted = " or ".join(str(r) for r in ranks)
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape)[1:]
     if input_shape is None:
@@ -169,14 +170,14 @@ def _resolve_input_shape(spec, input_shape, input_tensor, include_top):
         return (size,) * spec.spatial_dims + (spec.input_channels,)
     if not isinstance(input_shape, (tuple, list)):
         raise TypeError(
-            f"`input_shape` must be a tuple of {rank} entries (spatial sizes, channels). "
+            f"`input_shape` must be a tuple of {wanted} entries (spatial sizes, channels). "
             f"Received: input_shape={input_shape!r}"
         )
     input_shape = tuple(None if v is None else v for v in input_shape)
-    if len(input_shape) != rank:
+    if len(input_shape) not in ranks:
         raise ValueError(
-            f"`input_shape` must have {rank} entries ({spec.spatial_dims} spatial sizes and the "
-            f"channels, channels_last) for {spec.entrypoint}. Received: input_shape={input_shape}"
+            f"`input_shape` must have {wanted} entries (spatial sizes and the channels, "
+            f"channels_last) for {spec.entrypoint}. Received: input_shape={input_shape}"
         )
     *spatial, channels = input_shape
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:

@@ -23,12 +23,18 @@ class ModelSpec:
             ``input_shape`` is given.
         min_size: smallest input side accepted.
         input_channels: channels of the images the variant is designed for.
-        spatial_dims: number of spatial axes (2 for images).
+        spatial_dims: number of spatial axes (2 for images); the default
+            when no ``input_shape`` is given.
+        accepted_spatial_dims: every spatial rank the family accepts
+            (e.g. ``(1, 2, 3)`` for CCNN: sequences, images, volumes); empty
+            means ``spatial_dims`` only.
         head: optional ``head(x, config) -> x`` applied after global pooling
             and before the classifier (e.g. ConvNeXt's LayerNorm).
         reference_params: trainable parameter count of the reference
             implementation (timm/torchvision/keras), asserted by the tests.
         reference: where ``reference_params`` comes from.
+        reference_kwargs: builder arguments of the model ``reference_params``
+            was counted on, when not the defaults (e.g. ``{"classes": 10}``).
         paper: citation of the architecture.
         test_overrides: config overrides that make the variant's tiny twin.
     """
@@ -42,9 +48,11 @@ class ModelSpec:
     min_size: int = 32
     input_channels: int = 3
     spatial_dims: int = 2
+    accepted_spatial_dims: Tuple[int, ...] = ()
     head: Optional[Callable] = None
     reference_params: Optional[int] = None
     reference: str = ""
+    reference_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     paper: str = ""
     test_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -1,5 +1,6 @@
 """Block functions that add standard (and package) layers to a functional graph."""
 
+from keras_convzoo.blocks.ccnn import ccnn_block
 from keras_convzoo.blocks.conv import conv2d, conv_bn_act
 from keras_convzoo.blocks.convnext import convnext_block
 from keras_convzoo.blocks.inverted_residual import inverted_residual_block
@@ -9,6 +10,7 @@ from keras_convzoo.blocks.squeeze_excite import squeeze_excite
 
 __all__ = [
     "basic_block",
+    "ccnn_block",
     "bottleneck_block",
     "conv2d",
     "conv_bn_act",

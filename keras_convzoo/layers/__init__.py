@@ -1,13 +1,21 @@
 """Public layers of keras_convzoo (one class per file, file = snake_case(class))."""
 
+from keras_convzoo.layers.ck_conv import CKConv
+from keras_convzoo.layers.flex_conv import FlexConv
 from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.group_conv2d import GroupConv2D
 from keras_convzoo.layers.layer_scale import LayerScale
+from keras_convzoo.layers.magnet import MAGNet
 from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
+from keras_convzoo.layers.separable_flex_conv import SeparableFlexConv
 from keras_convzoo.layers.squeeze_excite import SqueezeExcite
 from keras_convzoo.layers.stochastic_depth import StochasticDepth
 
 __all__ = [
+    "CKConv",
+    "FlexConv",
+    "MAGNet",
+    "SeparableFlexConv",
     "GELU",
     "GroupConv2D",
     "LayerScale",

@@ -34,7 +34,7 @@ def test_default_shapes_and_names(name):
 def test_full_size_trainable_params_equal_reference(name):
     """Full-size models: trainable counts equal timm/torchvision/keras.applications."""
     spec = kcz.get_spec(name)
-    model = kcz.create_model(name)
+    model = kcz.create_model(name, **spec.reference_kwargs)
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     assert trainable == spec.reference_params, (name, trainable, spec.reference_params)
 
