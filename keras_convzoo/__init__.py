@@ -33,6 +33,7 @@ from keras_convzoo.applications import (  # noqa: F401
     SEResNet152,
     SEResNeXt50,
     SEResNeXt101,
+    ShuffleNetV2,
     create_model,
     get_spec,
     list_models,

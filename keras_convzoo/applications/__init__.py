@@ -28,6 +28,7 @@ from keras_convzoo.applications.se_resnet import (
     SEResNeXt50,
     SEResNeXt101,
 )
+from keras_convzoo.applications.shufflenet_v2 import ShuffleNetV2
 
 __all__ = [
     "ModelSpec",
@@ -54,4 +55,5 @@ __all__ = [
     "SEResNet152",
     "SEResNeXt50",
     "SEResNeXt101",
+    "ShuffleNetV2",
 ]

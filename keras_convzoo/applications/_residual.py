@@ -28,6 +28,12 @@ class ResNetConfig:
         drop_rate: dropout before the classifier.
         zero_init_last: start each block's last BN scale at zero (timm).
         bn_epsilon, bn_momentum: batch norm settings (PyTorch's 1e-5, 0.1).
+        downsample: ``"pool"`` (the 3x3 stride-2 max pool after the stem) or
+            ``"conv"`` (an all-convolutional stem: a learned 3x3 stride-2
+            conv + BN + ReLU with ``stem_width`` channels instead, layers
+            ``stem_pool_conv``/``stem_pool_bn``/``stem_pool_relu``; adds
+            ``9 * stem_width**2 + 2 * stem_width`` trainable parameters, e.g.
+            36,992 for ResNeXt50, and the same output shapes).
     """
 
     block: str = "bottleneck"
@@ -42,6 +48,52 @@ class ResNetConfig:
     zero_init_last: bool = True
     bn_epsilon: float = 1e-5
     bn_momentum: float = 0.9
+    downsample: str = "pool"
+
+
+#: Values of the ``downsample`` config field of families with a pooled stem.
+DOWNSAMPLE_MODES = ("pool", "conv")
+
+
+def stem_downsample(
+    x, downsample="pool", padding_mode="torch", bn_epsilon=1e-5, bn_momentum=0.9, name="stem_pool"
+):
+    """Adds the stride-2 reduction after a stem: a 3x3 max pool or a learned 3x3 conv.
+
+    ``"pool"``: ``ZeroPadding2D(1)`` (``{name}_pad``) and
+    ``MaxPooling2D(3, strides=2)`` (``{name}``), PyTorch's
+    ``MaxPool2d(3, 2, padding=1)`` for the non-negative inputs a ReLU gives.
+    ``"conv"``: ``conv_bn_act`` with the same channel count, 3x3, stride 2,
+    ``padding_mode`` padding (``{name}_conv``, ``{name}_bn``, ``{name}_relu``): the
+    all-convolutional variant, same output shape, ``9 C^2 + 2 C`` more
+    trainable parameters (``+ 2 C`` BN statistics).
+
+    Args:
+        x: 4D symbolic tensor (the stem output, after its ReLU).
+        downsample: ``"pool"`` or ``"conv"``.
+        padding_mode: padding of the ``"conv"`` form (see ``blocks.conv2d``).
+        bn_epsilon, bn_momentum: batch norm settings of the ``"conv"`` form.
+        name: prefix of the layer names.
+
+    Returns:
+        The downsampled tensor.
+
+    Example:
+    >>> inputs = keras.Input((32, 32, 16))
+    >>> stem_downsample(inputs, "conv").shape
+    (None, 16, 16, 16)
+    """
+    if downsample not in DOWNSAMPLE_MODES:
+        raise ValueError(
+            f"`downsample` must be one of {DOWNSAMPLE_MODES}. Received: downsample={downsample!r}"
+        )
+    if downsample == "conv":
+        return conv_bn_act(
+            x, int(x.shape[-1]), 3, 2, padding_mode=padding_mode, bn_epsilon=bn_epsilon,
+            bn_momentum=bn_momentum, name=name,
+        )
+    x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)  # inputs >= 0 after ReLU
+    return keras.layers.MaxPooling2D(3, strides=2, name=name)(x)
 
 
 #: Config overrides of every residual variant's tiny twin (fast CPU tests).
@@ -49,7 +101,7 @@ RESNET_TINY = {"depths": (2, 1, 1, 1), "widths": (8, 16, 32, 64), "stem_width": 
 
 
 def residual_body(x, config):
-    """Adds the 7x7 stem, the max pool and the residual stages.
+    """Adds the 7x7 stem, the max pool (or strided conv) and the residual stages.
 
     Args:
         x: input tensor ``(batch, height, width, channels)``.
@@ -73,8 +125,7 @@ def residual_body(x, config):
         )
     bn = dict(bn_epsilon=config.bn_epsilon, bn_momentum=config.bn_momentum)
     x = conv_bn_act(x, config.stem_width, 7, 2, name="stem", **bn)
-    x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)  # inputs >= 0 after ReLU
-    x = keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+    x = stem_downsample(x, config.downsample, name="stem_pool", **bn)
     features = {"stem": x}
     block_options = dict(
         se_ratio=config.se_ratio,

@@ -6,6 +6,7 @@ from keras_convzoo.blocks.convnext import convnext_block
 from keras_convzoo.blocks.inverted_residual import inverted_residual_block
 from keras_convzoo.blocks.replknet import conv_ffn_block, replk_block
 from keras_convzoo.blocks.residual import basic_block, bottleneck_block
+from keras_convzoo.blocks.shuffle import shufflenet_v2_block
 from keras_convzoo.blocks.squeeze_excite import squeeze_excite
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "convnext_block",
     "inverted_residual_block",
     "replk_block",
+    "shufflenet_v2_block",
     "squeeze_excite",
 ]

@@ -1,5 +1,7 @@
 """Public layers of keras_convzoo (one class per file, file = snake_case(class))."""
 
+from keras_convzoo.layers.channel_shuffle import ChannelShuffle
+from keras_convzoo.layers.channel_split import ChannelSplit
 from keras_convzoo.layers.ck_conv import CKConv
 from keras_convzoo.layers.flex_conv import FlexConv
 from keras_convzoo.layers.gelu import GELU
@@ -8,18 +10,24 @@ from keras_convzoo.layers.layer_scale import LayerScale
 from keras_convzoo.layers.magnet import MAGNet
 from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
 from keras_convzoo.layers.separable_flex_conv import SeparableFlexConv
+from keras_convzoo.layers.shift_conv2d import ShiftConv2D
+from keras_convzoo.layers.spatial_transformer import SpatialTransformer
 from keras_convzoo.layers.squeeze_excite import SqueezeExcite
 from keras_convzoo.layers.stochastic_depth import StochasticDepth
 
 __all__ = [
+    "ChannelShuffle",
+    "ChannelSplit",
     "CKConv",
     "FlexConv",
-    "MAGNet",
-    "SeparableFlexConv",
     "GELU",
     "GroupConv2D",
     "LayerScale",
+    "MAGNet",
     "ReparamLargeKernelConv",
+    "SeparableFlexConv",
+    "ShiftConv2D",
+    "SpatialTransformer",
     "SqueezeExcite",
     "StochasticDepth",
 ]

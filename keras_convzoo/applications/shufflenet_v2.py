@@ -1,0 +1,216 @@
+"""ShuffleNetV2 with torchvision's exact layout (``shufflenet_v2_x0_5`` .. ``x2_0``)."""
+
+import dataclasses
+from typing import Tuple
+
+from keras_convzoo.applications._builder import build_application, entrypoint_arguments
+from keras_convzoo.applications._registry import ModelSpec, register
+from keras_convzoo.applications._residual import DOWNSAMPLE_MODES, stem_downsample
+from keras_convzoo.blocks.conv import conv_bn_act
+from keras_convzoo.blocks.shuffle import shufflenet_v2_block
+from keras_convzoo.ops.padding import PADDING_MODES
+
+PAPER = (
+    "Ma et al., ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design, ECCV 2018"
+)
+
+#: Blocks of stages 2, 3 and 4 (the first of each has stride 2).
+STAGE_REPEATS = (4, 8, 4)
+
+#: width multiplier -> (registry name, channels of stem, stage2..4 and conv5)
+#: as torchvision's ``stages_out_channels``.
+WIDTHS = {
+    0.5: ("shufflenet_v2_x0_5", (24, 48, 96, 192, 1024)),
+    1.0: ("shufflenet_v2_x1_0", (24, 116, 232, 464, 1024)),
+    1.5: ("shufflenet_v2_x1_5", (24, 176, 352, 704, 1024)),
+    2.0: ("shufflenet_v2_x2_0", (24, 244, 488, 976, 2048)),
+}
+
+#: Trainable parameters of torchvision's models (torchvision 0.29).
+_REFERENCE_PARAMS = {0.5: 1_366_792, 1.0: 2_278_604, 1.5: 3_503_624, 2.0: 7_393_996}
+
+_TINY = {"stage_repeats": (2, 1, 1), "stage_out_channels": (8, 16, 32, 48, 64)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ShuffleNetV2Config:
+    """Architecture of ShuffleNetV2 (torchvision layout).
+
+    Attributes:
+        stage_repeats: blocks of stages 2, 3, 4.
+        stage_out_channels: channels of the stem, of each stage (even) and
+            of the final 1x1 conv (``conv5``, here ``head_conv``).
+        downsample: ``"pool"`` (the stem's 3x3 stride-2 max pool) or
+            ``"conv"`` (a learned 3x3 stride-2 conv + BN + ReLU with the stem's
+            channels: ``stem_pool_conv``/``stem_pool_bn``/``stem_pool_relu``,
+            5,232 more trainable parameters with a 24-channel stem).
+        padding_mode: padding of the strided convolutions: ``"torch"``
+            (symmetric, as torchvision; default) or ``"keras"``/``"same"``.
+        bn_epsilon, bn_momentum: PyTorch's 1e-5 and 0.1 (Keras momentum 0.9).
+        drop_rate: dropout before the classifier (torchvision: none).
+    """
+
+    stage_repeats: Tuple[int, ...] = STAGE_REPEATS
+    stage_out_channels: Tuple[int, ...] = WIDTHS[1.0][1]
+    downsample: str = "pool"
+    padding_mode: str = "torch"
+    bn_epsilon: float = 1e-5
+    bn_momentum: float = 0.9
+    drop_rate: float = 0.0
+
+
+def _check_config(config):
+    repeats, channels = tuple(config.stage_repeats), tuple(config.stage_out_channels)
+    if not repeats or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in repeats):
+        raise ValueError(
+            f"`stage_repeats` must be positive ints. Received: stage_repeats={config.stage_repeats!r}"
+        )
+    if len(channels) != len(repeats) + 2 or not all(
+        isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in channels
+    ):
+        raise ValueError(
+            "`stage_out_channels` must hold len(stage_repeats) + 2 positive ints (stem, each "
+            f"stage, conv5). Received: stage_out_channels={config.stage_out_channels!r}, "
+            f"stage_repeats={config.stage_repeats!r}"
+        )
+    if any(c % 2 for c in channels[1:-1]):
+        raise ValueError(
+            "Stage channels must be even (each block concatenates two halves). Received: "
+            f"stage_out_channels={config.stage_out_channels!r}"
+        )
+    if config.downsample not in DOWNSAMPLE_MODES:
+        raise ValueError(
+            f"`downsample` must be one of {DOWNSAMPLE_MODES}. Received: downsample={config.downsample!r}"
+        )
+    if config.padding_mode not in PADDING_MODES:
+        raise ValueError(
+            f"`padding_mode` must be one of {PADDING_MODES}. Received: padding_mode={config.padding_mode!r}"
+        )
+
+
+def shufflenet_v2_body(x, config):
+    """Adds the ShuffleNetV2 trunk: stem, stages 2-4, final 1x1 conv.
+
+    Layers: ``stem_conv``/``stem_bn``/``stem_relu`` (3x3 stride 2),
+    ``stem_pool`` (3x3 stride-2 max pool, or ``stem_pool_conv``... with
+    ``downsample="conv"``), ``stage{2,3,4}_block{i}_...`` (see
+    ``blocks.shufflenet_v2_block``), ``head_conv``/``head_bn``/``head_relu``
+    (torchvision's ``conv5``).
+
+    Args:
+        x: input tensor ``(batch, height, width, channels)``.
+        config: a ``ShuffleNetV2Config``.
+
+    Returns:
+        ``(x, features)`` with ``stem`` (stride 4), ``stage2`` .. ``stage4``
+        (strides 8, 16, 32) and ``head``.
+    """
+    _check_config(config)
+    channels = tuple(config.stage_out_channels)
+    common = dict(bn_epsilon=config.bn_epsilon, bn_momentum=config.bn_momentum)
+    x = conv_bn_act(x, channels[0], 3, 2, padding_mode=config.padding_mode, name="stem", **common)
+    x = stem_downsample(
+        x, config.downsample, padding_mode=config.padding_mode, name="stem_pool", **common
+    )
+    features = {"stem": x}
+    for index, (repeats, filters) in enumerate(zip(config.stage_repeats, channels[1:-1])):
+        stage = f"stage{index + 2}"
+        for block in range(repeats):
+            x = shufflenet_v2_block(
+                x,
+                filters,
+                strides=2 if block == 0 else 1,
+                padding_mode=config.padding_mode,
+                name=f"{stage}_block{block + 1}",
+                **common,
+            )
+        features[stage] = x
+    x = conv_bn_act(x, channels[-1], 1, name="head", **common)
+    features["head"] = x
+    return x, features
+
+
+SPECS = {
+    width: register(
+        ModelSpec(
+            name=name,
+            family="shufflenetv2",
+            entrypoint="ShuffleNetV2",
+            body=shufflenet_v2_body,
+            config=ShuffleNetV2Config(stage_out_channels=channels),
+            reference_params=_REFERENCE_PARAMS[width],
+            reference=f"torchvision {name} (trainable)",
+            paper=PAPER,
+            test_overrides=_TINY,
+        )
+    )
+    for width, (name, channels) in WIDTHS.items()
+}
+
+
+def ShuffleNetV2(
+    width_multiplier=1.0,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    **kwargs,
+):
+    """Instantiates ShuffleNetV2, layer for layer torchvision's ``shufflenet_v2_x*``.
+
+    Stem conv 3x3 stride 2 (24 channels) + BN + ReLU and a 3x3 stride-2 max
+    pool, three stages of ShuffleNetV2 units (channel split, 1x1 / depthwise
+    3x3 / 1x1 branch, concat, channel shuffle; the first unit of a stage has
+    stride 2 and two branches), a 1x1 conv + BN + ReLU, global average
+    pooling and the classifier. PyTorch's symmetric padding and BN epsilon
+    1e-5, so torchvision weights port one to one
+    (``tools/check_shufflenet_torchvision.py``).
+
+    Trainable parameters (equal to torchvision's): 1,366,792 (0.5),
+    2,278,604 (1.0), 3,503,624 (1.5), 7,393,996 (2.0).
+
+    Args:
+        width_multiplier: one of 0.5, 1.0, 1.5, 2.0; selects the registered
+            variant ``shufflenet_v2_x0_5`` .. ``shufflenet_v2_x2_0``.
+        include_top: whether to add the classifier.
+        weights: None or the path to a ``.weights.h5`` file.
+        input_tensor: optional Keras tensor to use as the model input.
+        input_shape: shape without batch, e.g. ``(224, 224, 3)`` or
+            ``(None, None, 3)``; default ``(224, 224, 3)`` with the top and
+            ``(None, None, 3)`` without.
+        pooling: with ``include_top=False``: None, ``"avg"`` or ``"max"``.
+        classes: number of classes.
+        classifier_activation: activation of the classifier; None for logits.
+        name: model name (default: the registry name).
+        **kwargs: overrides of ``ShuffleNetV2Config``, e.g.
+            ``downsample="conv"`` (all-convolutional stem) or ``drop_rate``.
+
+    Returns:
+        A ``keras.Model``.
+
+    Raises:
+        ValueError: for a ``width_multiplier`` outside 0.5, 1.0, 1.5, 2.0
+            (and as ``build_application`` for the other arguments).
+
+    Reference:
+        Ma et al., "ShuffleNet V2: Practical Guidelines for Efficient CNN
+        Architecture Design", ECCV 2018.
+
+    Example:
+    >>> model = ShuffleNetV2(0.5, include_top=False, input_shape=(None, None, 3), pooling="avg")
+    """
+    if isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float)):
+        raise TypeError(
+            f"`width_multiplier` must be a number. Received: width_multiplier={width_multiplier!r}"
+        )
+    if width_multiplier not in SPECS:
+        raise ValueError(
+            f"`width_multiplier` must be one of {sorted(SPECS)} for ShuffleNetV2. "
+            f"Received: width_multiplier={width_multiplier!r}"
+        )
+    arguments = entrypoint_arguments(locals())
+    return build_application(SPECS[width_multiplier], **arguments)
