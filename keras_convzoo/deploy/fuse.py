@@ -3,8 +3,7 @@
 import numpy as np
 
 from keras_convzoo.backend import keras
-from keras_convzoo.layers.group_conv2d import GroupConv2D
-from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
+from keras_convzoo import layers as package_layers
 from keras_convzoo.ops.batch_norm import bn_inference_affine
 
 _CONV_CLASSES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "GroupConv2D")
@@ -183,12 +182,13 @@ def fuse(model):
         entry = _rename(entry, mapping)
         if name in receivers:
             entry["config"]["use_bias"] = True
-        if _reparameterisable(model.get_layer(name)):
-            entry["config"]["deploy"] = True
+        source = model.get_layer(name)
+        if _reparameterisable(source):
+            entry["config"].update(source.deploy_config() if hasattr(source, "deploy_config") else {"deploy": True})
         layers.append(entry)
     config["layers"] = layers
     config["output_layers"] = _rename(config["output_layers"], mapping)
-    custom = {"GroupConv2D": GroupConv2D, "ReparamLargeKernelConv": ReparamLargeKernelConv}
+    custom = {name: getattr(package_layers, name) for name in package_layers.__all__}
     fused = keras.Model.from_config(config, custom_objects=custom)
     for layer in fused.layers:
         if not layer.weights:

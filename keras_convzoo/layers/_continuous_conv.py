@@ -61,6 +61,8 @@ class ContinuousConvBase(keras.layers.Layer):
         train_size=None,
         pointwise_initializer=KAIMING_NORMAL,
         seed=None,
+        deploy=False,
+        deploy_taps=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -94,6 +96,12 @@ class ContinuousConvBase(keras.layers.Layer):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
         self.seed = seed
+        if not isinstance(deploy, bool):
+            raise ValueError(f"`deploy` must be a bool. Received: deploy={deploy!r}")
+        self.deploy = deploy
+        self.deploy_taps = None if deploy_taps is None else _check_sizes("deploy_taps", deploy_taps, allow_same=False)
+        if deploy and self.deploy_taps is None:
+            raise ValueError("`deploy=True` needs `deploy_taps`, the taps per dim of the baked kernel.")
 
     # ----------------------------------------------------------------- build
     def _grid_sizes(self, input_shape):
@@ -141,6 +149,10 @@ class ContinuousConvBase(keras.layers.Layer):
                     f"or a static input shape. Received: train_size={self.train_size}, input_shape={input_shape}"
                 )
             self.reference_size = tuple(int(t) for t in train)
+        self.input_spatial = tuple(input_shape[1:-1])
+        if self.deploy:
+            self._build_deployed()
+            return
         if self.mask:
             self.mask_width = self.add_weight(
                 name="mask_width", shape=(dims,), initializer=keras.initializers.Constant(self.mask_init)
@@ -160,6 +172,10 @@ class ContinuousConvBase(keras.layers.Layer):
             name="kernel_network",
         )
         self.kernel_network.build((None, dims))
+        self._build_outputs()
+        self.built = True
+
+    def _build_outputs(self):
         if self.use_bias:
             bias_channels = self.in_channels if self.separable else self.filters
             self.bias = self.add_weight(name="bias", shape=(bias_channels,), initializer="zeros")
@@ -168,7 +184,42 @@ class ContinuousConvBase(keras.layers.Layer):
                 name="pointwise_kernel", shape=(self.in_channels, self.filters), initializer=self.pointwise_initializer
             )
             self.pointwise_bias = self.add_weight(name="pointwise_bias", shape=(self.filters,), initializer="zeros")
+
+    def _build_deployed(self):
+        """Inference form: the generated kernel baked into a weight; no kernel network."""
+        taps = self.deploy_taps * self.dims if len(self.deploy_taps) == 1 else self.deploy_taps
+        if len(taps) != self.dims:
+            raise ValueError(f"`deploy_taps` has {len(taps)} entries for {self.dims} spatial dims.")
+        channels = (self.in_channels,) if self.separable else (self.in_channels, self.filters)
+        self.baked_kernel = self.add_weight(name="baked_kernel", shape=tuple(taps) + channels, initializer="zeros")
+        self._build_outputs()
         self.built = True
+
+    def merged_weights(self):
+        """Weights of the ``deploy=True`` form: the kernel generated now, then bias and pointwise weights.
+
+        With ``resolution="continuous"`` the kernel is generated for the
+        layer's static input size (a fused model runs at one resolution).
+        """
+        if self.deploy:
+            return [np.array(w) for w in self.weights]
+        if self.resolution == "continuous" and any(s is None for s in self.input_spatial):
+            raise ValueError(
+                f"{self.name}: resolution='continuous' kernels depend on the input size; build the model with a "
+                "static input_shape before fusing it."
+            )
+        probe = tf.zeros((1,) + tuple(self.input_spatial) + (self.in_channels,)) if self.resolution == "continuous" else None
+        weights = [np.array(self.kernel(probe))]
+        if self.use_bias:
+            weights.append(np.array(self.bias))
+        if self.separable:
+            weights += [np.array(self.pointwise_kernel), np.array(self.pointwise_bias)]
+        return weights
+
+    def deploy_config(self):
+        """Config updates that turn this layer into its ``deploy=True`` form (used by ``deploy.fuse``)."""
+        taps = self.merged_weights()[0].shape[: self.dims]
+        return {"deploy": True, "deploy_taps": tuple(int(t) for t in taps)}
 
     def _initial_taps(self):
         """Kernel taps per dim at initialisation (after the crop of the initial mask)."""
@@ -237,7 +288,7 @@ class ContinuousConvBase(keras.layers.Layer):
         return tf.cond(use_fft, lambda: fft(x, kernel, self.causal), lambda: direct(x, kernel, self.causal))
 
     def call(self, inputs):
-        kernel = self.kernel(inputs)
+        kernel = self.baked_kernel if self.deploy else self.kernel(inputs)
         y = self._convolve(inputs, tf.cast(kernel, inputs.dtype))
         if self.use_bias:
             y = y + tf.cast(self.bias, y.dtype)
@@ -264,6 +315,8 @@ class ContinuousConvBase(keras.layers.Layer):
                 "resolution": self.resolution,
                 "train_size": self.train_size,
                 "seed": self.seed,
+                "deploy": self.deploy,
+                "deploy_taps": self.deploy_taps,
             }
         )
         if self.mask:

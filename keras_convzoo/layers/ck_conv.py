@@ -17,7 +17,8 @@ class CKConv(ContinuousConvBase):
         filters: output channels.
         kernel_size: grid points per dim or ``"same"`` (the static input size).
         causal, kernel_hidden, kernel_layers, omega_0, use_bias, conv_method,
-        fft_threshold, resolution, train_size, seed: see ``FlexConv``.
+        fft_threshold, resolution, train_size, seed, deploy, deploy_taps: see
+            ``FlexConv``.
         **kwargs: base Layer arguments.
 
     Input shape:
@@ -53,10 +54,12 @@ class CKConv(ContinuousConvBase):
         resolution="fixed",
         train_size=None,
         seed=None,
+        deploy=False,
+        deploy_taps=None,
         **kwargs,
     ):
         super().__init__(
             filters, kernel_size=kernel_size, causal=causal, kernel_hidden=kernel_hidden,
             kernel_layers=kernel_layers, omega_0=omega_0, use_bias=use_bias, conv_method=conv_method,
-            fft_threshold=fft_threshold, resolution=resolution, train_size=train_size, seed=seed, **kwargs,
+            fft_threshold=fft_threshold, resolution=resolution, train_size=train_size, seed=seed, deploy=deploy, deploy_taps=deploy_taps, **kwargs,
         )

@@ -57,6 +57,10 @@ class FlexConv(ContinuousConvBase):
         train_size: input size (int or tuple) the grid was set for, needed
             by ``"continuous"`` when the input shape is not static.
         seed: int seed of the initialisation.
+        deploy: build the inference form: the kernel is a plain weight of
+            ``deploy_taps`` taps per dim (no kernel network, no mask);
+            ``keras_convzoo.deploy.fuse`` converts a model to it.
+        deploy_taps: taps per dim of the baked kernel (with ``deploy=True``).
         **kwargs: base Layer arguments.
 
     Input shape:
@@ -95,11 +99,13 @@ class FlexConv(ContinuousConvBase):
         resolution="fixed",
         train_size=None,
         seed=None,
+        deploy=False,
+        deploy_taps=None,
         **kwargs,
     ):
         super().__init__(
             filters, kernel_size=kernel_size, causal=causal, mask_init=mask_init, mask_threshold=mask_threshold,
             dynamic_cropping=dynamic_cropping, kernel_hidden=kernel_hidden, kernel_layers=kernel_layers,
             omega_0=omega_0, use_bias=use_bias, conv_method=conv_method, fft_threshold=fft_threshold,
-            resolution=resolution, train_size=train_size, seed=seed, **kwargs,
+            resolution=resolution, train_size=train_size, seed=seed, deploy=deploy, deploy_taps=deploy_taps, **kwargs,
         )

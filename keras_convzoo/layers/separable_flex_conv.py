@@ -20,8 +20,8 @@ class SeparableFlexConv(ContinuousConvBase):
         filters: output channels of the pointwise convolution.
         kernel_size, causal, mask_init, mask_threshold, dynamic_cropping,
         kernel_hidden, kernel_layers, omega_0, use_bias, conv_method,
-        fft_threshold, resolution, train_size, seed: see ``FlexConv``
-            (``use_bias`` is the depthwise bias).
+        fft_threshold, resolution, train_size, seed, deploy, deploy_taps: see
+            ``FlexConv`` (``use_bias`` is the depthwise bias).
         pointwise_initializer: initializer of the pointwise kernel.
         **kwargs: base Layer arguments.
 
@@ -62,6 +62,8 @@ class SeparableFlexConv(ContinuousConvBase):
         train_size=None,
         pointwise_initializer=KAIMING_NORMAL,
         seed=None,
+        deploy=False,
+        deploy_taps=None,
         **kwargs,
     ):
         super().__init__(
@@ -69,5 +71,5 @@ class SeparableFlexConv(ContinuousConvBase):
             dynamic_cropping=dynamic_cropping, kernel_hidden=kernel_hidden, kernel_layers=kernel_layers,
             omega_0=omega_0, use_bias=use_bias, conv_method=conv_method, fft_threshold=fft_threshold,
             resolution=resolution, train_size=train_size, pointwise_initializer=pointwise_initializer,
-            seed=seed, **kwargs,
+            seed=seed, deploy=deploy, deploy_taps=deploy_taps, **kwargs,
         )
