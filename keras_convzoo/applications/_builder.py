@@ -1,7 +1,10 @@
 """``build_application``: the one path every family's constructor goes through."""
 
+import os
+
 from keras_convzoo.backend import get_source_inputs, is_keras_tensor, keras
 from keras_convzoo.weights.loading import WeightsMismatchError, check_weights_path, load
+from keras_convzoo.weights.state_dict import is_state_dict_path, read_state_dict
 
 POOLING_MODES = (None, "avg", "max")
 
@@ -61,8 +64,10 @@ def build_application(
     Args:
         spec: the variant's ``ModelSpec``.
         include_top: whether to add the classifier.
-        weights: None (random initialisation) or the path to a
-            ``.weights.h5`` file saved from the same architecture.
+        weights: None (random initialisation), the path to a
+            ``.weights.h5`` file saved from the same architecture, or, for
+            families with a ``spec.port_weights`` (CCNN), a reference state
+            dict file (``.npz``, ``.safetensors``, ``.pth``).
         input_tensor: optional tensor to use as the model input (a Keras
             tensor, e.g. the output of ``keras.Input``).
         input_shape: shape without the batch axis, e.g. ``(224, 224, 3)`` or
@@ -103,7 +108,7 @@ def build_application(
             "keras_convzoo models are channels_last only; set "
             "keras.backend.set_image_data_format('channels_last')."
         )
-    weights_path = None if weights is None else _check_weights(weights)
+    weights_path = None if weights is None else _check_weights(weights, spec)
     if pooling not in POOLING_MODES:
         raise ValueError(f"`pooling` must be one of {POOLING_MODES}. Received: pooling={pooling!r}")
     if include_top:
@@ -129,12 +134,19 @@ def build_application(
         if len(model_inputs) == 1:
             model_inputs = model_inputs[0]
     model = keras.Model(model_inputs, x, name=name or spec.name)
-    if weights_path is not None:
+    if weights_path is not None and is_state_dict_path(weights_path):
+        spec.port_weights(model, read_state_dict(weights_path))
+    elif weights_path is not None:
         _load_weights(model, weights_path, include_top, classes, input_shape)
     return model
 
 
-def _check_weights(weights):
+def _check_weights(weights, spec):
+    if spec.port_weights is not None and is_state_dict_path(weights):
+        path = os.fspath(weights)
+        if not os.path.isfile(path):
+            raise ValueError(f"The weights file does not exist. Received: weights={path!r}")
+        return path
     if isinstance(weights, str) and weights == "imagenet":
         raise ValueError(
             "`weights` must be None or the path to a '.weights.h5' file; pretrained "
@@ -277,8 +289,10 @@ _ARGS_DOC = """
     Args:
         include_top: whether to add the classifier (global average pooling,
             ``Dense(classes, name="predictions")``).
-        weights: None (random initialisation) or the path to a
-            ``.weights.h5`` file saved from the same architecture.
+        weights: None (random initialisation), the path to a
+            ``.weights.h5`` file saved from the same architecture, or, for
+            families with a ``spec.port_weights`` (CCNN), a reference state
+            dict file (``.npz``, ``.safetensors``, ``.pth``).
         input_tensor: optional Keras tensor to use as the model input.
         input_shape: shape without batch, e.g. ``(224, 224, 3)`` or
             ``(None, None, 3)``; default ``(224, 224, 3)`` with the top and

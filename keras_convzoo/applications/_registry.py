@@ -37,6 +37,9 @@ class ModelSpec:
             was counted on, when not the defaults (e.g. ``{"classes": 10}``).
         paper: citation of the architecture.
         test_overrides: config overrides that make the variant's tiny twin.
+        port_weights: optional ``port(model, state_dict)`` that loads a
+            reference implementation's state dict (then ``weights=`` also
+            accepts ``.npz``/``.safetensors``/``.pth`` files).
     """
 
     name: str
@@ -55,6 +58,7 @@ class ModelSpec:
     reference_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     paper: str = ""
     test_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    port_weights: Optional[Callable] = None
 
     @property
     def config_fields(self) -> Tuple[str, ...]:

@@ -180,8 +180,12 @@ class ContinuousConvBase(keras.layers.Layer):
             bias_channels = self.in_channels if self.separable else self.filters
             self.bias = self.add_weight(name="bias", shape=(bias_channels,), initializer="zeros")
         if self.separable:
+            initializer = self.pointwise_initializer
+            config = initializer.get_config()
+            if self.seed is not None and "seed" in config and config["seed"] is None:
+                initializer = type(initializer).from_config(dict(config, seed=self.seed))
             self.pointwise_kernel = self.add_weight(
-                name="pointwise_kernel", shape=(self.in_channels, self.filters), initializer=self.pointwise_initializer
+                name="pointwise_kernel", shape=(self.in_channels, self.filters), initializer=initializer
             )
             self.pointwise_bias = self.add_weight(name="pointwise_bias", shape=(self.filters,), initializer="zeros")
 

@@ -102,7 +102,14 @@ def direct_conv(x, kernel, causal=False):
         Tensor ``(batch, *spatial, out_channels)``.
     """
     kernel = tf.cast(kernel, x.dtype)
-    return tf.nn.convolution(_pad(x, kernel, causal), kernel, padding="VALID")
+    y = _pad(x, kernel, causal)
+    dims = len(x.shape) - 2
+    if dims == 1:
+        return tf.nn.conv1d(y, kernel, 1, "VALID")
+    if dims == 2:
+        return tf.nn.conv2d(y, kernel, 1, "VALID")
+    # tf.nn.convolution's eager Conv3D gradient loses data_format (TF 2.21): call conv3d with it.
+    return tf.nn.conv3d(y, kernel, [1, 1, 1, 1, 1], "VALID", data_format="NDHWC")
 
 
 def fft_conv(x, kernel, causal=False):

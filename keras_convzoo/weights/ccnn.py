@@ -168,11 +168,10 @@ def port_ccnn(model, state_dict):
                 )
         updates.append((layer, arrays))
         used |= keys
-    unused = sorted(k for k in set(state) - used if not (k.startswith("out_layer.") and "predictions" not in
-                                                          [layer.name for layer in model.layers]))
+    has_top = any(layer.name == "predictions" for layer in model.layers)
+    unused = sorted(k for k in set(state) - used if has_top or not k.startswith("out_layer."))
     if unused:
         raise WeightsMismatchError(f"{len(unused)} checkpoint tensors have no place in the model, e.g. {unused[:5]}")
     for layer, arrays in updates:
-        layer.set_weights([np.asarray(a, dtype=v.dtype if isinstance(v.dtype, str) else "float32")
-                           for v, a in zip(layer.weights, arrays)])
+        layer.set_weights([np.asarray(a, np.float32) for a in arrays])
     return model
