@@ -283,7 +283,9 @@ class ContinuousConvBase(keras.layers.Layer):
         depthwise = self.separable
         direct = direct_depthwise_conv if depthwise else direct_conv
         fft = fft_depthwise_conv if depthwise else fft_conv
-        if self.conv_method == "direct":
+        if self.conv_method == "direct" or (self.deploy and self.conv_method == "auto"):
+            # The baked kernel of the deploy form is convolved directly: TFLite and ONNX have no
+            # inverse real FFT, and a static kernel makes the direct path the exportable one.
             return direct(x, kernel, self.causal)
         if self.conv_method == "fft":
             return fft(x, kernel, self.causal)

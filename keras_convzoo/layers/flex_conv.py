@@ -58,8 +58,10 @@ class FlexConv(ContinuousConvBase):
             by ``"continuous"`` when the input shape is not static.
         seed: int seed of the initialisation.
         deploy: build the inference form: the kernel is a plain weight of
-            ``deploy_taps`` taps per dim (no kernel network, no mask);
-            ``keras_convzoo.deploy.fuse`` converts a model to it.
+            ``deploy_taps`` taps per dim (no kernel network, no mask),
+            convolved directly unless ``conv_method="fft"`` (TFLite and
+            ONNX have no inverse FFT); ``keras_convzoo.deploy.fuse``
+            converts a model to it.
         deploy_taps: taps per dim of the baked kernel (with ``deploy=True``).
         **kwargs: base Layer arguments.
 
