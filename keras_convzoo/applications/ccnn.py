@@ -42,7 +42,8 @@ class CCNNConfig:
         dropout_in: dropout on the input.
         dropout_type: ``"spatial"`` (channel-wise) or ``"plain"``.
         conv_method: ``"auto"``, ``"direct"`` or ``"fft"`` (see FlexConv).
-        fft_threshold: kernel taps per dim above which ``"auto"`` uses the FFT.
+        fft_threshold: kernel taps per dim above which ``"auto"`` uses the FFT
+            (None: the measured default per dimensionality, see FlexConv).
         resolution: ``"fixed"`` (reference) or ``"continuous"`` (the kernel is
             resampled for other input sizes; needs ``train_size``).
         train_size: input size the kernel grid is set for (``"continuous"``).
@@ -63,7 +64,7 @@ class CCNNConfig:
     dropout_in: float = 0.0
     dropout_type: str = "spatial"
     conv_method: str = "auto"
-    fft_threshold: int = 50
+    fft_threshold: Optional[int] = None
     resolution: str = "fixed"
     train_size: Union[None, int, Tuple[int, ...]] = None
     seed: Optional[int] = None

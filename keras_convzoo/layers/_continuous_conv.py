@@ -11,6 +11,9 @@ from keras_convzoo.ops.fft_conv import direct_conv, direct_depthwise_conv, fft_c
 from keras_convzoo.ops.grids import crop_ranges, crop_sizes, linspace, linspace_tf
 
 CONV_METHODS = ("auto", "direct", "fft")
+#: Default taps per dim above which "auto" convolves through the FFT, measured on a 2-core CPU
+#: (tools/benchmark_ccnn.py --crossover): forward + backward of a 140-channel separable layer.
+FFT_THRESHOLDS = {1: 32, 2: 13, 3: None}
 RESOLUTIONS = ("fixed", "continuous")
 #: kaiming_normal_ of PyTorch (untruncated, fan_in, gain sqrt(2)): the reference's pointwise init.
 KAIMING_NORMAL = {
@@ -56,7 +59,7 @@ class ContinuousConvBase(keras.layers.Layer):
         omega_0=2976.49,
         use_bias=True,
         conv_method="auto",
-        fft_threshold=50,
+        fft_threshold=None,
         resolution="fixed",
         train_size=None,
         pointwise_initializer=KAIMING_NORMAL,
@@ -89,7 +92,7 @@ class ContinuousConvBase(keras.layers.Layer):
             raise ValueError(f"`use_bias` must be a bool. Received: use_bias={use_bias!r}")
         self.use_bias = use_bias
         self.conv_method = check_choice("conv_method", conv_method, CONV_METHODS)
-        self.fft_threshold = check_positive_int("fft_threshold", fft_threshold)
+        self.fft_threshold = None if fft_threshold is None else check_positive_int("fft_threshold", fft_threshold)
         self.resolution = check_choice("resolution", resolution, RESOLUTIONS)
         self.train_size = None if train_size is None else _check_sizes("train_size", train_size, allow_same=False)
         self.pointwise_initializer = keras.initializers.get(pointwise_initializer)
@@ -279,28 +282,51 @@ class ContinuousConvBase(keras.layers.Layer):
         values = tf.reshape(values, tf.concat([taps, [self.filters, self.in_channels]], 0))
         return tf.transpose(values, list(range(self.dims)) + [self.dims + 1, self.dims])
 
-    def _convolve(self, x, kernel):
-        depthwise = self.separable
-        direct = direct_depthwise_conv if depthwise else direct_conv
-        fft = fft_depthwise_conv if depthwise else fft_conv
+    def _direct(self, x, kernel):
+        if not self.separable:
+            y = direct_conv(x, kernel, self.causal)
+            return y + tf.cast(self.bias, y.dtype) if self.use_bias else y
+        y = direct_depthwise_conv(x, kernel, self.causal)
+        if self.use_bias:
+            y = y + tf.cast(self.bias, y.dtype)
+        return tf.tensordot(y, tf.cast(self.pointwise_kernel, y.dtype), axes=1) + tf.cast(self.pointwise_bias, y.dtype)
+
+    def _fft(self, x, kernel):
+        if not self.separable:
+            y = fft_conv(x, kernel, self.causal)
+            return y + tf.cast(self.bias, y.dtype) if self.use_bias else y
+        pointwise = tf.cast(self.pointwise_kernel, tf.float32)
+        bias = tf.cast(self.pointwise_bias, tf.float32)
+        if self.use_bias:  # (conv + b) W + c = conv W + (b W + c)
+            bias = bias + tf.linalg.matvec(pointwise, tf.cast(self.bias, tf.float32), transpose_a=True)
+        y = fft_depthwise_conv(x, kernel, self.causal, pointwise=pointwise)
+        return y + tf.cast(bias, y.dtype)
+
+    def uses_fft(self, taps):
+        """Whether a kernel of ``taps`` per dim is convolved through the FFT (python bools or a bool tensor)."""
         if self.conv_method == "direct" or (self.deploy and self.conv_method == "auto"):
             # The baked kernel of the deploy form is convolved directly: TFLite and ONNX have no
             # inverse real FFT, and a static kernel makes the direct path the exportable one.
-            return direct(x, kernel, self.causal)
+            return False
         if self.conv_method == "fft":
-            return fft(x, kernel, self.causal)
-        taps = tf.shape(kernel)[: self.dims]
-        use_fft = tf.reduce_all(taps > self.fft_threshold)
-        return tf.cond(use_fft, lambda: fft(x, kernel, self.causal), lambda: direct(x, kernel, self.causal))
+            return True
+        if self.dims == 3:  # TensorFlow has no gradient for its 3D FFTs
+            return False
+        return tf.reduce_all(tf.stack(taps) > self.effective_fft_threshold)
+
+    @property
+    def effective_fft_threshold(self):
+        """Taps per dim above which ``conv_method="auto"`` takes the FFT (measured default per dimensionality)."""
+        if self.fft_threshold is not None:
+            return self.fft_threshold
+        return FFT_THRESHOLDS[self.dims]
 
     def call(self, inputs):
-        kernel = self.baked_kernel if self.deploy else self.kernel(inputs)
-        y = self._convolve(inputs, tf.cast(kernel, inputs.dtype))
-        if self.use_bias:
-            y = y + tf.cast(self.bias, y.dtype)
-        if self.separable:
-            y = tf.tensordot(y, tf.cast(self.pointwise_kernel, y.dtype), axes=1) + tf.cast(self.pointwise_bias, y.dtype)
-        return y
+        kernel = tf.cast(self.baked_kernel if self.deploy else self.kernel(inputs), inputs.dtype)
+        use_fft = self.uses_fft([tf.shape(kernel)[d] for d in range(self.dims)])
+        if use_fft is True or use_fft is False:
+            return self._fft(inputs, kernel) if use_fft else self._direct(inputs, kernel)
+        return tf.cond(use_fft, lambda: self._fft(inputs, kernel), lambda: self._direct(inputs, kernel))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.filters,)

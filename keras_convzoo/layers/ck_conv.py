@@ -50,7 +50,7 @@ class CKConv(ContinuousConvBase):
         omega_0=2976.49,
         use_bias=True,
         conv_method="auto",
-        fft_threshold=50,
+        fft_threshold=None,
         resolution="fixed",
         train_size=None,
         seed=None,

@@ -28,7 +28,12 @@ class FlexConv(ContinuousConvBase):
     Convolution: direct (depthwise / dense conv) or FFT (O(N log N), exact
     length, no circular wrap-around), chosen per call by ``conv_method``
     (``"auto"``: FFT when every kernel dim has more than ``fft_threshold``
-    taps, the reference's rule).
+    taps; by default 32 in 1D and 13 in 2D, the measured switch points of
+    a 140-channel layer's forward + backward on a 2-core CPU, where the
+    FFT is 3x faster at 97 taps in 1D and 8x at 33x33 in 2D (the reference
+    switches at 50 in 1D and never in 2D); 3D is convolved directly:
+    TensorFlow has no gradient for its 3D FFTs, so ``conv_method="fft"`` in
+    3D is for inference only).
 
     Resolution: ``"fixed"`` (the reference): the discrete kernel keeps its
     taps at any input size. ``"continuous"``: at an input of ``r`` times
@@ -52,7 +57,8 @@ class FlexConv(ContinuousConvBase):
         kernel_hidden, kernel_layers, omega_0: the MAGNet kernel network.
         use_bias: add a bias.
         conv_method: ``"auto"``, ``"direct"`` or ``"fft"``.
-        fft_threshold: taps per dim above which ``"auto"`` uses the FFT.
+        fft_threshold: taps per dim above which ``"auto"`` uses the FFT
+            (None: the measured default per dimensionality).
         resolution: ``"fixed"`` or ``"continuous"``.
         train_size: input size (int or tuple) the grid was set for, needed
             by ``"continuous"`` when the input shape is not static.
@@ -97,7 +103,7 @@ class FlexConv(ContinuousConvBase):
         omega_0=2976.49,
         use_bias=True,
         conv_method="auto",
-        fft_threshold=50,
+        fft_threshold=None,
         resolution="fixed",
         train_size=None,
         seed=None,

@@ -57,7 +57,7 @@ class SeparableFlexConv(ContinuousConvBase):
         omega_0=2976.49,
         use_bias=True,
         conv_method="auto",
-        fft_threshold=50,
+        fft_threshold=None,
         resolution="fixed",
         train_size=None,
         pointwise_initializer=KAIMING_NORMAL,

@@ -12,13 +12,16 @@ the input's spatial size:
 - causal (1D): padded by ``k - 1`` before, so output step ``t`` sees inputs
   ``t - k + 1 .. t`` and the last tap multiplies the current step.
 
-``fft_depthwise_conv`` pads, transforms the signal and the zero-padded
-kernel with a real FFT of the padded length, multiplies by the conjugate
-kernel spectrum (correlation) and inverts with the explicit length (the
-official CCNN code omits the length, which is wrong for odd padded lengths),
-then keeps the first ``L`` samples: no circular wrap-around reaches them.
-Cost O(N log N) in the signal length instead of O(N K).
+``fft_depthwise_conv`` transforms the signal and the kernel with a real FFT
+of a 5-smooth length >= ``L + k - 1`` (the transform zero-extends both), the
+kernel rolled so that tap ``j`` sits at offset ``j - pad_before``, multiplies
+by the conjugate kernel spectrum (correlation), inverts with the explicit
+length (the official CCNN code omits it, which is wrong for odd padded
+lengths) and keeps the first ``L`` samples: no circular wrap-around reaches
+them. Cost O(N log N) in the signal length instead of O(N k).
 """
+
+import numpy as np
 
 from keras_convzoo.backend import tf
 
@@ -46,7 +49,7 @@ def direct_depthwise_conv(x, kernel, causal=False):
     """Depthwise convolution with a per-channel kernel, "same" or causal output size.
 
     Args:
-        x: tensor ``(batch, *spatial, channels)`` with 1 or 2 spatial dims.
+        x: tensor ``(batch, *spatial, channels)`` with 1 to 3 spatial dims.
         kernel: tensor ``(*taps, channels)`` (taps may be symbolic).
         causal: causal padding (1D only).
 
@@ -54,40 +57,115 @@ def direct_depthwise_conv(x, kernel, causal=False):
         Tensor of the shape of ``x``.
     """
     dims = len(x.shape) - 2
-    if dims == 3:
-        return fft_depthwise_conv(x, kernel, causal)  # TensorFlow has no depthwise 3D conv
     kernel = tf.cast(kernel, x.dtype)
     y = _pad(x, kernel, causal)
+    if dims == 3:
+        return _depthwise_conv3d(y, kernel)
     if dims == 1:
         y = tf.nn.depthwise_conv2d(y[:, None], kernel[None, :, :, None], (1, 1, 1, 1), "VALID")
         return y[:, 0]
     return tf.nn.depthwise_conv2d(y, kernel[..., None], (1, 1, 1, 1), "VALID")
 
 
+def _depthwise_conv3d(y, kernel):
+    """Valid depthwise 3D correlation as a sum over depth taps of 2D depthwise convolutions.
+
+    TensorFlow has no depthwise 3D convolution and no gradient for its 3D
+    FFTs; this loop over the (possibly symbolic) depth taps is differentiable.
+    """
+    taps = tf.shape(kernel)
+    depth = tf.shape(y)[1] - taps[0] + 1
+    out_shape = tf.stack([tf.shape(y)[0], depth, tf.shape(y)[2] - taps[1] + 1, tf.shape(y)[3] - taps[2] + 1,
+                          tf.shape(y)[4]])
+
+    def body(i, total):
+        window = y[:, i : i + depth]
+        shape = tf.shape(window)
+        flat = tf.reshape(window, tf.concat([[-1], shape[2:]], 0))
+        conv = tf.nn.depthwise_conv2d(flat, kernel[i][..., None], (1, 1, 1, 1), "VALID")
+        return i + 1, total + tf.reshape(conv, out_shape)
+
+    _, total = tf.while_loop(lambda i, _: i < taps[0], body, (tf.constant(0), tf.zeros(out_shape, y.dtype)))
+    return total
+
+
 _RFFT = {1: (tf.signal.rfft, tf.signal.irfft), 2: (tf.signal.rfft2d, tf.signal.irfft2d),
          3: (tf.signal.rfft3d, tf.signal.irfft3d)}
 
 
-def fft_depthwise_conv(x, kernel, causal=False):
-    """FFT twin of ``direct_depthwise_conv`` (same arguments and result, float32 spectra)."""
+def _smooth_numbers(limit=1 << 24):
+    """Sorted 2^a 3^b 5^c up to ``limit``: FFT lengths pocketfft transforms fastest."""
+    values, p2 = [], 1
+    while p2 <= limit:
+        p3 = p2
+        while p3 <= limit:
+            p5 = p3
+            while p5 <= limit:
+                values.append(p5)
+                p5 *= 5
+            p3 *= 3
+        p2 *= 2
+    return np.array(sorted(values), np.int32)
+
+
+_SMOOTH = _smooth_numbers()
+
+
+def fft_lengths(sizes, taps):
+    """FFT length per axis: the smallest 5-smooth number >= size + taps - 1 (no wrap-around reaches the output)."""
+    needed = tf.cast(sizes, tf.int32) + tf.cast(taps, tf.int32) - 1
+    index = tf.searchsorted(tf.constant(_SMOOTH)[None], needed[None], side="left")[0]
+    return tf.gather(tf.constant(_SMOOTH), index)
+
+
+def _kernel_spectrum(kernel, lengths, causal, rfft, leading):
+    """Spectrum of a channels-first kernel ``(*leading, *taps)`` placed for "same"/causal correlation.
+
+    The kernel is zero-padded to the FFT lengths and rolled so that tap ``j``
+    sits at offset ``j - pad_before``: the input then needs no padding (the
+    FFT's own zero extension supplies it).
+    """
+    dims = len(lengths.shape) and int(lengths.shape[0])
+    taps = tf.shape(kernel)[leading:]
+    paddings = tf.concat([tf.zeros([leading, 2], tf.int32), tf.stack([tf.zeros_like(taps), lengths - taps], 1)], 0)
+    padded = tf.pad(kernel, paddings)
+    before = taps - 1 if causal else (taps - 1) // 2
+    rolled = tf.roll(padded, shift=-before, axis=list(range(leading, leading + dims)))
+    return tf.math.conj(rfft(rolled, fft_length=lengths))
+
+
+def fft_depthwise_conv(x, kernel, causal=False, pointwise=None):
+    """FFT twin of ``direct_depthwise_conv`` (same arguments and result, float32 spectra).
+
+    Args:
+        x, kernel, causal: see ``direct_depthwise_conv``.
+        pointwise: optional ``(channels, out_channels)`` matrix applied after
+            the depthwise convolution (a separable convolution without the
+            bias in between); fusing it saves the transpose back to
+            channels-last, which costs as much as the FFTs on CPU.
+
+    Returns:
+        ``(batch, *spatial, channels)``, or ``out_channels`` with ``pointwise``.
+    """
     dims = len(x.shape) - 2
     if dims not in _RFFT:
         raise ValueError(f"Inputs must have 1, 2 or 3 spatial dims. Received: {dims}")
+    if causal and dims != 1:
+        raise ValueError(f"Causal convolution is 1D only. Received an input of {dims} spatial dims.")
     dtype = x.dtype
     sizes = tf.shape(x)[1:-1]
-    y = _pad(tf.cast(x, tf.float32), kernel, causal)
-    padded = tf.shape(y)[1:-1]
-    to_front = [0, dims + 1] + list(range(1, dims + 1))
-    y = tf.transpose(y, to_front)  # (batch, channels, *padded)
-    k = tf.transpose(tf.cast(kernel, tf.float32), [dims] + list(range(dims)))  # (channels, *taps)
-    k_taps = tf.shape(k)[1:]
-    k = tf.pad(k, tf.concat([[[0, 0]], tf.stack([tf.zeros_like(padded), padded - k_taps], axis=1)], 0))
+    lengths = fft_lengths(sizes, tf.shape(kernel)[:dims])
     rfft, irfft = _RFFT[dims]
-    spectrum = rfft(y, fft_length=padded) * tf.math.conj(rfft(k, fft_length=padded))[None]
-    out = irfft(spectrum, fft_length=padded)
+    y = tf.transpose(tf.cast(x, tf.float32), [0, dims + 1] + list(range(1, dims + 1)))  # (batch, channels, *sizes)
+    k = tf.transpose(tf.cast(kernel, tf.float32), [dims] + list(range(dims)))  # (channels, *taps)
+    out = irfft(rfft(y, fft_length=lengths) * _kernel_spectrum(k, lengths, causal, rfft, 1)[None], fft_length=lengths)
     out = out[(slice(None), slice(None)) + tuple(slice(0, sizes[i]) for i in range(dims))]
-    out = tf.transpose(out, [0] + list(range(2, dims + 2)) + [1])
-    return tf.cast(out, dtype)
+    if pointwise is None:
+        return tf.cast(tf.transpose(out, [0] + list(range(2, dims + 2)) + [1]), dtype)
+    batch_channels = tf.shape(out)[:2]
+    flat = tf.reshape(out, tf.concat([batch_channels, [-1]], 0))  # (batch, channels, positions)
+    mixed = tf.matmul(flat, tf.cast(pointwise, tf.float32), transpose_a=True)  # (batch, positions, out)
+    return tf.cast(tf.reshape(mixed, tf.concat([tf.shape(x)[:1], sizes, [-1]], 0)), dtype)
 
 
 def direct_conv(x, kernel, causal=False):
@@ -117,17 +195,15 @@ def fft_conv(x, kernel, causal=False):
     dims = len(x.shape) - 2
     if dims not in _RFFT:
         raise ValueError(f"Inputs must have 1, 2 or 3 spatial dims. Received: {dims}")
+    if causal and dims != 1:
+        raise ValueError(f"Causal convolution is 1D only. Received an input of {dims} spatial dims.")
     dtype = x.dtype
     sizes = tf.shape(x)[1:-1]
-    y = _pad(tf.cast(x, tf.float32), kernel, causal)
-    padded = tf.shape(y)[1:-1]
-    y = tf.transpose(y, [0, dims + 1] + list(range(1, dims + 1)))  # (batch, in, *padded)
-    k = tf.transpose(tf.cast(kernel, tf.float32), [dims + 1, dims] + list(range(dims)))  # (out, in, *taps)
-    k_taps = tf.shape(k)[2:]
-    k = tf.pad(k, tf.concat([[[0, 0], [0, 0]], tf.stack([tf.zeros_like(padded), padded - k_taps], axis=1)], 0))
+    lengths = fft_lengths(sizes, tf.shape(kernel)[:dims])
     rfft, irfft = _RFFT[dims]
-    spectrum = tf.einsum("bi...,oi...->bo...", rfft(y, fft_length=padded), tf.math.conj(rfft(k, fft_length=padded)))
-    out = irfft(spectrum, fft_length=padded)
+    y = tf.transpose(tf.cast(x, tf.float32), [0, dims + 1] + list(range(1, dims + 1)))  # (batch, in, *sizes)
+    k = tf.transpose(tf.cast(kernel, tf.float32), [dims + 1, dims] + list(range(dims)))  # (out, in, *taps)
+    spectrum = tf.einsum("bi...,oi...->bo...", rfft(y, fft_length=lengths), _kernel_spectrum(k, lengths, causal, rfft, 2))
+    out = irfft(spectrum, fft_length=lengths)
     out = out[(slice(None), slice(None)) + tuple(slice(0, sizes[i]) for i in range(dims))]
-    out = tf.transpose(out, [0] + list(range(2, dims + 2)) + [1])
-    return tf.cast(out, dtype)
+    return tf.cast(tf.transpose(out, [0] + list(range(2, dims + 2)) + [1]), dtype)
