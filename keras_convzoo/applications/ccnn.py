@@ -29,6 +29,7 @@ class CCNNConfig:
         width: channels of every block.
         kernel_hidden: hidden units of each MAGNet kernel network.
         kernel_layers: MAGNet hidden layers (3 in every published model).
+        kernel_network: ``"magnet"`` (the paper's) or ``"siren"`` / ``"mlp"``.
         omega_0: MAGNet frequency scale; None: ``default_omega_0[dims - 1]``.
         default_omega_0: per-dimensionality defaults (1D, 2D, 3D), the
             paper's sMNIST / CIFAR-10 values of the variant.
@@ -54,6 +55,7 @@ class CCNNConfig:
     width: int = 140
     kernel_hidden: int = 32
     kernel_layers: int = 3
+    kernel_network: str = "magnet"
     omega_0: Optional[float] = None
     default_omega_0: Tuple[float, float, float] = (2976.49, 4231.57, 4231.57)
     mask_init: float = 0.075
@@ -93,6 +95,7 @@ def layer_arguments(config, dims, length=None):
         causal=(dims == 1) if config.causal is None else config.causal,
         mask_init=config.mask_init,
         mask_threshold=config.mask_threshold,
+        kernel_network=config.kernel_network,
         kernel_hidden=config.kernel_hidden,
         kernel_layers=config.kernel_layers,
         omega_0=config.omega_0 if config.omega_0 is not None else config.default_omega_0[dims - 1],

@@ -6,6 +6,7 @@ from keras_convzoo.layers.ck_conv import CKConv
 from keras_convzoo.layers.flex_conv import FlexConv
 from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.group_conv2d import GroupConv2D
+from keras_convzoo.layers.kernel_mlp import KernelMLP
 from keras_convzoo.layers.layer_scale import LayerScale
 from keras_convzoo.layers.magnet import MAGNet
 from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
@@ -22,6 +23,7 @@ __all__ = [
     "FlexConv",
     "GELU",
     "GroupConv2D",
+    "KernelMLP",
     "LayerScale",
     "MAGNet",
     "ReparamLargeKernelConv",

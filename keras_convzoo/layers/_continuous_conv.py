@@ -6,11 +6,13 @@ import numpy as np
 
 from keras_convzoo.backend import keras, tf
 from keras_convzoo.layers._validation import check_choice, check_positive_int
+from keras_convzoo.layers.kernel_mlp import KernelMLP
 from keras_convzoo.layers.magnet import MAGNet
 from keras_convzoo.ops.fft_conv import direct_conv, direct_depthwise_conv, fft_conv, fft_depthwise_conv
 from keras_convzoo.ops.grids import crop_ranges, crop_sizes, linspace, linspace_tf
 
 CONV_METHODS = ("auto", "direct", "fft")
+KERNEL_NETWORKS = ("magnet", "siren", "mlp")
 #: Default taps per dim above which "auto" convolves through the FFT, measured on a 2-core CPU
 #: (tools/benchmark_ccnn.py --crossover): forward + backward of a 140-channel separable layer.
 FFT_THRESHOLDS = {1: 32, 2: 13, 3: None}
@@ -54,6 +56,7 @@ class ContinuousConvBase(keras.layers.Layer):
         mask_init=0.075,
         mask_threshold=0.1,
         dynamic_cropping=True,
+        kernel_network="magnet",
         kernel_hidden=32,
         kernel_layers=3,
         omega_0=2976.49,
@@ -83,6 +86,7 @@ class ContinuousConvBase(keras.layers.Layer):
         if not isinstance(dynamic_cropping, bool):
             raise ValueError(f"`dynamic_cropping` must be a bool. Received: dynamic_cropping={dynamic_cropping!r}")
         self.dynamic_cropping = dynamic_cropping
+        self.kernel_network_type = check_choice("kernel_network", kernel_network, KERNEL_NETWORKS)
         self.kernel_hidden = check_positive_int("kernel_hidden", kernel_hidden)
         self.kernel_layers = check_positive_int("kernel_layers", kernel_layers)
         if isinstance(omega_0, bool) or not isinstance(omega_0, (int, float)) or omega_0 <= 0:
@@ -163,17 +167,29 @@ class ContinuousConvBase(keras.layers.Layer):
         taps = int(np.prod(self._initial_taps()))
         kernel_channels = self.in_channels if self.separable else self.in_channels * self.filters
         scale = 1.0 / taps if self.separable else 1.0 / (self.in_channels * taps)
-        self.kernel_network = MAGNet(
-            kernel_channels,
-            hidden=self.kernel_hidden,
-            num_layers=self.kernel_layers,
-            omega_0=self.omega_0,
-            init_spatial_value=self.mask_init * 1.667 if self.mask else 1.0,
-            causal=self.causal,
-            output_scale=scale,
-            seed=self.seed,
-            name="kernel_network",
-        )
+        if self.kernel_network_type == "magnet":
+            self.kernel_network = MAGNet(
+                kernel_channels,
+                hidden=self.kernel_hidden,
+                num_layers=self.kernel_layers,
+                omega_0=self.omega_0,
+                init_spatial_value=self.mask_init * 1.667 if self.mask else 1.0,
+                causal=self.causal,
+                output_scale=scale,
+                seed=self.seed,
+                name="kernel_network",
+            )
+        else:
+            self.kernel_network = KernelMLP(
+                kernel_channels,
+                hidden=self.kernel_hidden,
+                num_layers=self.kernel_layers,
+                activation="sine" if self.kernel_network_type == "siren" else "gelu",
+                omega_0=self.omega_0,
+                output_scale=scale,
+                seed=self.seed,
+                name="kernel_network",
+            )
         self.kernel_network.build((None, dims))
         self._build_outputs()
         self.built = True
@@ -338,6 +354,7 @@ class ContinuousConvBase(keras.layers.Layer):
                 "filters": self.filters,
                 "kernel_size": self.kernel_size,
                 "causal": self.causal,
+                "kernel_network": self.kernel_network_type,
                 "kernel_hidden": self.kernel_hidden,
                 "kernel_layers": self.kernel_layers,
                 "omega_0": self.omega_0,

@@ -16,7 +16,7 @@ class CKConv(ContinuousConvBase):
     Args:
         filters: output channels.
         kernel_size: grid points per dim or ``"same"`` (the static input size).
-        causal, kernel_hidden, kernel_layers, omega_0, use_bias, conv_method,
+        causal, kernel_network, kernel_hidden, kernel_layers, omega_0, use_bias, conv_method,
         fft_threshold, resolution, train_size, seed, deploy, deploy_taps: see
             ``FlexConv``.
         **kwargs: base Layer arguments.
@@ -45,6 +45,7 @@ class CKConv(ContinuousConvBase):
         filters,
         kernel_size="same",
         causal=False,
+        kernel_network="magnet",
         kernel_hidden=32,
         kernel_layers=3,
         omega_0=2976.49,
@@ -59,7 +60,7 @@ class CKConv(ContinuousConvBase):
         **kwargs,
     ):
         super().__init__(
-            filters, kernel_size=kernel_size, causal=causal, kernel_hidden=kernel_hidden,
+            filters, kernel_size=kernel_size, causal=causal, kernel_network=kernel_network, kernel_hidden=kernel_hidden,
             kernel_layers=kernel_layers, omega_0=omega_0, use_bias=use_bias, conv_method=conv_method,
             fft_threshold=fft_threshold, resolution=resolution, train_size=train_size, seed=seed, deploy=deploy, deploy_taps=deploy_taps, **kwargs,
         )

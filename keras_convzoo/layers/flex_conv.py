@@ -54,7 +54,11 @@ class FlexConv(ContinuousConvBase):
         mask_init: initial mask width sigma (0.075 typical).
         mask_threshold: mask value below which taps are cropped.
         dynamic_cropping: crop the grid to the mask (else keep every tap).
-        kernel_hidden, kernel_layers, omega_0: the MAGNet kernel network.
+        kernel_network: ``"magnet"`` (``layers.MAGNet``, CCNN's), ``"siren"``
+            or ``"mlp"`` (``layers.KernelMLP`` with sine / GELU units).
+        kernel_hidden, kernel_layers, omega_0: hidden units, hidden layers
+            and frequency scale of the kernel network (MAGNet: 2976.49 for
+            sMNIST... see CCNN; SIREN: typically 30).
         use_bias: add a bias.
         conv_method: ``"auto"``, ``"direct"`` or ``"fft"``.
         fft_threshold: taps per dim above which ``"auto"`` uses the FFT
@@ -98,6 +102,7 @@ class FlexConv(ContinuousConvBase):
         mask_init=0.075,
         mask_threshold=0.1,
         dynamic_cropping=True,
+        kernel_network="magnet",
         kernel_hidden=32,
         kernel_layers=3,
         omega_0=2976.49,
@@ -113,7 +118,7 @@ class FlexConv(ContinuousConvBase):
     ):
         super().__init__(
             filters, kernel_size=kernel_size, causal=causal, mask_init=mask_init, mask_threshold=mask_threshold,
-            dynamic_cropping=dynamic_cropping, kernel_hidden=kernel_hidden, kernel_layers=kernel_layers,
+            dynamic_cropping=dynamic_cropping, kernel_network=kernel_network, kernel_hidden=kernel_hidden, kernel_layers=kernel_layers,
             omega_0=omega_0, use_bias=use_bias, conv_method=conv_method, fft_threshold=fft_threshold,
             resolution=resolution, train_size=train_size, seed=seed, deploy=deploy, deploy_taps=deploy_taps, **kwargs,
         )

@@ -19,7 +19,7 @@ class SeparableFlexConv(ContinuousConvBase):
     Args:
         filters: output channels of the pointwise convolution.
         kernel_size, causal, mask_init, mask_threshold, dynamic_cropping,
-        kernel_hidden, kernel_layers, omega_0, use_bias, conv_method,
+        kernel_network, kernel_hidden, kernel_layers, omega_0, use_bias, conv_method,
         fft_threshold, resolution, train_size, seed, deploy, deploy_taps: see
             ``FlexConv`` (``use_bias`` is the depthwise bias).
         pointwise_initializer: initializer of the pointwise kernel.
@@ -52,6 +52,7 @@ class SeparableFlexConv(ContinuousConvBase):
         mask_init=0.075,
         mask_threshold=0.1,
         dynamic_cropping=True,
+        kernel_network="magnet",
         kernel_hidden=32,
         kernel_layers=3,
         omega_0=2976.49,
@@ -68,7 +69,7 @@ class SeparableFlexConv(ContinuousConvBase):
     ):
         super().__init__(
             filters, kernel_size=kernel_size, causal=causal, mask_init=mask_init, mask_threshold=mask_threshold,
-            dynamic_cropping=dynamic_cropping, kernel_hidden=kernel_hidden, kernel_layers=kernel_layers,
+            dynamic_cropping=dynamic_cropping, kernel_network=kernel_network, kernel_hidden=kernel_hidden, kernel_layers=kernel_layers,
             omega_0=omega_0, use_bias=use_bias, conv_method=conv_method, fft_threshold=fft_threshold,
             resolution=resolution, train_size=train_size, pointwise_initializer=pointwise_initializer,
             seed=seed, deploy=deploy, deploy_taps=deploy_taps, **kwargs,

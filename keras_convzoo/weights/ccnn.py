@@ -41,6 +41,9 @@ def _continuous_conv_weights(layer, state, prefix):
             raise KeyError(f"{prefix}.{name}")
         return state[f"{prefix}.{name}"]
 
+    if layer.kernel_network_type != "magnet":
+        raise WeightsMismatchError(f"Layer {layer.name!r} uses a {layer.kernel_network_type!r} kernel network; "
+                                   "official CCNN checkpoints hold MAGNets.", layer=layer.name)
     length = int(np.asarray(take("train_length")).reshape(-1)[0])
     if any(n != length for n in layer.grid_sizes):
         raise WeightsMismatchError(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_convzoo.backend import keras, tf
-from keras_convzoo.layers import CKConv, FlexConv, MAGNet, SeparableFlexConv
+from keras_convzoo.layers import CKConv, FlexConv, KernelMLP, MAGNet, SeparableFlexConv
 from keras_convzoo.ops.grids import crop_sizes
 from keras_convzoo.testing import run_layer_test
 
@@ -14,6 +14,26 @@ SMALL = dict(kernel_hidden=8, omega_0=50.0, seed=1)
 def test_magnet_layer_contract():
     run_layer_test(MAGNet, {"out_channels": 5, "hidden": 8, "omega_0": 10.0, "seed": 0}, (11, 2), (11, 5),
                    expected_num_trainable_weights=4 * 4 + 2 * 3 + 2)
+
+
+@pytest.mark.parametrize("activation", ["sine", "gelu"])
+def test_kernel_mlp_layer_contract_and_output_scale(activation):
+    run_layer_test(KernelMLP, {"out_channels": 5, "hidden": 8, "activation": activation, "seed": 0}, (11, 2), (11, 5),
+                   expected_num_trainable_weights=2 * 3 + 2)
+    net = KernelMLP(64, hidden=64, activation=activation, output_scale=0.01, seed=1)
+    net(tf.zeros((4, 1)))
+    assert float(np.var(np.array(net.output_kernel))) == pytest.approx(0.01 / 64, rel=0.15)
+
+
+def test_siren_kernel_network_in_a_flex_conv():
+    layer = SeparableFlexConv(4, kernel_size=33, kernel_network="siren", omega_0=30.0, mask_init=0.3, seed=2)
+    y = layer(tf.random.normal((2, 16, 16, 3), seed=4))
+    assert isinstance(layer.kernel_network, KernelMLP) and layer.kernel_network.activation == "sine"
+    assert y.shape == (2, 16, 16, 4) and np.isfinite(y.numpy()).all()
+    clone = SeparableFlexConv.from_config(layer.get_config())
+    assert clone.get_config()["kernel_network"] == "siren"
+    with pytest.raises(ValueError, match="kernel_network"):
+        SeparableFlexConv(4, kernel_network="fourier")
 
 
 @pytest.mark.parametrize(
