@@ -12,7 +12,7 @@ Example:
 
 __version__ = "0.1.0"
 
-from keras_convzoo import blocks, deploy, export, layers, ops, profile, weights  # noqa: F401
+from keras_convzoo import blocks, deploy, export, layers, ops, profile, quantization, weights  # noqa: F401
 from keras_convzoo.applications import (  # noqa: F401
     CCNN,
     ConvNeXtBase,
@@ -35,7 +35,9 @@ from keras_convzoo.applications import (  # noqa: F401
     SEResNeXt101,
     ShuffleNetV2,
     create_model,
+    decode_predictions,
     get_spec,
     list_models,
+    preprocess_input,
 )
 from keras_convzoo.backend import KERAS_NAME  # noqa: F401

@@ -1,4 +1,4 @@
-"""The ``convzoo`` command line: ``convzoo list``, ``convzoo info NAME``.
+"""The ``convzoo`` command line: ``convzoo list``, ``convzoo info NAME``, ``convzoo benchmark NAME``.
 
 Errors print one readable line (exit code 2) unless ``--debug`` is given.
 """
@@ -23,13 +23,32 @@ def _cmd_list(args):
     return 0
 
 
+def _spatial_sizes(spec, input_size):
+    """``--input-size`` values as one size per spatial dim of ``spec`` (None: the default size)."""
+    if input_size is None:
+        return (spec.default_size,) * spec.spatial_dims
+    if len(input_size) == 1:
+        input_size = list(input_size) * spec.spatial_dims
+    if len(input_size) != spec.spatial_dims or min(input_size) < 1:
+        raise ValueError(
+            f"--input-size needs 1 or {spec.spatial_dims} positive sizes for '{spec.name}'. "
+            f"Received: {' '.join(str(s) for s in input_size)}"
+        )
+    return tuple(int(s) for s in input_size)
+
+
 def _cmd_info(args):
     from keras_convzoo.applications import create_model, get_spec
-    from keras_convzoo.profile import count_params
+    from keras_convzoo.profile import count_flops, count_params, format_macs
 
     spec = get_spec(args.name)
-    model = create_model(args.name)
+    sizes = _spatial_sizes(spec, args.input_size)
+    kwargs = {} if args.input_size is None else {"input_shape": sizes + (spec.input_channels,)}
+    model = create_model(args.name, **kwargs)
     counts = count_params(model)
+    model_sizes = tuple(model.input_shape[1:-1])
+    macs = count_flops(model, sizes if None in model_sizes else None)
+    macs_at = "x".join(str(d) for d in macs.input_shape[:-1])
     rows = [
         ("name", spec.name),
         ("constructor", f"keras_convzoo.{spec.entrypoint}"),
@@ -41,12 +60,56 @@ def _cmd_info(args):
         ("total params", f"{counts['total']:,}"),
         ("reference params", f"{spec.reference_params:,} ({spec.reference})" if spec.reference_params else "-"),
         ("matches reference", str(counts["trainable"] == spec.reference_params)),
+        ("MACs", f"{format_macs(macs.total)} at {macs_at} ({macs.total:,})"),
         ("layers", str(len(model.layers))),
         ("paper", spec.paper),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _cmd_benchmark(args):
+    from keras_convzoo.applications import get_spec
+    from keras_convzoo.profile import benchmark, format_table, write_csv
+    from keras_convzoo.profile.benchmark import plot_latency_vs_macs
+
+    specs = [get_spec(name) for name in args.names]  # unknown names fail before any timing
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise ValueError(f"--plot must name a .png file. Received: {args.plot}")
+    rows = []
+    for spec in specs:
+        size = None if args.input_size is None else _spatial_sizes(spec, args.input_size)
+        result = benchmark(
+            spec.name,
+            batch_sizes=args.batch_sizes,
+            input_size=size,
+            modes=args.modes,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            fuse=args.fuse,
+            num_threads=args.threads,
+            model_kwargs=dict(spec.test_overrides) if args.tiny else None,
+        )
+        rows += result
+        print(format_table(result) if len(rows) == len(result) else format_table(result).split("\n", 1)[1],
+              flush=True)
+    if args.csv:
+        write_csv(rows, args.csv)
+        print(f"wrote {args.csv}")
+    if args.plot:
+        title = f"{', '.join(args.names)}{' (fused)' if args.fuse else ''}"
+        plot_latency_vs_macs(rows, args.plot, title=title)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _cmd_port_timm(args):
+    from keras_convzoo.weights.timm import convert_timm_weights
+
+    out = convert_timm_weights(args.name, out=args.out, checkpoint=args.checkpoint)
+    print(f"wrote {out}")
     return 0
 
 
@@ -60,7 +123,33 @@ def build_parser():
     p_list.set_defaults(func=_cmd_list)
     p_info = sub.add_parser("info", help="parameters and settings of a model")
     p_info.add_argument("name", help="registry name, e.g. resnext50_32x4d")
+    p_info.add_argument("--input-size", nargs="+", type=int, metavar="SIZE",
+                        help="spatial size(s) to build and count MACs at (default: the variant's)")
     p_info.set_defaults(func=_cmd_info)
+    p_bench = sub.add_parser("benchmark", help="latency per execution mode and batch size")
+    p_bench.add_argument("names", nargs="+", metavar="NAME", help="registry name(s)")
+    p_bench.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], metavar="N")
+    p_bench.add_argument("--input-size", nargs="+", type=int, metavar="SIZE",
+                         help="spatial size(s) (default: each variant's, e.g. 224)")
+    p_bench.add_argument("--modes", nargs="+", default=["eager", "graph", "xla", "tflite", "tflite_int8"],
+                         metavar="MODE", help="of eager, graph, xla, tflite, tflite_int8")
+    p_bench.add_argument("--fuse", action="store_true", help="time the fused inference form (deploy.fuse)")
+    p_bench.add_argument("--warmup", type=int, default=3)
+    p_bench.add_argument("--repeats", type=int, default=15)
+    p_bench.add_argument("--threads", type=int, help="TFLite interpreter threads (default: TensorFlow's)")
+    p_bench.add_argument("--tiny", action="store_true", help="the variants' tiny test twins (quick checks)")
+    p_bench.add_argument("--csv", metavar="FILE", help="write the rows to a CSV file")
+    p_bench.add_argument("--plot", metavar="FILE.png", help="plot latency vs MACs (needs matplotlib)")
+    p_bench.set_defaults(func=_cmd_benchmark)
+    p_port = sub.add_parser("port-timm", help="port timm ImageNet weights to a .weights.h5 file")
+    p_port.add_argument("name", help="registry name with a timm counterpart, e.g. seresnet50")
+    p_port.add_argument("--checkpoint", metavar="FILE",
+                        help="timm state dict (.safetensors, .pth, .bin, .npz); default: timm's pretrained "
+                             "weights (needs timm and a network)")
+    p_port.add_argument("--out", metavar="FILE.weights.h5",
+                        help="output file (default: $KERAS_CONVZOO_HOME/NAME.weights.h5, which "
+                             "weights='imagenet' loads)")
+    p_port.set_defaults(func=_cmd_port_timm)
     return parser
 
 

@@ -9,7 +9,7 @@ PUBLIC = [
     "ResNeXt50", "ResNeXt101", "SEResNet18", "SEResNet34", "SEResNet50", "SEResNet101",
     "SEResNet152", "SEResNeXt50", "SEResNeXt101", "MobileNetV2", "ConvNeXtTiny", "ConvNeXtSmall",
     "ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtXLarge", "RepLKNet31B", "RepLKNet31L", "CCNN", "ShuffleNetV2",
-    "list_models", "create_model",
+    "list_models", "create_model", "preprocess_input", "decode_predictions",
     "get_spec", "layers", "blocks", "export", "weights", "profile",
 ]
 

@@ -9,6 +9,7 @@ from keras_convzoo.applications._registry import (
     register,
 )
 from keras_convzoo.applications.ccnn import CCNN
+from keras_convzoo.applications.imagenet_utils import decode_predictions, preprocess_input
 from keras_convzoo.applications.convnext import (
     ConvNeXtBase,
     ConvNeXtLarge,
@@ -34,8 +35,10 @@ __all__ = [
     "ModelSpec",
     "build_application",
     "create_model",
+    "decode_predictions",
     "get_spec",
     "list_models",
+    "preprocess_input",
     "register",
     "CCNN",
     "ConvNeXtBase",

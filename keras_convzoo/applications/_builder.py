@@ -2,8 +2,14 @@
 
 import os
 
+from keras_convzoo.applications._registry import get_spec, list_models
 from keras_convzoo.backend import get_source_inputs, is_keras_tensor, keras
-from keras_convzoo.weights.loading import WeightsMismatchError, check_weights_path, load
+from keras_convzoo.weights.loading import (
+    WeightsMismatchError,
+    check_weights_path,
+    imagenet_weights_path,
+    load,
+)
 from keras_convzoo.weights.state_dict import is_state_dict_path, read_state_dict
 
 POOLING_MODES = (None, "avg", "max")
@@ -61,13 +67,23 @@ def build_application(
     Departure from keras.applications: ``include_top=True`` accepts ``None``
     spatial sizes (every head here pools globally, so no size is needed).
 
+    Weights from a reference implementation (``"imagenet"``, or a timm state
+    dict file) need the architecture to compute exactly what timm's does:
+    the builder then applies ``spec.timm_config`` (e.g. MobileNetV2's
+    ``padding_mode="torch", bn_epsilon=1e-5``) and refuses a conflicting
+    keyword argument.
+
     Args:
         spec: the variant's ``ModelSpec``.
         include_top: whether to add the classifier.
-        weights: None (random initialisation), the path to a
-            ``.weights.h5`` file saved from the same architecture, or, for
-            families with a ``spec.port_weights`` (CCNN), a reference state
-            dict file (``.npz``, ``.safetensors``, ``.pth``).
+        weights: None (random initialisation), ``"imagenet"`` (weights
+            ported from timm, read from
+            ``$KERAS_CONVZOO_HOME/<name>.weights.h5``, made by ``convzoo
+            port-timm``; the head is skipped with ``include_top=False``), the
+            path to a ``.weights.h5`` file saved from the same architecture,
+            or, for families with a ``spec.port_weights`` (timm-ported
+            families, CCNN), a reference state dict file (``.npz``,
+            ``.safetensors``, ``.pth``, ``.bin``).
         input_tensor: optional tensor to use as the model input (a Keras
             tensor, e.g. the output of ``keras.Input``).
         input_shape: shape without the batch axis, e.g. ``(224, 224, 3)`` or
@@ -108,7 +124,14 @@ def build_application(
             "keras_convzoo models are channels_last only; set "
             "keras.backend.set_image_data_format('channels_last')."
         )
-    weights_path = None if weights is None else _check_weights(weights, spec)
+    if _is_imagenet(weights) and include_top and classes != 1000:
+        raise ValueError(
+            "With weights='imagenet' and include_top=True, `classes` must be 1000 (the ImageNet "
+            f"classifier); use include_top=False for another head. Received: classes={classes!r}"
+        )
+    weights_kind, weights_path = _check_weights(weights, spec)
+    if weights_kind in ("imagenet", "state_dict") and spec.timm_name is not None:
+        spec = _apply_timm_config(spec, kwargs, weights)
     if pooling not in POOLING_MODES:
         raise ValueError(f"`pooling` must be one of {POOLING_MODES}. Received: pooling={pooling!r}")
     if include_top:
@@ -119,6 +142,10 @@ def build_application(
         raise TypeError(f"`name` must be a str or None. Received: name={name!r}")
 
     input_shape = _resolve_input_shape(spec, input_shape, input_tensor, include_top)
+    if weights_kind == "imagenet" and input_shape[-1] != spec.input_channels:
+        raise ValueError(
+            f"ImageNet weights need {spec.input_channels} input channels. Received: input_shape={input_shape}"
+        )
     if input_tensor is None:
         inputs = keras.Input(shape=input_shape, name="input")
     elif is_keras_tensor(input_tensor):
@@ -134,25 +161,88 @@ def build_application(
         if len(model_inputs) == 1:
             model_inputs = model_inputs[0]
     model = keras.Model(model_inputs, x, name=name or spec.name)
-    if weights_path is not None and is_state_dict_path(weights_path):
+    if weights_kind == "state_dict":
         spec.port_weights(model, read_state_dict(weights_path))
+    elif weights_kind == "imagenet" and not include_top:
+        _load_without_top(model, spec, weights_path, input_shape)
     elif weights_path is not None:
         _load_weights(model, weights_path, include_top, classes, input_shape)
     return model
 
 
+def _is_imagenet(weights):
+    return isinstance(weights, str) and weights == "imagenet"
+
+
 def _check_weights(weights, spec):
+    """Returns ``(kind, path)``: kind None, ``"file"``, ``"state_dict"`` or ``"imagenet"``."""
+    if weights is None:
+        return None, None
+    if _is_imagenet(weights):
+        if spec.timm_name is None:
+            available = [n for n in list_models() if get_spec(n).timm_name]
+            raise ValueError(
+                f"No ImageNet weights exist for '{spec.name}'; weights='imagenet' is available for "
+                f"{available}. Received: weights='imagenet'"
+            )
+        path = imagenet_weights_path(spec.name)
+        if not os.path.isfile(path):
+            raise ValueError(
+                f"weights='imagenet' loads {path!r}, which does not exist (keras_convzoo downloads "
+                f"nothing by itself). Create it once with `convzoo port-timm {spec.name} --out {path}` "
+                f"(or `python tools/port_timm_weights.py {spec.name} --out {path}`), which downloads timm's "
+                f"pretrained {spec.timm_name!r} where timm publishes one (needs timm and a network), or add `--checkpoint FILE` with "
+                "a timm checkpoint (.safetensors, .pth, .bin, .npz) you have. The directory is "
+                "$KERAS_CONVZOO_HOME (default ~/.keras/convzoo)."
+            )
+        return "imagenet", path
     if spec.port_weights is not None and is_state_dict_path(weights):
         path = os.fspath(weights)
         if not os.path.isfile(path):
             raise ValueError(f"The weights file does not exist. Received: weights={path!r}")
-        return path
-    if isinstance(weights, str) and weights == "imagenet":
-        raise ValueError(
-            "`weights` must be None or the path to a '.weights.h5' file; pretrained "
-            "'imagenet' weights are not bundled with keras_convzoo. Received: weights='imagenet'"
-        )
-    return check_weights_path(weights)
+        return "state_dict", path
+    return "file", check_weights_path(weights)
+
+
+def _apply_timm_config(spec, kwargs, weights):
+    """Applies ``spec.timm_config``, refusing keyword arguments that contradict it."""
+    for field, value in spec.timm_config.items():
+        if field in kwargs and kwargs[field] != value:
+            raise ValueError(
+                f"weights={weights!r} holds timm's {spec.timm_name!r}, which {spec.entrypoint} reproduces "
+                f"only with {field}={value!r} (applied automatically). Received: {field}={kwargs[field]!r}"
+            )
+    return spec.with_config(**spec.timm_config) if spec.timm_config else spec
+
+
+def _load_without_top(model, spec, path, input_shape):
+    """Loads the trunk of a full-model ImageNet weights file into a model without top (all or none)."""
+    full_shape = (None,) * (len(input_shape) - 1) + (input_shape[-1],)
+    full = build_application(spec, include_top=True, input_shape=full_shape, classifier_activation=None)
+    _load_weights(full, path, True, 1000, input_shape)
+    updates = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        try:
+            source = full.get_layer(layer.name)
+        except ValueError:
+            raise WeightsMismatchError(
+                f"Layer {layer.name!r} has no counterpart in the ImageNet weights file {path!r}.",
+                layer=layer.name,
+            ) from None
+        values = source.get_weights()
+        shapes = [tuple(v.shape) for v in values]
+        wanted = [tuple(int(d) for d in w.shape) for w in layer.weights]
+        if shapes != wanted:
+            raise WeightsMismatchError(
+                f"Layer {layer.name!r} has weight shapes {wanted} but the ImageNet weights file {path!r} "
+                f"gives {shapes}. No weight was changed.",
+                layer=layer.name,
+            )
+        updates.append((layer, values))
+    for layer, values in updates:
+        layer.set_weights(values)
 
 
 def _check_activation(classifier_activation):
@@ -289,10 +379,13 @@ _ARGS_DOC = """
     Args:
         include_top: whether to add the classifier (global average pooling,
             ``Dense(classes, name="predictions")``).
-        weights: None (random initialisation), the path to a
-            ``.weights.h5`` file saved from the same architecture, or, for
-            families with a ``spec.port_weights`` (CCNN), a reference state
-            dict file (``.npz``, ``.safetensors``, ``.pth``).
+        weights: None (random initialisation), ``"imagenet"`` (timm's
+            weights, ported once by ``convzoo port-timm NAME`` to
+            ``$KERAS_CONVZOO_HOME/NAME.weights.h5``; nothing is downloaded
+            here), the path to a ``.weights.h5`` file saved from the same
+            architecture, or, for families with a porter (the timm ones;
+            CCNN: the official checkpoints), a state dict file
+            (``.safetensors``, ``.pth``, ``.bin``, ``.npz``).
         input_tensor: optional Keras tensor to use as the model input.
         input_shape: shape without batch, e.g. ``(224, 224, 3)`` or
             ``(None, None, 3)``; default ``(224, 224, 3)`` with the top and

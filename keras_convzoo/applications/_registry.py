@@ -6,6 +6,9 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 
 _REGISTRY = {}
 
+#: Input scalings of ``keras.applications.imagenet_utils.preprocess_input``.
+PREPROCESSING_MODES = ("torch", "tf", "caffe")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
@@ -40,6 +43,20 @@ class ModelSpec:
         port_weights: optional ``port(model, state_dict)`` that loads a
             reference implementation's state dict (then ``weights=`` also
             accepts ``.npz``/``.safetensors``/``.pth`` files).
+        timm_name: name of the timm model whose state dict
+            ``weights.port_timm`` maps onto this variant, or None when timm
+            has no such model. Enables ``weights="imagenet"`` (weights ported
+            from timm, see ``convzoo port-timm``).
+        timm_config: config overrides under which the architecture computes
+            exactly what timm's does (e.g. MobileNetV2's symmetric padding and
+            BN epsilon). The builder applies them when ``weights=`` is a timm
+            checkpoint or ``"imagenet"``; ``port_timm`` refuses a model built
+            without them.
+        preprocessing: input scaling expected by the variant's ImageNet
+            weights, a mode of ``keras.applications.imagenet_utils``:
+            ``"torch"`` (0-255 to 0-1, then ImageNet mean/std), ``"tf"``
+            (0-255 to -1..1) or ``"caffe"`` (BGR, mean subtracted); None when
+            the variant has no ImageNet weights. Read by ``preprocess_input``.
     """
 
     name: str
@@ -59,6 +76,19 @@ class ModelSpec:
     paper: str = ""
     test_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     port_weights: Optional[Callable] = None
+    timm_name: Optional[str] = None
+    timm_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    preprocessing: Optional[str] = None
+
+    def __post_init__(self):
+        if self.preprocessing not in PREPROCESSING_MODES + (None,):
+            raise ValueError(
+                f"`preprocessing` must be one of {PREPROCESSING_MODES} or None. "
+                f"Received: preprocessing={self.preprocessing!r} for '{self.name}'"
+            )
+        unknown = sorted(set(self.timm_config) - set(self.config_fields))
+        if unknown:
+            raise ValueError(f"`timm_config` of '{self.name}' names unknown config field(s): {unknown}")
 
     @property
     def config_fields(self) -> Tuple[str, ...]:

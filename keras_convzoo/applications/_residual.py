@@ -33,7 +33,9 @@ class ResNetConfig:
             conv + BN + ReLU with ``stem_width`` channels instead, layers
             ``stem_pool_conv``/``stem_pool_bn``/``stem_pool_relu``; adds
             ``9 * stem_width**2 + 2 * stem_width`` trainable parameters, e.g.
-            36,992 for ResNeXt50, and the same output shapes).
+            36,992 for ResNeXt50, and the same output shapes). Measured with
+            ``profile.count_flops`` at 224x224: ResNeXt50 4.230 GMACs with
+            "pool", 4.346 GMACs with "conv" (+115.6M MACs, +2.7%).
     """
 
     block: str = "bottleneck"

@@ -7,6 +7,7 @@ from keras_convzoo.applications._builder import make_entrypoint
 from keras_convzoo.applications._registry import ModelSpec, register
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.convnext import convnext_block
+from keras_convzoo.weights.timm import port_timm
 
 PAPER = "Liu et al., A ConvNet for the 2020s, CVPR 2022"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -120,6 +121,9 @@ SPECS = {
             reference=f"timm {name}",
             paper=PAPER,
             test_overrides=_TINY,
+            port_weights=port_timm,
+            timm_name=name,
+            preprocessing="torch",
         )
     )
     for name, entry, depths, dims, params in _VARIANTS

@@ -8,6 +8,7 @@ from keras_convzoo.applications._registry import ModelSpec, register
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.inverted_residual import inverted_residual_block
 from keras_convzoo.ops.divisible import make_divisible
+from keras_convzoo.weights.timm import TIMM_BN_EPSILON, port_timm
 
 PAPER = "Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018"
 
@@ -107,6 +108,8 @@ ALPHAS = {0.35: "mobilenetv2_035", 0.5: "mobilenetv2_050", 0.75: "mobilenetv2_07
 #: trainable parameters of keras.applications.MobileNetV2 (= timm's where it exists).
 _REFERENCE_PARAMS = {0.35: 1_677_128, 0.5: 1_968_680, 0.75: 2_636_424,
                      1.0: 3_504_872, 1.3: 5_386_792, 1.4: 6_108_776}
+#: What makes the architecture compute timm's MobileNetV2 (symmetric padding, PyTorch BN epsilon).
+TIMM_CONFIG = {"padding_mode": "torch", "bn_epsilon": TIMM_BN_EPSILON}
 _TINY = {
     "block_settings": ((1, 8, 1, 1), (6, 12, 2, 2), (6, 16, 1, 2), (6, 24, 1, 2),
                        (6, 32, 1, 1), (6, 40, 1, 2), (6, 48, 1, 1)),
@@ -125,6 +128,11 @@ SPECS = {
             reference="keras.applications.MobileNetV2 (trainable)",
             paper=PAPER,
             test_overrides=_TINY,
+            # timm has these variants except 1.3 (whose only ImageNet weights are keras.applications')
+            port_weights=port_timm if alpha != 1.3 else None,
+            timm_name=name if alpha != 1.3 else None,
+            timm_config=TIMM_CONFIG if alpha != 1.3 else {},
+            preprocessing="torch" if alpha != 1.3 else None,
         )
     )
     for alpha, name in ALPHAS.items()
@@ -154,7 +162,12 @@ def MobileNetV2(
             ``(None, None, 3)``; defaults as in keras.applications.
         alpha: width multiplier, one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4.
         include_top: whether to add the classifier.
-        weights: None or the path to a ``.weights.h5`` file.
+        weights: None, ``"imagenet"`` (timm's weights ported by ``convzoo
+            port-timm``; not for alpha 1.3), the path to a ``.weights.h5``
+            file, or a timm checkpoint (``.safetensors``, ``.pth``, ...).
+            With timm weights the model is built with ``padding_mode="torch",
+            bn_epsilon=1e-5`` (timm's layout), and ``preprocess_input``
+            applies timm's mean/std, not keras.applications' "tf" scaling.
         input_tensor: optional Keras tensor to use as the model input.
         pooling: with ``include_top=False``: None, ``"avg"`` or ``"max"``.
         classes: number of classes.

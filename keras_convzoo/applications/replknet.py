@@ -139,6 +139,7 @@ SPECS = {
             reference="official DingXiaoH/RepLKNet-pytorch create_RepLKNet31B/L, counted with torch",
             paper=PAPER,
             test_overrides=_TINY,
+            preprocessing="torch",  # the official training's ImageNet mean/std (timm transforms)
         )
     )
     for name, entry, channels, params in _VARIANTS

@@ -8,6 +8,7 @@ from keras_convzoo.applications._residual import (
     ResNetConfig,
     residual_body,
 )
+from keras_convzoo.weights.timm import port_timm
 
 _TINY = dict(RESNET_TINY, cardinality=4, base_width=32)
 
@@ -24,6 +25,9 @@ def _resnext(name, entrypoint, depths, base_width, reference_params):
             reference=f"torchvision/timm {name}",
             paper=RESNEXT_PAPER,
             test_overrides=_TINY,
+            port_weights=port_timm,
+            timm_name=name,
+            preprocessing="torch",
         )
     )
 

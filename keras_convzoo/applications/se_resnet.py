@@ -9,6 +9,7 @@ from keras_convzoo.applications._residual import (
     ResNetConfig,
     residual_body,
 )
+from keras_convzoo.weights.timm import port_timm
 
 # name, entrypoint, block, depths, cardinality, base_width, timm trainable params
 _VARIANTS = (
@@ -44,6 +45,9 @@ for _name, _entry, _block, _depths, _cardinality, _base_width, _params in _VARIA
             reference=f"timm {_name}",
             paper=SENET_PAPER + ("; " + RESNEXT_PAPER if _cardinality > 1 else ""),
             test_overrides=_tiny,
+            port_weights=port_timm,
+            timm_name=_name,
+            preprocessing="torch",
         )
     )
 

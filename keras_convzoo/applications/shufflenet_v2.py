@@ -142,6 +142,7 @@ SPECS = {
             reference=f"torchvision {name} (trainable)",
             paper=PAPER,
             test_overrides=_TINY,
+            preprocessing="torch",  # torchvision's ImageNet mean/std
         )
     )
     for width, (name, channels) in WIDTHS.items()

@@ -1,7 +1,8 @@
-"""Verified export of Keras models to TensorFlow Lite and ONNX.
+"""Verified export of Keras models to TensorFlow Lite, ONNX and SavedModel.
 
 Each exporter writes the file, runs it with the deployment runtime (the
-LiteRT interpreter for TFLite, onnxruntime for ONNX) on seeded random inputs,
+LiteRT interpreter for TFLite, onnxruntime for ONNX, TensorFlow for a
+reloaded SavedModel) on seeded random inputs,
 compares the outputs with the Keras model and returns an ``ExportReport``;
 with ``verify=True`` (the default) a file outside tolerance raises
 ``VerificationError``. Converter failures raise ``ExportError`` naming the
@@ -21,6 +22,7 @@ Example:
 True
 """
 
+from keras_convzoo.export.lowering import deployment_lowering
 from keras_convzoo.export.onnx import run_onnx, to_onnx
 from keras_convzoo.export.report import (
     DEFAULT_SPATIAL_SIZE,
@@ -29,6 +31,7 @@ from keras_convzoo.export.report import (
     FP32_MAX_RELATIVE_DIFF,
     INT8_MIN_SNR_DB,
     ONNX_MAX_RELATIVE_DIFF,
+    QAT_INT8_MIN_SNR_DB,
     QUANTIZATIONS,
     ExportError,
     ExportReport,
@@ -36,13 +39,19 @@ from keras_convzoo.export.report import (
     compare_outputs,
     check_report,
 )
-from keras_convzoo.export.tflite import run_tflite, to_tflite
+from keras_convzoo.export.saved_model import run_saved_model, to_saved_model
+from keras_convzoo.export.tflite import float_ops, is_quantization_aware, run_tflite, to_tflite
 
 __all__ = [
     "to_tflite",
     "to_onnx",
+    "to_saved_model",
     "run_tflite",
     "run_onnx",
+    "run_saved_model",
+    "float_ops",
+    "is_quantization_aware",
+    "deployment_lowering",
     "ExportReport",
     "ExportError",
     "VerificationError",
@@ -54,5 +63,6 @@ __all__ = [
     "FLOAT16_MAX_RELATIVE_DIFF",
     "DYNAMIC_MAX_RELATIVE_DIFF",
     "INT8_MIN_SNR_DB",
+    "QAT_INT8_MIN_SNR_DB",
     "ONNX_MAX_RELATIVE_DIFF",
 ]

@@ -15,14 +15,19 @@ TensorFlow op, and Keras 3's own ``model.export(format="onnx")`` writes such
 a file silently. Here the tf2onnx error log is captured and turned into an
 ``ExportError``, and the checker rejects any node outside the ONNX opsets, so
 an invalid file is never written.
+
+Grouped convolutions are traced in their native form (one ONNX ``Conv`` with
+``group``), see ``keras_convzoo.export.lowering``.
 """
 
 import logging
 import os
+import time
 
 import numpy as np
 
 from keras_convzoo.backend import tf
+from keras_convzoo.export.lowering import deployment_lowering
 from keras_convzoo.export.report import (
     ExportError,
     check_num_samples,
@@ -131,7 +136,8 @@ def _convert(model, signature_shape, dtype, name, opset):
     logger = logging.getLogger("tf2onnx")
     logger.addHandler(log)
     try:
-        proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
+        with deployment_lowering(model):
+            proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
     except Exception as e:
         raise ExportError(
             f"ONNX conversion (tf2onnx {tf2onnx.__version__}, opset {opset}) of model "
@@ -259,10 +265,12 @@ def to_onnx(
     model_shape, dtype, name = model_input(model)
     shape = resolve_input_shape(model_shape, input_shape, fill_none=False)
     signature_shape = (None if dynamic_batch else 1,) + shape
+    start = time.perf_counter()
     proto = _convert(model, signature_shape, dtype, name, int(opset))
     import onnx
 
     onnx.save_model(proto, path)
+    seconds = time.perf_counter() - start
     fields = dict(
         format="onnx",
         path=path,
@@ -270,6 +278,7 @@ def to_onnx(
         file_size_bytes=file_size(path),
         input_shape=signature_shape,
         tolerance=describe_tolerance("onnx"),
+        convert_seconds=seconds,
     )
     batches = None
     if verify:

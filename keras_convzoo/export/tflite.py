@@ -16,15 +16,32 @@ file: the interpreter then returns NaN (or fails without its default
 delegate). ``experimental_lower_to_saved_model = False`` makes the converter
 freeze the concrete function's variables into constants instead, which also
 converts several times faster.
+
+Grouped convolutions are traced in their native form (one TFLite ``CONV_2D``
+with a grouped filter), see ``keras_convzoo.export.lowering``.
+
+Quantization-aware-trained models (``keras_convzoo.quantization``, tf_keras)
+are recognised by the fake-quant ops in their traced graph: their int8
+conversion takes the ranges from those ops, so ``representative_data`` is
+optional (it calibrates the tensors without a fake-quant op), and the file is
+verified against the QAT model with ``QAT_INT8_MIN_SNR_DB``. TensorFlow 2.21
+quirk worked around here: the converter validates its options once before it
+has seen the graph, so ``TFLITE_BUILTINS_INT8`` without a representative
+dataset is refused even for a QAT graph ("a `representative_dataset` must be
+specified"); without ``representative_data`` a QAT model is therefore
+converted with the default op set, and the result must be full-integer
+(checked on the file: an op left in float raises ``ExportError`` naming it).
 """
 
 import os
 import re
+import time
 import warnings
 
 import numpy as np
 
 from keras_convzoo.backend import tf
+from keras_convzoo.export.lowering import deployment_lowering
 from keras_convzoo.export.report import (
     QUANTIZATIONS,
     ExportError,
@@ -40,6 +57,16 @@ from keras_convzoo.export.report import (
 )
 
 _RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
+_FAKE_QUANT_OPS = frozenset(
+    {
+        "FakeQuantWithMinMaxVars",
+        "FakeQuantWithMinMaxVarsPerChannel",
+        "FakeQuantWithMinMaxArgs",
+        "QuantizeAndDequantizeV2",
+        "QuantizeAndDequantizeV3",
+        "QuantizeAndDequantizeV4",
+    }
+)
 
 
 def _interpreter_class():
@@ -62,8 +89,13 @@ def _check_quantization(quantization):
         )
 
 
-def _representative_samples(representative_data, full_shape, dtype):
-    """Materialises ``representative_data`` as a list of batch-1 float arrays."""
+def _representative_samples(representative_data, full_shape, dtype, optional=False):
+    """Materialises ``representative_data`` as a list of batch-1 float arrays.
+
+    Returns None when ``representative_data`` is None and ``optional``.
+    """
+    if representative_data is None and optional:
+        return None
     if representative_data is None:
         raise ValueError(
             "quantization='int8' needs `representative_data`: an iterable (or a callable "
@@ -118,7 +150,8 @@ def _serving_function(model, full_shape, dtype, name):
         return outputs[0] if len(outputs) == 1 else outputs
 
     try:
-        return serve.get_concrete_function()
+        with deployment_lowering(model):
+            return serve.get_concrete_function()
     except Exception as e:
         raise ExportError(
             f"Tracing model '{getattr(model, 'name', '?')}' in a tf.function for export "
@@ -126,8 +159,32 @@ def _serving_function(model, full_shape, dtype, name):
         ) from e
 
 
-def _convert(model, full_shape, dtype, name, quantization, samples, int8_io):
-    concrete = _serving_function(model, full_shape, dtype, name)
+def is_quantization_aware(concrete):
+    """True when a traced function contains fake-quant ops (a QAT model).
+
+    Args:
+        concrete: a ``tf.function`` concrete function.
+    """
+    graph_def = concrete.graph.as_graph_def()
+    ops = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        ops.update(node.op for node in function.node_def)
+    return bool(ops & _FAKE_QUANT_OPS)
+
+
+def _calibration_feed(samples, progress):
+    """The converter's representative dataset, reporting ``progress(done, total)``."""
+
+    def feed():
+        for i, sample in enumerate(samples):
+            yield [sample]
+            if progress is not None:
+                progress(i + 1, len(samples))
+
+    return feed
+
+
+def _convert(model, concrete, quantization, samples, int8_io, progress=None):
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
     # See the module docstring: the SavedModel route leaves Keras 3 variables
     # uninitialised in the file.
@@ -137,8 +194,11 @@ def _convert(model, full_shape, dtype, name, quantization, samples, int8_io):
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif quantization == "int8":
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.representative_dataset = lambda: ([s] for s in samples)
+        if samples is not None:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.representative_dataset = _calibration_feed(samples, progress)
+        # else: a QAT graph without calibration data (module docstring); the
+        # caller checks that the result is full-integer.
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
@@ -169,6 +229,53 @@ def _resource_ops(content):
     if get_ops is None:  # pragma: no cover - older/newer interpreter
         return []
     return sorted({op["op_name"] for op in get_ops() if op["op_name"] in _RESOURCE_OPS})
+
+
+def float_ops(content):
+    """Ops of a TFLite flatbuffer that compute in floating point.
+
+    The ``QUANTIZE`` of a float model input and the ``DEQUANTIZE`` to a float
+    model output are not counted: they are the float interface of a
+    full-integer file.
+
+    Args:
+        content: the flatbuffer bytes (or a path to a ``.tflite`` file).
+
+    Returns:
+        A sorted tuple of op names (each once); empty for a full-integer file.
+
+    Example:
+    >>> float_ops(open("m_int8.tflite", "rb").read())
+    ()
+    """
+    Interpreter = _interpreter_class()
+    if isinstance(content, (bytes, bytearray)):
+        interpreter = Interpreter(model_content=bytes(content))
+    else:
+        interpreter = Interpreter(model_path=os.fspath(content))
+    get_ops = getattr(interpreter, "_get_ops_details", None)
+    if get_ops is None:  # pragma: no cover - older/newer interpreter
+        raise ExportError("This LiteRT interpreter cannot list a file's ops.")
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
+    graph_inputs = {d["index"] for d in interpreter.get_input_details()}
+    graph_outputs = {d["index"] for d in interpreter.get_output_details()}
+
+    def is_float(index):
+        return index >= 0 and index in dtypes and np.issubdtype(dtypes[index], np.floating)
+
+    found = set()
+    for op in get_ops():
+        inputs = [int(i) for i in op["inputs"]]
+        outputs = [int(i) for i in op["outputs"]]
+        if op["op_name"] == "QUANTIZE" and all(i in graph_inputs for i in inputs if is_float(i)):
+            if not any(is_float(o) for o in outputs):
+                continue
+        if op["op_name"] == "DEQUANTIZE" and all(o in graph_outputs for o in outputs if is_float(o)):
+            if not any(is_float(i) for i in inputs):
+                continue
+        if any(is_float(i) for i in inputs + outputs):
+            found.add(op["op_name"])
+    return tuple(sorted(found))
 
 
 def _output_order(details):
@@ -276,6 +383,7 @@ def to_tflite(
     num_samples=4,
     seed=0,
     int8_io=False,
+    progress=None,
 ):
     """Converts a Keras model to a TFLite file and checks the file against Keras.
 
@@ -294,7 +402,13 @@ def to_tflite(
       ``relative_diff <= 5e-2``.
     - ``"int8"``: full-integer ops only (``TFLITE_BUILTINS_INT8``) calibrated
       on ``representative_data``; float32 input and output unless
-      ``int8_io=True``; verified by ``snr_db >= 15``.
+      ``int8_io=True``; verified by ``snr_db >= 15``. For a
+      quantization-aware-trained model (``kcz.quantization.quantize_aware``)
+      the ranges come from its fake-quant ops, ``representative_data`` is
+      optional (it calibrates tensors without one) and the file is verified
+      against the QAT model by ``snr_db >= 20`` (``QAT_INT8_MIN_SNR_DB``).
+      Every int8 file is checked to be full-integer (``report.float_ops``
+      empty).
 
     The tolerances are the constants of ``keras_convzoo.export.report``.
 
@@ -302,9 +416,9 @@ def to_tflite(
         model: a built single-input Keras 3 or tf_keras model.
         path: destination ``.tflite`` file; its folder must exist.
         quantization: ``None``, ``"float16"``, ``"dynamic"`` or ``"int8"``.
-        representative_data: for ``"int8"`` only: an iterable of input
-            arrays, or a callable returning one (a generator function, a
-            ``tf.data.Dataset``). Each item is one sample ``(H, W, C)``, a
+        representative_data: for ``"int8"`` only (optional for a QAT model):
+            an iterable of input arrays, or a callable returning one (a
+            generator function, a ``tf.data.Dataset``). Each item is one sample ``(H, W, C)``, a
             batch ``(N, H, W, C)``, ``[array]`` (TFLite's own format) or an
             ``(inputs, targets)`` pair; a single ``(N, H, W, C)`` array works
             too. Use preprocessed real images: random data calibrates poorly.
@@ -315,6 +429,9 @@ def to_tflite(
         seed: seed of the verification inputs.
         int8_io: ``"int8"`` only: make the file's input and output int8
             (for integer-only accelerators) instead of float32.
+        progress: optional ``progress(done, total)`` called as the converter
+            consumes each calibration sample (``"int8"`` with
+            ``representative_data``), e.g. to draw a progress bar.
 
     Returns:
         An ``ExportReport`` (differences ``None`` when ``verify=False``).
@@ -326,7 +443,9 @@ def to_tflite(
             ``path`` whose folder does not exist, a bad ``input_shape``,
             or a multi-input model.
         ExportError: (a ``RuntimeError``) when tracing or the TFLite converter
-            fails; the message carries the converter's first error line.
+            fails (the message carries the converter's first error line), or
+            when an int8 file would not be full-integer (the message names
+            the float ops); no file is written then.
         VerificationError: (a ``ValueError``) when ``verify=True`` and the
             file is out of tolerance; the message has the measured numbers
             (the file stays on disk for inspection).
@@ -357,12 +476,33 @@ def to_tflite(
     model_shape, dtype, name = model_input(model)
     shape = resolve_input_shape(model_shape, input_shape, fill_none=True)
     full_shape = (1,) + shape
+    start = time.perf_counter()
+    concrete = _serving_function(model, full_shape, dtype, name)
+    qat = is_quantization_aware(concrete)
     samples = None
     if quantization == "int8":
-        samples = _representative_samples(representative_data, full_shape, dtype)
-    content = _convert(model, full_shape, dtype, name, quantization, samples, bool(int8_io))
+        samples = _representative_samples(representative_data, full_shape, dtype, optional=qat)
+    if progress is not None and not callable(progress):
+        raise ValueError(f"`progress` must be callable or None. Received: progress={progress!r}")
+    content = _convert(model, concrete, quantization, samples, bool(int8_io), progress)
+    found = None
+    if quantization == "int8":
+        found = float_ops(content)
+        if found:
+            hint = (
+                " These tensors have no fake-quant range in the QAT model; pass "
+                "`representative_data` to calibrate them."
+                if samples is None
+                else ""
+            )
+            raise ExportError(
+                f"The int8 TFLite conversion of model '{getattr(model, 'name', '?')}' is not "
+                f"full-integer: {', '.join(found)} compute in floating point.{hint} "
+                "No file was written."
+            )
     with open(path, "wb") as f:
         f.write(content)
+    seconds = time.perf_counter() - start
 
     fields = dict(
         format="tflite",
@@ -370,7 +510,10 @@ def to_tflite(
         quantization=quantization,
         file_size_bytes=file_size(path),
         input_shape=full_shape,
-        tolerance=describe_tolerance("tflite", quantization),
+        tolerance=describe_tolerance("tflite", quantization, qat),
+        quantization_aware=qat,
+        float_ops=found,
+        convert_seconds=seconds,
     )
     batches = None
     if verify:

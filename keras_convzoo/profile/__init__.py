@@ -1,5 +1,18 @@
-"""Model complexity: parameter counts (MACs and latency come with the profiler issue)."""
+"""Model complexity and speed: parameters, multiply-accumulates (MACs) and latency per execution mode."""
 
+from keras_convzoo.profile.benchmark import MODES, BenchmarkResult, benchmark, format_table, write_csv
+from keras_convzoo.profile.flops import MacCount, count_flops, fft_macs, format_macs
 from keras_convzoo.profile.params import count_params
 
-__all__ = ["count_params"]
+__all__ = [
+    "count_params",
+    "count_flops",
+    "MacCount",
+    "fft_macs",
+    "format_macs",
+    "benchmark",
+    "BenchmarkResult",
+    "MODES",
+    "format_table",
+    "write_csv",
+]

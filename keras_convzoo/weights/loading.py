@@ -9,6 +9,30 @@ import numpy as np
 
 WEIGHT_SUFFIXES = (".weights.h5", ".h5")
 
+#: Environment variable naming the directory of cached ImageNet weights.
+HOME_ENV = "KERAS_CONVZOO_HOME"
+
+
+def weights_home():
+    """Directory of the cached ImageNet weights: ``$KERAS_CONVZOO_HOME`` or ``~/.keras/convzoo``."""
+    return os.environ.get(HOME_ENV) or os.path.join(os.path.expanduser("~"), ".keras", "convzoo")
+
+
+def imagenet_weights_path(name):
+    """Where ``weights="imagenet"`` looks for the weights of registered model ``name``.
+
+    Args:
+        name: registry name, e.g. ``"seresnet50"``.
+
+    Returns:
+        ``<weights_home()>/<name>.weights.h5`` (the file need not exist).
+
+    Example:
+    >>> imagenet_weights_path("convnext_tiny")  # doctest: +SKIP
+    '/home/me/.keras/convzoo/convnext_tiny.weights.h5'
+    """
+    return os.path.join(weights_home(), f"{name}.weights.h5")
+
 
 class WeightsMismatchError(ValueError):
     """A weights file does not fit a model; the model was left unchanged.

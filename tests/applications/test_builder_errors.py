@@ -27,9 +27,9 @@ def _tiny(**kwargs):
         ({"classes": 2.5}, ValueError, "classes"),
         ({"classifier_activation": "nope"}, ValueError, "classifier_activation"),
         ({"include_top": "yes"}, TypeError, "include_top"),
-        ({"weights": "imagenet"}, ValueError, "weights"),
+        ({"weights": "imagenet", "classes": 10}, ValueError, "`classes` must be 1000"),
         ({"weights": "/nonexistent/model.weights.h5"}, ValueError, "does not exist"),
-        ({"weights": "model.pt"}, ValueError, "weights.h5"),
+        ({"weights": "model.pt"}, ValueError, "does not exist"),  # a timm checkpoint path
         ({"weights": 3}, TypeError, "weights"),
         ({"depth_multiplier": 2}, TypeError, "unknown argument"),
         ({"block": "wide"}, ValueError, "block"),
@@ -38,6 +38,18 @@ def _tiny(**kwargs):
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         _tiny(**kwargs)
+
+
+def test_imagenet_weights_come_from_the_cache_or_say_how_to_make_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_CONVZOO_HOME", str(tmp_path))
+    expected = str(tmp_path / f"{NAME}.weights.h5")
+    with pytest.raises(ValueError, match=f"convzoo port-timm {NAME} --out {expected}") as info:
+        _tiny(weights="imagenet")
+    assert f"python tools/port_timm_weights.py {NAME}" in str(info.value)
+    with pytest.raises(ValueError, match="No ImageNet weights exist for 'ccnn_4_140'"):
+        kcz.create_model("ccnn_4_140", weights="imagenet")
+    with pytest.raises(ValueError, match="weights.h5"):  # no porter: only our own files
+        kcz.create_model("replknet31_base", weights="model.pt")
 
 
 def test_entrypoint_rejects_unknown_kwargs():

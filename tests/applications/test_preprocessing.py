@@ -1,0 +1,136 @@
+"""preprocess_input matches keras.applications mode by mode; decode_predictions uses the shipped names."""
+
+import json
+
+import numpy as np
+import pytest
+
+import keras_convzoo as kcz
+from keras_convzoo.applications.imagenet_utils import CLASS_INDEX_PATH, imagenet_class_index
+from keras_convzoo.backend import LEGACY_KERAS, keras, tf
+
+keras3_only = pytest.mark.skipif(LEGACY_KERAS, reason="compares with Keras 3's keras.applications")
+
+
+def _images(dtype="float32", shape=(2, 8, 9, 3)):
+    return np.random.default_rng(0).uniform(0, 255, shape).astype(dtype)
+
+
+def test_each_timm_family_reads_its_mode_from_the_spec():
+    for name in kcz.list_models():
+        spec = kcz.get_spec(name)
+        if spec.timm_name:
+            assert spec.preprocessing == "torch", name  # timm's weights: ImageNet mean/std
+    assert kcz.get_spec("mobilenetv2_130").preprocessing is None  # no ImageNet weights here
+    assert kcz.get_spec("ccnn_4_140").preprocessing is None
+
+
+@keras3_only
+@pytest.mark.parametrize(
+    "name,mode,reference",
+    [
+        ("mobilenetv2_100", "tf", "mobilenet_v2"),  # keras.applications' MobileNetV2 scaling
+        ("resnext50_32x4d", None, "torch"),
+        ("seresnet50", None, "torch"),
+        ("mobilenetv2_100", None, "torch"),
+        ("convnext_tiny", None, "torch"),
+        ("resnext50_32x4d", "caffe", "resnet50"),
+    ],
+)
+def test_equals_keras_applications(name, mode, reference):
+    import keras as keras3
+
+    apps = keras3.applications
+    if reference == "mobilenet_v2":
+        ref_fn = apps.mobilenet_v2.preprocess_input
+    elif reference == "resnet50":
+        ref_fn = apps.resnet50.preprocess_input
+    else:
+        def ref_fn(x):
+            return apps.imagenet_utils.preprocess_input(x, mode="torch")
+    for dtype in ("float32", "uint8"):
+        x = _images(dtype)
+        original = x.copy()
+        got = kcz.preprocess_input(x, name, mode=mode)
+        np.testing.assert_array_equal(x, original)  # never in place (keras scales float arrays in place)
+        expected = ref_fn(x.copy())
+        assert got.dtype == expected.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+        tensor = kcz.preprocess_input(tf.constant(x), name, mode=mode)
+        assert tensor.dtype == tf.float32
+        np.testing.assert_allclose(tensor.numpy(), got, atol=1e-6, rtol=0)
+        if dtype == "float32":  # keras' tensor path does not cast integer tensors (ours does)
+            np.testing.assert_allclose(tensor.numpy(), ref_fn(tf.constant(x)).numpy(), atol=1e-6, rtol=0)
+
+
+@keras3_only
+def test_convnext_differs_from_keras_on_purpose():
+    """keras' ConvNeXt normalises inside the model (its preprocess_input is the identity); ours does not by
+    default, so preprocess_input normalises, and include_preprocessing=True on raw pixels gives the same."""
+    import keras as keras3
+
+    x = _images(shape=(1, 32, 32, 3))
+    np.testing.assert_array_equal(keras3.applications.convnext.preprocess_input(x), x)
+    assert not np.allclose(kcz.preprocess_input(x, "convnext_tiny"), x)
+    tiny = kcz.get_spec("convnext_tiny").test_overrides
+    plain = kcz.ConvNeXtTiny(input_shape=(32, 32, 3), **tiny)
+    with_layer = kcz.ConvNeXtTiny(input_shape=(32, 32, 3), include_preprocessing=True, **tiny)
+    assert len(with_layer.weights) == len(plain.weights)  # Keras 3's Normalization holds constants only
+    with_layer.set_weights(plain.get_weights())
+    np.testing.assert_allclose(with_layer(x).numpy(), plain(kcz.preprocess_input(x, "convnext_tiny")).numpy(),
+                               atol=1e-5, rtol=0)
+
+
+def test_symbolic_input_inside_a_model():
+    inputs = keras.Input((8, 8, 3))
+    outputs = kcz.preprocess_input(inputs, "seresnet50")
+    model = keras.Model(inputs, outputs)
+    x = _images(shape=(2, 8, 8, 3))
+    np.testing.assert_allclose(model(x).numpy(), kcz.preprocess_input(x, "seresnet50"), atol=1e-6, rtol=0)
+
+
+def test_preprocess_errors():
+    x = _images()
+    with pytest.raises(ValueError, match="Unknown model name"):
+        kcz.preprocess_input(x, "resnet9000")
+    with pytest.raises(ValueError, match="`mode` must be"):
+        kcz.preprocess_input(x, "seresnet50", mode="imagenet")
+    with pytest.raises(ValueError, match="no ImageNet weights.*mode="):
+        kcz.preprocess_input(x, "ccnn_4_140")
+    np.testing.assert_allclose(kcz.preprocess_input(x, "ccnn_4_140", mode="tf"), x / 127.5 - 1, atol=1e-5)
+    with pytest.raises(ValueError, match="3 channels"):
+        kcz.preprocess_input(_images(shape=(1, 4, 4, 1)), "convnext_tiny")
+
+
+def test_decode_predictions_on_one_hot():
+    preds = np.zeros((3, 1000), "float32")
+    preds[0, 0] = 1.0  # documented ImageNet-1k facts: class 0 tench, 1 goldfish, 2 great white shark
+    preds[1, [1, 2]] = [0.25, 0.75]
+    preds[2, 517] = 1.0
+    decoded = kcz.decode_predictions(preds, top=2)
+    assert decoded[0][0] == ("n01440764", "tench", 1.0)
+    assert [d[:2] for d in decoded[1]] == [("n01484850", "great_white_shark"), ("n01443537", "goldfish")]
+    assert [d[2] for d in decoded[1]] == [0.75, 0.25]
+    assert decoded[2][0] == ("n03126707", "crane", 1.0)  # the machine; 134 is the bird, also "crane"
+    assert len(kcz.decode_predictions(tf.constant(preds))[0]) == 5
+
+
+def test_class_index_is_shipped_and_follows_keras_convention():
+    classes = imagenet_class_index()
+    assert len(classes) == 1000 and len({wnid for wnid, _ in classes}) == 1000
+    assert [wnid for wnid, _ in classes] == sorted(wnid for wnid, _ in classes)
+    assert classes[134] == ("n02012849", "crane") and classes[517][1] == "crane"
+    assert classes[638][1] == classes[639][1] == "maillot"
+    assert classes[155] == ("n02086240", "Shih-Tzu") and classes[999] == ("n15075141", "toilet_tissue")
+    assert all(" " not in name for _, name in classes)
+    with open(CLASS_INDEX_PATH, encoding="utf-8") as f:
+        assert json.load(f)["1"] == ["n01443537", "goldfish"]  # keras' imagenet_class_index.json layout
+
+
+def test_decode_predictions_errors():
+    with pytest.raises(ValueError, match=r"\(samples, 1000\)"):
+        kcz.decode_predictions(np.zeros((2, 10)))
+    with pytest.raises(ValueError, match=r"\(samples, 1000\)"):
+        kcz.decode_predictions(np.zeros(1000))
+    with pytest.raises(ValueError, match="`top`"):
+        kcz.decode_predictions(np.zeros((1, 1000)), top=0)

@@ -1,0 +1,127 @@
+"""benchmark(): result structure, every mode on a tiny model, failing modes, argument checks.
+
+Timings are never asserted.
+"""
+
+import csv
+
+import numpy as np
+import pytest
+
+from keras_convzoo.applications import create_model, get_spec
+from keras_convzoo.backend import keras, tf
+from keras_convzoo.profile import MODES, BenchmarkResult, benchmark, count_flops, format_table, write_csv
+
+TINY = dict(get_spec("mobilenetv2_035").test_overrides)
+
+
+def test_every_mode_and_batch_gets_a_positive_time(tmp_path):
+    rows = benchmark("mobilenetv2_035", batch_sizes=(1, 2), input_size=32, warmup=1, repeats=2, model_kwargs=TINY)
+    assert [(r.mode, r.batch_size) for r in rows] == [(m, b) for m in MODES for b in (1, 2)]
+    macs = count_flops(create_model("mobilenetv2_035", input_shape=(32, 32, 3), **TINY)).total
+    for r in rows:
+        assert isinstance(r, BenchmarkResult) and r.ok, r.error
+        assert r.model == "mobilenetv2_035" and r.input_shape == (32, 32, 3) and r.repeats == 2
+        assert r.median_ms > 0 and r.iqr_ms >= 0 and 0 < r.min_ms <= r.median_ms
+        assert r.images_per_s == pytest.approx(1e3 * r.batch_size / r.median_ms)
+        assert r.macs == macs
+    table = format_table(rows).splitlines()
+    assert table[0].split()[:4] == ["model", "mode", "batch", "median"] and len(table) == 11
+    assert table[-1].split()[:3] == ["mobilenetv2_035", "tflite_int8", "2"]
+    write_csv(rows, tmp_path / "rows.csv")
+    with open(tmp_path / "rows.csv") as f:
+        read = list(csv.DictReader(f))
+    assert [(r["mode"], int(r["batch_size"])) for r in read] == [(r.mode, r.batch_size) for r in rows]
+    assert [float(r["median_ms"]) for r in read] == [r.median_ms for r in rows]
+    assert {r["input_shape"] for r in read} == {"32x32x3"} and {r["error"] for r in read} == {""}
+
+
+class _HostOp(keras.layers.Layer):
+    """Runs numpy on the host: fine in eager and graph mode, impossible for XLA and TFLite."""
+
+    def call(self, x):
+        y = tf.numpy_function(lambda a: (2 * a).astype(np.float32), [x], tf.float32)
+        return tf.reshape(y, tf.shape(x))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def test_modes_that_cannot_run_report_their_error():
+    inputs = keras.Input((6, 6, 2))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 3)(_HostOp()(inputs)), name="host_op")
+    rows = benchmark(model, batch_sizes=(1,), input_size=None, modes=("graph", "xla", "tflite"), warmup=0,
+                     repeats=2)
+    by_mode = {r.mode: r for r in rows}
+    assert by_mode["graph"].ok and by_mode["graph"].median_ms > 0 and by_mode["graph"].model == "host_op"
+    for mode, word in (("xla", "XLA"), ("tflite", "TFLite")):
+        row = by_mode[mode]
+        assert not row.ok and row.median_ms is None and row.images_per_s is None
+        assert word in row.error and "PyFunc" in row.error
+    assert "failed: " in format_table(rows)
+
+
+class _BatchOne(keras.layers.Layer):
+    """Flattens with a batch of 1 written into the graph: its TFLite file cannot be resized to a batch."""
+
+    def call(self, x):
+        return tf.reshape(x, (1, 72))
+
+    def compute_output_shape(self, input_shape):
+        return (1, 72)
+
+
+def test_tflite_file_that_cannot_be_resized_runs_sample_by_sample():
+    inputs = keras.Input((6, 6, 2), batch_size=1)
+    model = keras.Model(inputs, keras.layers.Dense(3)(_BatchOne()(inputs)))
+    one, three = benchmark(model, batch_sizes=(1, 3), input_size=None, modes=("tflite",), warmup=0, repeats=2,
+                           count_macs=False)
+    assert one.ok and one.note is None and one.macs is None
+    assert three.ok and three.batch_size == 3 and "per-sample" in three.note
+    assert "(per-sample invokes" in format_table([one, three]).splitlines()[-1]
+
+
+def test_model_object_with_unknown_sizes_and_fuse():
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    model = keras.Model(inputs, x)
+    with pytest.raises(ValueError, match="input_size"):
+        benchmark(model, input_size=None, modes=("graph",))
+    (row,) = benchmark(model, batch_sizes=(3,), input_size=(10, 12), modes=("graph",), warmup=0, repeats=2,
+                       fuse=True)
+    assert row.ok and row.input_shape == (10, 12, 3) and row.macs == 9 * 3 * 4 * 8 * 10
+    static = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 1)])
+    with pytest.raises(ValueError, match="input_size"):
+        benchmark(static, input_size=16)
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        (dict(batch_sizes=()), "batch_sizes"),
+        (dict(batch_sizes=(0, 1)), "batch_sizes"),
+        (dict(batch_sizes=(1.5,)), "batch_sizes"),
+        (dict(modes=("fast",)), "modes"),
+        (dict(modes=()), "modes"),
+        (dict(modes=("graph", "graph")), "modes"),
+        (dict(warmup=-1), "warmup"),
+        (dict(repeats=0), "repeats"),
+        (dict(repeats=True), "repeats"),
+        (dict(input_size=0), "input_size"),
+        (dict(input_size=(32, 32, 32)), "input_size"),
+        (dict(input_size="big"), "input_size"),
+        (dict(fuse="yes"), "fuse"),
+        (dict(num_threads=0), "num_threads"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        benchmark("mobilenetv2_035", **kwargs)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="Unknown model name"):
+        benchmark("no_such_model")
+    with pytest.raises(TypeError, match="model_or_name"):
+        benchmark(42)

@@ -1,0 +1,59 @@
+"""``convzoo info`` MACs and ``convzoo benchmark`` (table, CSV, plot), run in-process."""
+
+import csv
+
+from keras_convzoo import cli
+from keras_convzoo.applications import create_model
+from keras_convzoo.profile import count_flops
+
+
+def _rows(out):
+    return {line.split("  ", 1)[0]: line.split("  ", 1)[1].strip() for line in out.splitlines() if "  " in line}
+
+
+def test_info_prints_macs_at_the_default_and_a_given_size(capsys):
+    assert cli.main(["info", "mobilenetv2_100"]) == 0
+    assert _rows(capsys.readouterr().out)["MACs"] == "300.77M at 224x224 (300,774,272)"
+    assert cli.main(["info", "mobilenetv2_100", "--input-size", "160", "128"]) == 0
+    out = capsys.readouterr().out
+    expected = count_flops(create_model("mobilenetv2_100", input_shape=(160, 128, 3))).total
+    assert _rows(out)["MACs"].endswith(f"at 160x128 ({expected:,})") and expected < 300_774_272
+    assert "matches reference     True" in out
+
+
+def test_info_rejects_a_bad_input_size(capsys):
+    assert cli.main(["info", "mobilenetv2_100", "--input-size", "64", "64", "64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convzoo info: error: --input-size needs 1 or 2") and err.count("\n") == 1
+
+
+def test_benchmark_table_csv_and_plot(capsys, tmp_path):
+    csv_path, png_path = tmp_path / "rows.csv", tmp_path / "plot.png"
+    argv = ["benchmark", "mobilenetv2_035", "resnext50_32x4d", "--tiny", "--input-size", "32", "--batch-sizes", "1",
+            "2", "--modes", "graph", "tflite", "--warmup", "1", "--repeats", "2", "--csv", str(csv_path),
+            "--plot", str(png_path)]
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["model", "mode", "batch", "median"]
+    table = [line.split() for line in lines[1:] if line.split()[0] in ("mobilenetv2_035", "resnext50_32x4d")]
+    assert [(t[0], t[1], t[2]) for t in table] == [
+        (m, mode, b) for m in ("mobilenetv2_035", "resnext50_32x4d") for mode in ("graph", "tflite") for b in "12"
+    ]
+    assert all(float(t[3]) > 0 for t in table)
+    assert lines[-2:] == [f"wrote {csv_path}", f"wrote {png_path}"]
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["model"], r["mode"], r["batch_size"]) for r in rows] == [(t[0], t[1], t[2]) for t in table]
+    assert all(float(r["median_ms"]) > 0 and r["input_shape"] == "32x32x3" and r["error"] == "" for r in rows)
+    assert {r["model"]: int(r["macs"]) for r in rows}["resnext50_32x4d"] > 0
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png_path.stat().st_size > 10_000
+
+
+def test_benchmark_errors_are_one_line(capsys, tmp_path):
+    assert cli.main(["benchmark", "mobilenetv2_035", "--modes", "turbo"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convzoo benchmark: error: `modes` must be") and err.count("\n") == 1
+    assert cli.main(["benchmark", "nope"]) == 2
+    assert "Unknown model name" in capsys.readouterr().err
+    assert cli.main(["benchmark", "mobilenetv2_035", "--plot", str(tmp_path / "plot.jpg")]) == 2
+    assert "--plot must name a .png file" in capsys.readouterr().err

@@ -1,0 +1,409 @@
+"""Our models (fused, best mode) against keras.applications and timm (PyTorch), same machine, threads and inputs.
+
+Pairs (ours: keras.applications anchor, timm anchor):
+
+    resnext50_32x4d: ResNet50 (the nearest keras.applications has), resnext50_32x4d
+    seresnet50:      -,                                             seresnet50
+    mobilenetv2_100: MobileNetV2,                                   mobilenetv2_100
+    convnext_tiny:   ConvNeXtTiny (include_preprocessing=False),    convnext_tiny
+
+TensorFlow side (this process): ``keras_convzoo.profile.benchmark`` times our
+model in its fused inference form (``deploy.fuse``) and the keras.applications
+model as users get it, in each of ``--modes`` (graph, XLA, TFLite fp32 by
+default; int8 is left out: it is not the same arithmetic as the fp32 anchors)
+at each batch size, on the same seeded inputs. PyTorch side (a paired
+process under ``--torch-python``; torch is never imported here): timm's
+model in eval mode under ``torch.inference_mode`` in each of ``--torch-modes``
+(``eager`` NCHW, ``channels_last``, ``jit``: traced, frozen and
+``optimize_for_inference``), same thread count, the same input arrays
+(written to .npy files and transposed to NCHW there). Each side's best mode
+is kept and ``ratio = ours / anchor`` printed (< 1: ours is faster).
+
+Where a target (ratio <= 1.0) is missed, the time of each layer type is
+measured on both sides at that batch (each layer timed alone on its real
+input, graph mode for Keras; each leaf module for timm) and printed, so the
+op that dominates the difference shows. With ``--out`` the tables, the
+breakdowns and the machine (CPU model, threads, versions, date) are written
+as Markdown; ``--plot`` saves latency vs MACs.
+
+Usage:
+    python tools/benchmark_vs_anchors.py --torch-python /work/venv-torch/bin/python --out BENCHMARKS.md \
+        --plot benchmarks.png
+    python tools/benchmark_vs_anchors.py --models mobilenetv2_100 --batch-sizes 1 --repeats 5   # quick look
+"""
+
+import argparse
+import collections
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from _timing import median_ms  # noqa: E402
+
+import keras_convzoo as kcz  # noqa: E402
+from keras_convzoo.backend import keras, tf  # noqa: E402
+from keras_convzoo.profile import benchmark, count_flops, format_macs  # noqa: E402
+from keras_convzoo.profile.benchmark import default_threads, plot_latency_vs_macs  # noqa: E402
+
+PAIRS = {
+    "resnext50_32x4d": ("ResNet50", "resnext50_32x4d"),
+    "seresnet50": (None, "seresnet50"),
+    "mobilenetv2_100": ("MobileNetV2", "mobilenetv2_100"),
+    "convnext_tiny": ("ConvNeXtTiny", "convnext_tiny"),
+}
+TF_MODES = ("graph", "xla", "tflite")
+TORCH_MODES = ("eager", "channels_last", "jit")
+
+TORCH_SCRIPT = textwrap.dedent(
+    """
+    import collections, json, sys, time
+    import numpy as np
+    import torch, timm
+    job = json.loads(sys.argv[1])
+    torch.set_num_threads(job["threads"])
+
+    def times_ms(fn, x, warmup, repeats):
+        for _ in range(warmup):
+            fn(x)
+        out = []
+        for _ in range(repeats):
+            start = time.perf_counter(); fn(x); out.append(1e3 * (time.perf_counter() - start))
+        return out
+
+    def stats(times):
+        q25, q50, q75 = np.percentile(times, [25, 50, 75])
+        return {"median_ms": float(q50), "iqr_ms": float(q75 - q25)}
+
+    def breakdown(model, x, repeats):
+        inputs = {}
+        leaves = [m for m in model.modules() if not list(m.children())]
+
+        def keep(module, args, output):  # returns None: the output is left as it is
+            inputs.setdefault(module, args)
+
+        hooks = [m.register_forward_hook(keep) for m in leaves]
+        model(x)
+        for h in hooks:
+            h.remove()
+        per_type = collections.Counter()
+        for module, args in inputs.items():
+            per_type[type(module).__name__] += float(np.median(times_ms(lambda a: module(*a), args, 2, repeats)))
+        return dict(per_type)
+
+    result = {}
+    with torch.inference_mode():
+        for name in job["models"]:
+            model = timm.create_model(name, pretrained=False).eval()
+            result[name] = {"params": sum(p.numel() for p in model.parameters()), "modes": {}, "breakdown": {}}
+            for batch, path in job["inputs"].items():
+                x = torch.from_numpy(np.load(path)).permute(0, 3, 1, 2).contiguous()
+                for mode in job["modes"]:
+                    try:
+                        if mode == "eager":
+                            fn, xm = model, x
+                        elif mode == "channels_last":
+                            fn = model.to(memory_format=torch.channels_last)
+                            xm = x.to(memory_format=torch.channels_last)
+                        elif mode == "jit":
+                            fn = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
+                            xm = x
+                        else:
+                            raise ValueError("unknown torch mode " + mode)
+                        row = stats(times_ms(fn, xm, job["warmup"], job["repeats"]))
+                    except Exception as error:
+                        row = {"error": type(error).__name__ + ": " + str(error).splitlines()[0]}
+                    finally:
+                        model = model.to(memory_format=torch.contiguous_format)
+                    result[name]["modes"].setdefault(batch, {})[mode] = row
+                if int(batch) in job["breakdown"].get(name, []):
+                    result[name]["breakdown"][batch] = breakdown(model, x, job["breakdown_repeats"])
+    print(json.dumps(result))
+    """
+)
+
+
+# ----------------------------------------------------------------- models
+def keras_application(name, size):
+    constructor = getattr(keras.applications, name)
+    kwargs = dict(weights=None, input_shape=(size, size, 3))
+    if name.startswith("ConvNeXt"):
+        kwargs["include_preprocessing"] = False
+    return constructor(**kwargs)
+
+
+def ours(name, size):
+    return kcz.deploy.fuse(kcz.create_model(name, input_shape=(size, size, 3)))
+
+
+def same_inputs(batch_sizes, size):
+    """The arrays ``profile.benchmark`` draws (seeded, in batch order), for the PyTorch side."""
+    rng = np.random.default_rng(0)
+    return {b: rng.uniform(-1.0, 1.0, (b, size, size, 3)).astype("float32") for b in batch_sizes}
+
+
+def best(rows, batch):
+    """``(median_ms, mode, iqr_ms)`` of the fastest mode at ``batch``, or None."""
+    done = [(r.median_ms, r.mode, r.iqr_ms) for r in rows if r.batch_size == batch and r.ok]
+    return min(done) if done else None
+
+
+def best_torch(modes):
+    done = [(m["median_ms"], mode, m["iqr_ms"]) for mode, m in modes.items() if "median_ms" in m]
+    return min(done) if done else None
+
+
+def per_type_ms(model, x, repeats):
+    """Sum of per-layer graph-mode medians by layer class (each layer alone on its real input)."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    probes = keras.Model(model.inputs, [layer.input for layer in layers])
+    totals = collections.Counter()
+    for layer, value in zip(layers, probes(x, training=False)):
+        if isinstance(value, (list, tuple)):
+            fn = tf.function(lambda *t, layer=layer: layer(list(t), training=False))
+            totals[type(layer).__name__] += median_ms(lambda v, fn=fn: fn(*v), value, 2, repeats)
+        else:
+            fn = tf.function(lambda t, layer=layer: layer(t, training=False))
+            totals[type(layer).__name__] += median_ms(fn, value, 2, repeats)
+    return dict(totals)
+
+
+def run_torch(args, threads, inputs, folder, breakdown):
+    paths = {}
+    for b, x in inputs.items():
+        paths[str(b)] = os.path.join(folder, f"x{b}.npy")
+        np.save(paths[str(b)], x)
+    job = dict(
+        threads=threads, models=[PAIRS[m][1] for m in args.models], inputs=paths, modes=list(args.torch_modes),
+        warmup=args.warmup, repeats=args.repeats, breakdown=breakdown, breakdown_repeats=args.breakdown_repeats,
+    )
+    out = subprocess.run([args.torch_python, "-c", TORCH_SCRIPT, json.dumps(job)], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"the PyTorch process failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def torch_versions(python):
+    code = "import torch, timm; print(torch.__version__, timm.__version__)"
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    return out.stdout.split() if out.returncode == 0 else ["?", "?"]
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# ---------------------------------------------------------------- reports
+def fmt_best(entry):
+    return "failed" if entry is None else f"{entry[0]:.1f} ({entry[1]})"
+
+
+def fmt_ratio(a, b):
+    return "-" if a is None or b is None else f"{a[0] / b[0]:.2f}"
+
+
+def top(per_type, n=6):
+    items = sorted(per_type.items(), key=lambda kv: -kv[1])[:n]
+    return ", ".join(f"{k} {v:.1f}" for k, v in items)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--modes", nargs="+", default=list(TF_MODES), help="TensorFlow-side modes")
+    parser.add_argument("--torch-modes", nargs="+", default=list(TORCH_MODES), choices=list(TORCH_MODES))
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--breakdown-repeats", type=int, default=5, help="repeats per layer in the breakdowns")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip the per-op profile of missed targets")
+    parser.add_argument("--torch-python", help="a Python with torch and timm for the paired PyTorch process")
+    parser.add_argument("--out", help="write the report as Markdown (e.g. BENCHMARKS.md)")
+    parser.add_argument("--plot", help="save latency vs MACs as a PNG")
+    args = parser.parse_args(argv)
+    threads = default_threads()
+    load_start = os.getloadavg()[0]
+    inputs = same_inputs(args.batch_sizes, args.size)
+    common = dict(batch_sizes=args.batch_sizes, input_size=None, modes=args.modes, warmup=args.warmup,
+                  repeats=args.repeats, num_threads=threads)
+    print(f"{args.size}x{args.size}, batches {args.batch_sizes}, {threads} threads, medians of {args.repeats} (ms)",
+          flush=True)
+
+    rows, macs, keras_rows = {}, {}, {}
+    for name in args.models:
+        model = ours(name, args.size)
+        macs[name] = count_flops(model).total
+        rows[name] = [dataclasses.replace(r, model=f"{name} (ours)") for r in benchmark(model, **common)]
+        anchor = PAIRS[name][0]
+        if anchor:
+            keras_rows[name] = [dataclasses.replace(r, model=f"keras {anchor}")
+                                for r in benchmark(keras_application(anchor, args.size), **common)]
+        for r in rows[name] + keras_rows.get(name, []):
+            text = f"{r.median_ms:8.1f} ms  IQR {r.iqr_ms:5.1f} {r.note or ''}" if r.ok else f"failed: {r.error}"
+            print(f"  {r.model:<24} {r.mode:<14} batch {r.batch_size}: {text}", flush=True)
+
+    torch_result = {}
+    if args.torch_python:
+        with tempfile.TemporaryDirectory() as folder:
+            torch_result = run_torch(args, threads, inputs, folder, breakdown={})
+            for name in args.models:
+                for b, modes in torch_result[PAIRS[name][1]]["modes"].items():
+                    for mode, m in modes.items():
+                        text = f"{m['median_ms']:8.1f} ms  IQR {m['iqr_ms']:5.1f}" if "median_ms" in m else m["error"]
+                        print(f"  {'timm ' + PAIRS[name][1]:<24} {mode:<14} batch {b}: {text}", flush=True)
+
+    # ratios, each side at its best mode
+    table, missed = [], collections.defaultdict(list)
+    for name in args.models:
+        anchor, timm_name = PAIRS[name]
+        for b in args.batch_sizes:
+            our_best = best(rows[name], b)
+            keras_best = best(keras_rows[name], b) if anchor else None
+            timm_best = best_torch(torch_result[timm_name]["modes"][str(b)]) if torch_result else None
+            table.append((name, b, our_best, anchor, keras_best, timm_name if torch_result else None, timm_best))
+            for other, side in ((keras_best, "keras"), (timm_best, "timm")):
+                if other is not None and (our_best is None or our_best[0] > other[0]):
+                    missed[name].append((b, side))
+
+    header = ("| model | MACs | batch | ours (fused) ms (mode) | keras.applications ms (mode) | ratio "
+              "| timm ms (mode) | ratio |")
+    lines = [header, "|" + "---|" * 8]
+    for name, b, our_best, anchor, keras_best, timm_name, timm_best in table:
+        lines.append(
+            f"| {name} | {format_macs(macs[name])} | {b} | {fmt_best(our_best)} | "
+            f"{(anchor + ' ' + fmt_best(keras_best)) if anchor else '-'} | {fmt_ratio(our_best, keras_best)} | "
+            f"{fmt_best(timm_best) if timm_name else '-'} | {fmt_ratio(our_best, timm_best)} |"
+        )
+    print("\nratio = ours / anchor, each side at its best mode (< 1: ours faster)")
+    print("\n".join(lines), flush=True)
+
+    # every mode, for the execution-policy question (graph vs XLA on CPU)
+    mode_lines = ["| model | batch | " + " | ".join(args.modes) + " |", "|" + "---|" * (2 + len(args.modes))]
+    for name in args.models:
+        for source in [rows[name]] + ([keras_rows[name]] if name in keras_rows else []):
+            for b in args.batch_sizes:
+                cells = []
+                for mode in args.modes:
+                    r = next(r for r in source if r.mode == mode and r.batch_size == b)
+                    cells.append((f"{r.median_ms:.1f} ± {r.iqr_ms:.1f}" + (" *" if r.note else "")) if r.ok else
+                                 f"failed: {r.error[:80]}")
+                label = f"{name} (ours, fused)" if source is rows[name] else f"keras.applications.{PAIRS[name][0]}"
+                mode_lines.append(f"| {label} | {b} | " + " | ".join(cells) + " |")
+    if torch_result:
+        mode_lines += ["", "| timm model | batch | " + " | ".join(args.torch_modes) + " |",
+                       "|" + "---|" * (2 + len(args.torch_modes))]
+        for name in args.models:
+            timm_name = PAIRS[name][1]
+            for b in args.batch_sizes:
+                modes = torch_result[timm_name]["modes"][str(b)]
+                cells = [f"{modes[m]['median_ms']:.1f} ± {modes[m]['iqr_ms']:.1f}" if "median_ms" in modes[m]
+                         else "failed" for m in args.torch_modes]
+                mode_lines.append(f"| {timm_name} | {b} | " + " | ".join(cells) + " |")
+    print("\nevery mode, median ± IQR (ms)")
+    print("\n".join(mode_lines), flush=True)
+
+    # where a target is missed: per layer type, both sides, at the batch it is missed
+    breakdown_lines = []
+    if missed and not args.no_breakdown:
+        print("\nmissed targets: time per layer type (each layer alone, graph mode / leaf module, ms)", flush=True)
+        wanted = {PAIRS[n][1]: sorted({b for b, side in v if side == "timm"}) for n, v in missed.items()}
+        wanted = {k: v for k, v in wanted.items() if v}
+        torch_breakdown = {}
+        if wanted and args.torch_python:
+            with tempfile.TemporaryDirectory() as folder:
+                sub = argparse.Namespace(**vars(args))
+                sub.models = [n for n in args.models if PAIRS[n][1] in wanted]
+                sub.torch_modes = ["eager"]
+                sub.repeats, sub.warmup = 1, 1
+                try:
+                    torch_breakdown = run_torch(sub, threads, inputs, folder, breakdown=wanted)
+                except RuntimeError as error:  # the report is still written, without timm's breakdown
+                    print(f"timm breakdown failed: {error}", flush=True)
+        for name, cases in missed.items():
+            for b in sorted({b for b, _ in cases}):
+                x = tf.constant(inputs[b])
+                sides = [("ours (fused)", per_type_ms(ours(name, args.size), x, args.breakdown_repeats))]
+                if any(side == "keras" and bb == b for bb, side in cases):
+                    anchor = PAIRS[name][0]
+                    sides.append((f"keras.applications.{anchor}",
+                                  per_type_ms(keras_application(anchor, args.size), x, args.breakdown_repeats)))
+                timm_name = PAIRS[name][1]
+                if str(b) in torch_breakdown.get(timm_name, {}).get("breakdown", {}):
+                    sides.append((f"timm {timm_name}", torch_breakdown[timm_name]["breakdown"][str(b)]))
+                breakdown_lines.append(f"- **{name}, batch {b}** (missed vs "
+                                       f"{', '.join(sorted({s for bb, s in cases if bb == b}))}):")
+                for label, per_type in sides:
+                    breakdown_lines.append(f"  - {label}: sum {sum(per_type.values()):.1f} ms; {top(per_type)}")
+        print("\n".join(breakdown_lines), flush=True)
+
+    if args.plot:
+        plot_rows = [r for name in args.models for r in rows[name] + keras_rows.get(name, [])]
+        plot_latency_vs_macs(plot_rows, args.plot, title=f"{args.size}x{args.size}, {threads} threads: "
+                                                        "ours (fused) vs keras.applications")
+        print(f"wrote {args.plot}")
+
+    if args.out:
+        torch_v, timm_v = torch_versions(args.torch_python) if args.torch_python else ("-", "-")
+        litert_version = importlib.metadata.version("ai-edge-litert")
+        text = [
+            "# Benchmarks",
+            "",
+            "Generated by `tools/benchmark_vs_anchors.py` "
+            f"(`python tools/benchmark_vs_anchors.py {' '.join(argv if argv is not None else sys.argv[1:])}`).",
+            "",
+            "## Machine",
+            f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores; {threads} threads for TensorFlow, "
+            f"the TFLite interpreter and PyTorch",
+            f"- TensorFlow {tf.__version__}, Keras {keras.__version__}, ai-edge-litert {litert_version}, "
+            f"torch {torch_v}, timm {timm_v}, Python {platform.python_version()}",
+            f"- Date: {datetime.date.today().isoformat()}; 1-minute load average {load_start:.2f} at the start, "
+            f"{os.getloadavg()[0]:.2f} at the end (other work on the machine slows both sides)",
+            "",
+            "## Method",
+            f"Input {args.size}x{args.size}x3, batches {args.batch_sizes}, the same seeded uniform inputs on both "
+            f"sides; {args.warmup} warm-up calls, then the median of {args.repeats} timed calls (IQR: "
+            "interquartile range). Ours: `keras_convzoo.deploy.fuse(model)` timed with "
+            f"`keras_convzoo.profile.benchmark` in modes {', '.join(args.modes)}; keras.applications as users get "
+            f"it, same modes; timm `{'`, `'.join(args.torch_modes)}` in a paired process (eval, "
+            "`torch.inference_mode`). Each side's best mode is kept; ratio = ours / anchor (< 1: ours faster).",
+            "",
+            "## Best mode per side",
+            *lines,
+            "",
+            "## Every mode (median ± IQR, ms)",
+            "(* TFLite file run sample by sample: it could not be resized to the batch.)",
+            "",
+            *mode_lines,
+            "",
+        ]
+        if breakdown_lines:
+            text += ["## Missed targets: time per layer type",
+                     "Each layer timed alone on its real input (graph mode; timm: each leaf module), summed per "
+                     "layer class, ms. The sums exceed the whole-model times (per-call overheads).", "",
+                     *breakdown_lines, ""]
+        if args.plot:
+            text += [f"Plot: `{args.plot}` (latency per input vs MACs).", ""]
+        with open(args.out, "w") as f:
+            f.write("\n".join(text))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
