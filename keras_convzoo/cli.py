@@ -1,9 +1,10 @@
-"""The ``convzoo`` command line: ``convzoo list``, ``convzoo info NAME``, ``convzoo benchmark NAME``.
+"""The ``convzoo`` command line: ``list``, ``info NAME``, ``benchmark NAME``, ``export NAME``.
 
 Errors print one readable line (exit code 2) unless ``--debug`` is given.
 """
 
 import argparse
+import inspect
 import os
 import sys
 
@@ -113,6 +114,112 @@ def _cmd_port_timm(args):
     return 0
 
 
+_EXPORT_FORMATS = ("tflite", "onnx", "saved_model")
+_EXPORT_QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+
+
+class _ProgressBar:
+    """A plain-text progress bar on stderr: ``calibration [######......] 37/100``."""
+
+    def __init__(self, label, stream=None, width=30):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.width = width
+
+    def __call__(self, done, total):
+        done = min(done, total)
+        filled = int(self.width * done / max(total, 1))
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{total}")
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _calibration_images(source, spec, shape, count):
+    """``count`` preprocessed inputs of ``shape`` (no batch) from a folder of images or at random."""
+    import numpy as np
+
+    from keras_convzoo.applications.imagenet_utils import preprocess_input
+    from keras_convzoo.backend import keras
+
+    if source == "random":
+        rng = np.random.default_rng(0)
+        if spec.preprocessing is None:  # no ImageNet scaling of its own (e.g. CCNN): unit normal
+            return rng.standard_normal((count,) + shape).astype("float32")
+        images = rng.uniform(0.0, 255.0, (count,) + shape).astype("float32")
+        return np.asarray(preprocess_input(images, spec.name), dtype="float32")
+    if not os.path.isdir(source):
+        raise ValueError(f"--calibration must be a folder of images or 'random'. Received: {source}")
+    if len(shape) != 3 or shape[-1] not in (1, 3):
+        raise ValueError(f"--calibration DIR needs an image model; '{spec.name}' takes inputs {shape}.")
+    options = dict(labels=None, image_size=shape[:2], batch_size=32, shuffle=False,
+                   color_mode="rgb" if shape[-1] == 3 else "grayscale")
+    if "verbose" in inspect.signature(keras.utils.image_dataset_from_directory).parameters:
+        options["verbose"] = False  # Keras 3 only: no "Found N files" line
+    dataset = keras.utils.image_dataset_from_directory(source, **options)
+    batches, total = [], 0
+    for batch in dataset:
+        batches.append(np.asarray(batch, dtype="float32"))
+        total += len(batches[-1])
+        if total >= count:
+            break
+    if not batches:
+        raise ValueError(f"--calibration folder {source} has no images (jpeg, png, bmp, gif).")
+    images = np.concatenate(batches)[:count]
+    if spec.preprocessing is not None:
+        images = np.asarray(preprocess_input(images, spec.name), dtype="float32")
+    return images
+
+
+def _cmd_export(args):
+    from keras_convzoo import deploy, export
+    from keras_convzoo.applications import create_model, get_spec
+
+    if args.format not in _EXPORT_FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(_EXPORT_FORMATS)}. Received: {args.format}")
+    if args.quantize not in _EXPORT_QUANTIZATIONS:
+        raise ValueError(
+            f"--quantize must be one of {', '.join(_EXPORT_QUANTIZATIONS)}. Received: {args.quantize}"
+        )
+    if args.format != "tflite" and args.quantize != "none":
+        raise ValueError(f"--quantize {args.quantize} applies to --format tflite only.")
+    if args.quantize == "int8" and args.calibration is None:
+        raise ValueError("--quantize int8 needs --calibration DIR (a folder of images) or --calibration random.")
+    if args.quantize != "int8" and args.calibration is not None:
+        raise ValueError("--calibration is used with --quantize int8 only.")
+    if args.calibration_samples < 1:
+        raise ValueError(f"--calibration-samples must be positive. Received: {args.calibration_samples}")
+    spec = get_spec(args.name)
+    sizes = _spatial_sizes(spec, args.input_size)
+    shape = tuple(sizes) + (spec.input_channels,)
+    kwargs = dict(spec.test_overrides) if args.tiny else {}
+    if args.weights:
+        kwargs["weights"] = args.weights
+    if args.classes is not None:
+        kwargs["classes"] = args.classes
+    model = create_model(args.name, input_shape=shape, **kwargs)
+    if args.fuse:
+        model = deploy.fuse(model)
+    if args.format == "tflite":
+        quantization = None if args.quantize == "none" else args.quantize
+        calibration, progress = None, None
+        if quantization == "int8":
+            calibration = _calibration_images(args.calibration, spec, shape, args.calibration_samples)
+            progress = _ProgressBar("calibration")
+        report = export.to_tflite(
+            model, args.out, quantization=quantization, representative_data=calibration,
+            input_shape=shape, progress=progress,
+        )
+    elif args.format == "onnx":
+        report = export.to_onnx(model, args.out, input_shape=shape)
+    else:
+        report = export.to_saved_model(model, args.out, input_shape=shape)
+    print(f"{args.name}{' (tiny twin)' if args.tiny else ''}{', fused' if args.fuse else ''} -> {report.path}")
+    print(report)
+    return 0
+
+
 def build_parser():
     """Returns the ``convzoo`` argument parser."""
     parser = argparse.ArgumentParser(prog="convzoo", description="keras_convzoo model zoo tools.")
@@ -150,6 +257,26 @@ def build_parser():
                         help="output file (default: $KERAS_CONVZOO_HOME/NAME.weights.h5, which "
                              "weights='imagenet' loads)")
     p_port.set_defaults(func=_cmd_port_timm)
+    p_export = sub.add_parser("export", help="export to TFLite, ONNX or SavedModel, verified against Keras")
+    p_export.add_argument("name", help="registry name, e.g. mobilenetv2_100")
+    p_export.add_argument("--format", default="tflite", metavar="FORMAT",
+                          help="tflite (default), onnx or saved_model")
+    p_export.add_argument("--quantize", default="none", metavar="MODE",
+                          help="tflite only: none (default), float16, dynamic or int8")
+    p_export.add_argument("--input-size", nargs="+", type=int, metavar="SIZE",
+                          help="spatial size(s) of the exported input (default: the variant's, e.g. 224)")
+    p_export.add_argument("--calibration", metavar="DIR|random",
+                          help="int8 only: a folder of images, or 'random' (quick, calibrates poorly)")
+    p_export.add_argument("--calibration-samples", type=int, default=100, metavar="N",
+                          help="calibration images (default 100)")
+    p_export.add_argument("--out", required=True, metavar="FILE", help="output file (a folder for saved_model)")
+    p_export.add_argument("--weights", metavar="FILE", help="weights file to load (default: random init)")
+    p_export.add_argument("--classes", type=int, metavar="N",
+                          help="classifier size, e.g. of fine-tuned --weights (default: the variant's, 1000)")
+    p_export.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True,
+                          help="export the fused inference form (deploy.fuse; default) or not")
+    p_export.add_argument("--tiny", action="store_true", help="the variant's tiny test twin (quick checks)")
+    p_export.set_defaults(func=_cmd_export)
     return parser
 
 

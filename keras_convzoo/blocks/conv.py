@@ -1,6 +1,7 @@
 """The conv -> batch norm -> activation unit every block is made of."""
 
 from keras_convzoo.backend import keras
+from keras_convzoo.layers.depthwise_conv2d import depthwise_conv2d_layer
 from keras_convzoo.layers.group_conv2d import GroupConv2D
 from keras_convzoo.ops.padding import PADDING_MODES, same_padding_amounts
 
@@ -71,7 +72,7 @@ def conv2d(
             name=name,
         )
     elif groups == in_channels == filters:
-        layer = keras.layers.DepthwiseConv2D(
+        layer = depthwise_conv2d_layer(
             kernel_size,
             strides=strides,
             padding=padding,

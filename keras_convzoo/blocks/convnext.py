@@ -1,6 +1,7 @@
 """The ConvNeXt block: 7x7 depthwise, LayerNorm, 4x MLP with GELU, layer scale, residual."""
 
 from keras_convzoo.backend import keras
+from keras_convzoo.layers.depthwise_conv2d import depthwise_conv2d_layer
 from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.layer_scale import LayerScale
 from keras_convzoo.layers.stochastic_depth import StochasticDepth
@@ -51,7 +52,7 @@ def convnext_block(
         Liu et al., "A ConvNet for the 2020s", CVPR 2022.
     """
     channels = int(x.shape[-1])
-    y = keras.layers.DepthwiseConv2D(kernel_size, padding="same", name=f"{name}_dw_conv")(x)
+    y = depthwise_conv2d_layer(kernel_size, padding="same", name=f"{name}_dw_conv")(x)
     y = keras.layers.LayerNormalization(epsilon=norm_epsilon, name=f"{name}_norm")(y)
     y = keras.layers.Dense(mlp_ratio * channels, name=f"{name}_pw_conv1")(y)
     y = GELU(name=f"{name}_gelu")(y)

@@ -188,8 +188,7 @@ def fuse(model):
         layers.append(entry)
     config["layers"] = layers
     config["output_layers"] = _rename(config["output_layers"], mapping)
-    custom = {name: getattr(package_layers, name) for name in package_layers.__all__}
-    fused = keras.Model.from_config(config, custom_objects=custom)
+    fused = keras.Model.from_config(config, custom_objects=package_layers.custom_objects())
     for layer in fused.layers:
         if not layer.weights:
             continue

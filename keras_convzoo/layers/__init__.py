@@ -3,6 +3,7 @@
 from keras_convzoo.layers.channel_shuffle import ChannelShuffle
 from keras_convzoo.layers.channel_split import ChannelSplit
 from keras_convzoo.layers.ck_conv import CKConv
+from keras_convzoo.layers.depthwise_conv2d import DepthwiseConv2D
 from keras_convzoo.layers.flex_conv import FlexConv
 from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.group_conv2d import GroupConv2D
@@ -20,6 +21,7 @@ __all__ = [
     "ChannelShuffle",
     "ChannelSplit",
     "CKConv",
+    "DepthwiseConv2D",
     "FlexConv",
     "GELU",
     "GroupConv2D",
@@ -33,3 +35,20 @@ __all__ = [
     "SqueezeExcite",
     "StochasticDepth",
 ]
+
+
+def custom_objects():
+    """The package's layers by name, for ``from_config``/``load_model`` ``custom_objects``.
+
+    ``DepthwiseConv2D`` is keyed by its registered name only
+    (``"keras_convzoo>DepthwiseConv2D"``): under its bare name it would
+    replace Keras' own ``DepthwiseConv2D`` in every config deserialised
+    with these objects (tfmot matches that layer by its exact class).
+
+    Returns:
+        dict, name -> class.
+    """
+    objects = {name: globals()[name] for name in __all__ if name != "DepthwiseConv2D"}
+    objects["keras_convzoo>DepthwiseConv2D"] = DepthwiseConv2D
+    return objects
+

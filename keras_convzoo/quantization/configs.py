@@ -186,6 +186,10 @@ _FACTORIES = {
     # and the converter rejects per-axis ranges that move axes.
     zoo_layers.GroupConv2D: lambda layer: LayerQuantizeConfig(per_tensor_weights=["kernel"]),
     zoo_layers.ShiftConv2D: lambda layer: LayerQuantizeConfig(per_axis_weights=["kernel"]),
+    # Keras' DepthwiseConv2D with an XLA-on-CPU lowering: tfmot's own config for it.
+    zoo_layers.DepthwiseConv2D: lambda layer: _registry_lib.Default8BitConvQuantizeConfig(
+        ["depthwise_kernel"], ["activation"], False
+    ),
     zoo_layers.LayerScale: lambda layer: LayerQuantizeConfig(per_tensor_weights=["gamma"]),
     zoo_layers.GELU: lambda layer: LayerQuantizeConfig(),
     zoo_layers.SqueezeExcite: lambda layer: LayerQuantizeConfig(
@@ -351,7 +355,7 @@ class ZooQuantizeScheme(_Default8BitScheme):
 
 def custom_objects():
     """Names ``quantize_scope`` must know to clone and load QAT models of the package."""
-    objects = {name: getattr(zoo_layers, name) for name in zoo_layers.__all__}
+    objects = zoo_layers.custom_objects()
     objects.update(
         {"LayerQuantizeConfig": LayerQuantizeConfig, "NoOpQuantizeConfig": NoOpQuantizeConfig}
     )

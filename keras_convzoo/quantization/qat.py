@@ -11,7 +11,7 @@ from keras_convzoo.export.report import QAT_INT8_MIN_SNR_DB as _QAT_INT8_MIN_SNR
 QAT_INT8_MIN_SNR_DB = _QAT_INT8_MIN_SNR_DB
 
 _LEGACY_HINT = (
-    "quantize_aware needs tf_keras: tensorflow-model-optimization only accepts tf_keras "
+    "keras_convzoo.quantization (quantize_aware) needs tf_keras: tensorflow-model-optimization only accepts tf_keras "
     "(Keras 2) models, and keras_convzoo runs on Keras 3 in this process. Run the script "
     "under tf_keras, which is one environment variable away and gives the same models, "
     "weights and export API: `TF_USE_LEGACY_KERAS=1 python your_script.py` (set it before "

@@ -1,6 +1,7 @@
 """Test helpers for keras_convzoo layers and models (pytest-native)."""
 
 from keras_convzoo.testing.helpers import (
+    randomize_batch_norms,
     run_application_test,
     run_layer_test,
     run_model_saving_test,
@@ -8,6 +9,7 @@ from keras_convzoo.testing.helpers import (
 )
 
 __all__ = [
+    "randomize_batch_norms",
     "run_application_test",
     "run_layer_test",
     "run_model_saving_test",

@@ -233,3 +233,36 @@ def run_application_test(
     if check_saving:
         run_model_saving_test(top, batch)
     return top
+
+
+def randomize_batch_norms(model, seed=0):
+    """Gives every ``BatchNormalization`` of ``model`` random affine weights and statistics.
+
+    Freshly initialised BNs are identities (and a zero-initialised residual
+    branch stays silent), which hides fusion, export and porting mistakes;
+    after this each BN is a distinct per-channel affine map: gamma and the
+    moving variance uniform in [0.5, 1.5], beta and the moving mean normal
+    with std 0.2.
+
+    Args:
+        model: a Keras model (nested models are not visited).
+        seed: int, the NumPy generator seed.
+
+    Returns:
+        ``model``, changed in place.
+
+    Example:
+    >>> model = randomize_batch_norms(kcz.ResNeXt50(weights=None), seed=1)
+    """
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            weights = []
+            for w in layer.weights:
+                name = w.name.split("/")[-1].split(":")[0]
+                if "gamma" in name or "variance" in name:
+                    weights.append(rng.uniform(0.5, 1.5, w.shape))
+                else:  # beta, moving_mean
+                    weights.append(rng.normal(0.0, 0.2, w.shape))
+            layer.set_weights([w.astype("float32") for w in weights])
+    return model

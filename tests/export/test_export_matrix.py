@@ -25,6 +25,7 @@ import pytest
 import keras_convzoo as kcz
 from keras_convzoo import export
 from keras_convzoo.backend import LEGACY_KERAS, keras
+from keras_convzoo.testing import randomize_batch_norms
 
 pytestmark = pytest.mark.export
 
@@ -59,21 +60,6 @@ REPRESENTATIVES = _representatives()
 MODELS = REPRESENTATIVES if LEGACY_KERAS else kcz.list_models()
 
 
-def _randomize_batch_norms(model, seed):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            weights = []
-            for w in layer.weights:
-                name = w.name.split("/")[-1].split(":")[0]
-                if "gamma" in name or "variance" in name:
-                    weights.append(rng.uniform(0.5, 1.5, w.shape))
-                else:  # beta, moving_mean
-                    weights.append(rng.normal(0.0, 0.2, w.shape))
-            layer.set_weights([w.astype("float32") for w in weights])
-    return model
-
-
 class _Models:
     """Builds each tiny twin and its fused form once per module."""
 
@@ -93,7 +79,7 @@ class _Models:
                 classifier_activation=None,
                 **spec.test_overrides,
             )
-            model = _randomize_batch_norms(model, seed=zlib.crc32(name.encode()))
+            model = randomize_batch_norms(model, seed=zlib.crc32(name.encode()))
             self._cache[name] = (model, kcz.deploy.fuse(model))
         return self._cache[name]
 
@@ -199,3 +185,22 @@ def test_int8_with_int8_io(models, tmp_path):
     assert interpreter.get_input_details()[0]["dtype"] == np.int8
     assert interpreter.get_output_details()[0]["dtype"] == np.int8
     assert report.snr_db >= export.INT8_MIN_SNR_DB and report.float_ops == ()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_full_size_model_exports_to_tflite_and_onnx(name, tmp_path):
+    """One full-size model per family at its default size (slow: CI's second step)."""
+    spec = kcz.get_spec(name)
+    shape = (spec.default_size,) * spec.spatial_dims + (spec.input_channels,)
+    keras.utils.set_random_seed(0)
+    model = randomize_batch_norms(
+        kcz.create_model(name, input_shape=shape, classifier_activation=None), seed=0
+    )
+    fused = kcz.deploy.fuse(model)
+    tflite = export.to_tflite(fused, tmp_path / f"{name}.tflite", num_samples=2)
+    onx = export.to_onnx(fused, tmp_path / f"{name}.onnx", dynamic_batch=False, num_samples=2)
+    for report in (tflite, onx):
+        assert report.relative_diff <= 1e-4 and report.top1_agreement == 1.0, str(report)
+    x = np.random.default_rng(3).standard_normal((1,) + shape).astype("float32")
+    _assert_reproduces(export.run_tflite(tflite.path, x)[0], model(x, training=False).numpy(), 1e-4)

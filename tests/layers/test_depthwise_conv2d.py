@@ -1,0 +1,123 @@
+"""layers.DepthwiseConv2D: Keras' depthwise conv with the shifted-sum lowering under XLA on CPU."""
+
+import numpy as np
+import pytest
+
+from keras_convzoo.backend import LEGACY_KERAS, keras, tf
+from keras_convzoo.layers import DepthwiseConv2D
+from keras_convzoo.layers.depthwise_conv2d import depthwise_conv2d_layer
+from keras_convzoo.ops import depthwise as depthwise_ops
+from keras_convzoo.testing import run_layer_test
+
+
+def _random(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
+
+
+@pytest.mark.parametrize(
+    "kernel, strides, padding, hw",
+    [(7, 1, "same", (13, 11)), (3, 2, "same", (14, 15)), (3, 2, "same", (15, 14)),
+     (3, 2, "valid", (15, 14)), (5, 1, "valid", (9, 9)), ((3, 5), (2, 2), "same", (10, 12)), ((5, 3), 1, "same", (7, 12))],
+)
+def test_shifted_sum_equals_tf_depthwise(kernel, strides, padding, hw):
+    x = tf.constant(_random((2,) + hw + (6,)))
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    w = tf.constant(_random((kh, kw, 6, 1), seed=1))
+    strides = (strides, strides) if isinstance(strides, int) else strides
+    expected = tf.nn.depthwise_conv2d(x, w, (1,) + strides + (1,), padding.upper())
+    got = depthwise_ops.depthwise_conv2d_shifted(x, w, strides, padding)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
+    # Inside XLA with unknown spatial sizes too.
+    spec = tf.TensorSpec((None, None, None, 6))
+    dynamic = tf.function(lambda t: depthwise_ops.depthwise_conv2d_shifted(t, w, strides, padding),
+                          jit_compile=True, input_signature=[spec])
+    np.testing.assert_allclose(dynamic(x).numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_bad_padding_is_rejected():
+    with pytest.raises(ValueError, match="padding"):
+        depthwise_ops.depthwise_conv2d_shifted(tf.ones((1, 4, 4, 2)), tf.ones((3, 3, 2, 1)), padding="causal")
+
+
+def test_xla_context_detection():
+    seen = []
+
+    def probe(t):
+        seen.append(depthwise_ops.in_xla_cpu_context())
+        return t + 1
+
+    x = tf.ones((2,))
+    probe(x)
+    tf.function(probe)(x)
+    tf.function(probe, jit_compile=True)(x)
+    tf.function(lambda t: tf.function(probe)(t), jit_compile=True)(x)  # nested in an XLA function
+    has_gpu = bool(tf.config.list_logical_devices("GPU"))
+    assert seen == [False, False, not has_gpu, not has_gpu]
+
+
+@pytest.mark.parametrize("use_bias, activation", [(True, None), (False, "relu")])
+def test_layer_under_xla_takes_the_shifted_form_and_matches(monkeypatch, use_bias, activation):
+    calls = []
+    original = depthwise_ops.depthwise_conv2d_shifted
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("keras_convzoo.layers.depthwise_conv2d.depthwise_conv2d_shifted", spy)
+    layer = DepthwiseConv2D(7, padding="same", use_bias=use_bias, activation=activation,
+                            bias_initializer="random_normal")
+    x = tf.constant(_random((2, 9, 10, 8)))
+    eager = layer(x)
+    graph = tf.function(layer)(x)
+    assert not calls  # eager and plain graph: Keras' own kernel
+    xla = tf.function(layer, jit_compile=True)(x)
+    assert len(calls) == (0 if tf.config.list_logical_devices("GPU") else 1)
+    np.testing.assert_allclose(graph.numpy(), eager.numpy(), atol=1e-6)
+    np.testing.assert_allclose(xla.numpy(), eager.numpy(), atol=1e-5)
+
+
+def test_layer_falls_back_for_multiplier_and_dilation(monkeypatch):
+    calls = []
+    monkeypatch.setattr("keras_convzoo.layers.depthwise_conv2d.depthwise_conv2d_shifted",
+                        lambda *a, **k: calls.append(1))
+    x = tf.constant(_random((1, 8, 8, 4)))
+    for layer in (DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+                  DepthwiseConv2D(3, dilation_rate=2, padding="same"),
+                  DepthwiseConv2D(11, padding="same")):
+        np.testing.assert_allclose(tf.function(layer, jit_compile=True)(x).numpy(), layer(x).numpy(), atol=1e-5)
+    assert not calls
+
+
+def test_gradients_match_under_xla():
+    layer = DepthwiseConv2D(3, strides=2, padding="same")
+    x = tf.constant(_random((2, 9, 9, 4)))
+    layer(x)
+
+    def grads(t):
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            loss = tf.reduce_sum(tf.square(layer(t)))
+        return tape.gradient(loss, [t] + layer.trainable_weights)
+
+    expected = grads(x)
+    got = tf.function(grads, jit_compile=True)(x)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_run_layer_test():
+    run_layer_test(
+        DepthwiseConv2D,
+        {"kernel_size": 3, "strides": 2, "padding": "same"},
+        input_shape=(2, 8, 8, 4),
+        expected_output_shape=(2, 4, 4, 4),
+        expected_num_trainable_weights=2,
+        expected_num_non_trainable_weights=0,
+    )
+
+
+def test_builders_use_it_under_keras3_only():
+    layer = depthwise_conv2d_layer(3, padding="same")
+    assert type(layer) is (keras.layers.DepthwiseConv2D if LEGACY_KERAS else DepthwiseConv2D)

@@ -1,0 +1,130 @@
+"""``convzoo export``: TFLite fp32 / int8 with random or folder calibration, ONNX, SavedModel, errors; in-process."""
+
+import os
+
+import numpy as np
+import pytest
+
+from keras_convzoo import cli, export
+
+pytestmark = pytest.mark.export
+
+onnx = pytest.importorskip("onnx")  # installed by the `test` extra; present in CI
+
+# The tiny MobileNetV2 twin with a 10-class head: int8 softmax outputs of a
+# random 1000-class head (all about 1e-3) would fall under the int8 step 1/256.
+BASE = ["export", "mobilenetv2_035", "--tiny", "--classes", "10", "--input-size", "32"]
+
+
+def _rows(out):
+    rows = {}
+    for line in out.splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) == 2:
+            rows[parts[0]] = parts[1]
+    return rows
+
+
+def test_export_tflite_fp32_prints_the_report_table(capsys, tmp_path):
+    out_file = tmp_path / "m.tflite"
+    assert cli.main(BASE + ["--out", str(out_file)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"mobilenetv2_035 (tiny twin), fused -> {out_file}"
+    assert "ExportReport (tflite)" in out
+    rows = _rows(out)
+    assert rows["format"] == "tflite" and rows["quantization"] == "-"
+    assert rows["input_shape"] == "(1, 32, 32, 3)" and rows["tolerance"] == "relative_diff <= 0.0001"
+    assert float(rows["relative_diff"]) <= 1e-4
+    assert rows["file_size_bytes"].startswith(f"{os.path.getsize(out_file):,} bytes")
+    (probs,) = export.run_tflite(out_file, np.zeros((2, 32, 32, 3), "float32"))
+    assert probs.shape == (2, 10)
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-5)  # the softmax head is kept
+
+
+def test_export_int8_with_random_calibration_shows_progress(capsys, tmp_path):
+    out_file = tmp_path / "m_int8.tflite"
+    argv = BASE + ["--quantize", "int8", "--calibration", "random", "--calibration-samples", "12",
+                   "--out", str(out_file)]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    rows = _rows(captured.out)
+    assert rows["quantization"] == "int8" and rows["float_ops"] == "none (full integer)"
+    assert float(rows["snr_db"].split()[0]) >= export.INT8_MIN_SNR_DB
+    # The plain-text progress bar, redrawn per calibration sample, ends full.
+    assert captured.err.count("\rcalibration [") == 12
+    assert "calibration [" + "#" * 30 + "] 12/12\n" in captured.err
+    assert export.float_ops(out_file) == ()
+
+
+def test_export_int8_with_a_folder_of_images(capsys, tmp_path):
+    import tensorflow as tf
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        png = tf.io.encode_png(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+        (folder / f"{i}.png").write_bytes(png.numpy())
+    out_file = tmp_path / "m_int8.tflite"
+    argv = BASE + ["--quantize", "int8", "--calibration", str(folder), "--out", str(out_file)]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "] 6/6\n" in captured.err  # all six images, resized to 32x32, calibrated
+    assert _rows(captured.out)["float_ops"] == "none (full integer)"
+
+
+def test_export_onnx_and_saved_model(capsys, tmp_path):
+    assert cli.main(BASE + ["--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert rows["format"] == "onnx" and float(rows["relative_diff"]) <= 1e-4
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")), full_check=True)
+    assert cli.main(BASE + ["--format", "saved_model", "--no-fuse", "--out", str(tmp_path / "sm")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"mobilenetv2_035 (tiny twin) -> {tmp_path / 'sm'}"
+    assert _rows(out)["format"] == "saved_model" and (tmp_path / "sm" / "saved_model.pb").exists()
+
+
+def test_export_loads_weights_and_the_unfused_form(capsys, tmp_path):
+    from keras_convzoo.applications import create_model, get_spec
+
+    spec = get_spec("mobilenetv2_035")
+    model = create_model("mobilenetv2_035", input_shape=(32, 32, 3), classes=10, **spec.test_overrides)
+    rng = np.random.default_rng(1)
+    model.set_weights([0.1 * rng.standard_normal(w.shape).astype("float32") + (1.0 if "variance" in w.name else 0.0)
+                       for w in model.weights])
+    weights = tmp_path / "m.weights.h5"
+    model.save_weights(str(weights))
+    out_file = tmp_path / "w.tflite"
+    assert cli.main(BASE + ["--weights", str(weights), "--no-fuse", "--out", str(out_file)]) == 0
+    assert capsys.readouterr().out.startswith("mobilenetv2_035 (tiny twin) ->")
+    x = rng.standard_normal((2, 32, 32, 3)).astype("float32")
+    (probs,) = export.run_tflite(out_file, x)
+    np.testing.assert_allclose(probs, model(x, training=False).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--format", "tflight"], "--format must be one of tflite, onnx, saved_model. Received: tflight"),
+        (["--quantize", "int4"], "--quantize must be one of none, float16, dynamic, int8. Received: int4"),
+        (["--format", "onnx", "--quantize", "int8"], "--quantize int8 applies to --format tflite only."),
+        (["--quantize", "int8"], "--quantize int8 needs --calibration DIR"),
+        (["--calibration", "random"], "--calibration is used with --quantize int8 only."),
+        (["--quantize", "int8", "--calibration", "/no/such/dir"], "--calibration must be a folder"),
+        (["--input-size", "32", "32", "32"], "--input-size needs 1 or 2"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_code_2(extra, message, capsys, tmp_path):
+    out_file = tmp_path / "m.tflite"
+    assert cli.main(BASE + extra + ["--out", str(out_file)]) == 2  # a repeated option: the last wins
+    err = capsys.readouterr().err
+    assert err.startswith(f"convzoo export: error: {message}") and err.count("\n") == 1, err
+    assert not out_file.exists()
+
+
+def test_missing_output_folder_and_unknown_model(capsys, tmp_path):
+    assert cli.main(BASE + ["--out", str(tmp_path / "nope" / "m.tflite")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convzoo export: error: The folder of `path` does not exist") and err.count("\n") == 1
+    assert cli.main(["export", "resnext9000", "--out", str(tmp_path / "m.tflite")]) == 2
+    assert capsys.readouterr().err.startswith("convzoo export: error: Unknown model name: 'resnext9000'")
