@@ -10,7 +10,7 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
 
     Same arguments, weights, initialisers and outputs as
     ``keras.layers.DepthwiseConv2D``. Inside ``jit_compile=True`` on a machine
-    with no GPU, a channels-last, multiplier-1, undilated kernel of at most
+    with no GPU, a channels-last, undilated kernel of at most
     ``ops.depthwise.MAX_SHIFTED_TAPS`` taps is computed as a sum of shifted
     products (``ops.depthwise.depthwise_conv2d_shifted``), which XLA fuses
     into one vectorised loop, instead of XLA's grouped convolution, which
@@ -47,7 +47,6 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
         kernel_size = tuple(self.kernel_size)
         return (
             self.data_format == "channels_last"
-            and self.depth_multiplier == 1
             and tuple(self.dilation_rate) == (1, 1)
             and self.padding in ("same", "valid")
             and kernel_size[0] * kernel_size[1] <= MAX_SHIFTED_TAPS

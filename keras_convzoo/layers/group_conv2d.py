@@ -1,6 +1,7 @@
 """Grouped 2D convolution that runs fast on CPU and exports to TFLite and ONNX."""
 
 from keras_convzoo.backend import keras, register_serializable, tf
+from keras_convzoo.ops.depthwise import MAX_SHIFTED_TAPS, depthwise_conv2d_shifted, in_xla_cpu_context
 from keras_convzoo.layers._validation import (
     check_choice,
     check_positive_int,
@@ -21,8 +22,18 @@ IMPLEMENTATIONS = ("auto", "native", "depthwise", "split", "dense")
 #: CPU because TensorFlow has no CPU gradient for grouped ``Conv2D``
 #: ("Gradients for grouped convolutions are not supported on CPU"). Under
 #: ``jit_compile=True`` (XLA) on CPU the depthwise lowering is 2.5-6x slower
-#: than split: pass ``implementation="split"`` there.
+#: than split; there ``"auto"`` follows ``XLA_CPU_RULE`` instead.
 DEPTHWISE_MAX_GROUP_CHANNELS = 4
+
+#: Inside ``jit_compile=True`` on CPU, ``"auto"`` lowers a grouped conv with
+#: at most 4 input channels per group to the depthwise form computed as a sum
+#: of shifted products (``ops.depthwise``, which XLA fuses), with at most 16
+#: to ``"split"``, and with more to ``"native"``. Measured (XLA, 2 threads,
+#: ms, 3x3, 32 groups; native / split / depthwise / shifted): 128@56 batch 1
+#: 12.1 / 12.2 / 24.8 / 2.2 (graph-mode "auto": 7.1), batch 8 143 / 68 / 297 /
+#: 15.5; 256@28 6.7 / 2.8 / 16.0 / 3.3; 512@14 5.1 / 2.4 / 10.4 / 21.2, batch 8
+#: 13.3 / 7.8 / 92 / 169; 1024@7 2.7 / 5.1 / 14.4 / 33.9.
+XLA_CPU_RULE = ((4, "shifted"), (16, "split"))
 
 
 def _gpu_visible():
@@ -51,7 +62,10 @@ class GroupConv2D(keras.layers.Layer):
     - ``"auto"``: ``"native"`` when a GPU is visible (cuDNN grouped
       convolution) or ``groups == 1``; on CPU ``"depthwise"`` when
       ``in_channels // groups <= DEPTHWISE_MAX_GROUP_CHANNELS`` (4) and the
-      strides are equal, else ``"split"`` (see ``tools/benchmark_group_conv.py``).
+      strides are equal, else ``"split"`` (see ``tools/benchmark_group_conv.py``);
+      inside ``jit_compile=True`` on CPU, ``XLA_CPU_RULE``: up to 4 channels
+      per group the depthwise form as a sum of shifted products (fused by
+      XLA), up to 16 ``"split"``, beyond ``"native"``.
 
     TensorFlow has no CPU gradient for a grouped ``tf.nn.conv2d``: the
     ``"native"`` lowering trains on GPU only; every other lowering trains
@@ -174,15 +188,29 @@ class GroupConv2D(keras.layers.Layer):
             return "depthwise"
         return "split"
 
+    def _xla_cpu_implementation(self):
+        """The lowering under XLA on CPU (``XLA_CPU_RULE``), or None outside it."""
+        if self.implementation != "auto" or self.groups == 1 or not in_xla_cpu_context():
+            return None
+        group_channels = self.in_channels // self.groups
+        for limit, impl in XLA_CPU_RULE:
+            if group_channels <= limit:
+                if impl == "shifted" and (
+                    self.dilation_rate != (1, 1) or self.kernel_size[0] * self.kernel_size[1] > MAX_SHIFTED_TAPS
+                ):
+                    return "split"
+                return impl
+        return "native"
+
     def call(self, inputs):
         kernel = tf.cast(self.kernel, inputs.dtype)
-        impl = self.resolved_implementation
+        impl = self._xla_cpu_implementation() or self.resolved_implementation
         if impl == "depthwise" and self.strides[0] != self.strides[1]:
             impl = "native"
         if impl == "native":
             outputs = self._conv(inputs, kernel)
-        elif impl == "depthwise":
-            outputs = self._depthwise(inputs, kernel)
+        elif impl in ("depthwise", "shifted"):
+            outputs = self._depthwise(inputs, kernel, shifted=impl == "shifted")
         elif impl == "split":
             xs = tf.split(inputs, self.groups, axis=-1)
             ks = tf.split(kernel, self.groups, axis=-1)
@@ -202,7 +230,7 @@ class GroupConv2D(keras.layers.Layer):
             dilations=(1,) + self.dilation_rate + (1,),
         )
 
-    def _depthwise(self, inputs, kernel):
+    def _depthwise(self, inputs, kernel, shifted=False):
         kh, kw = self.kernel_size
         g = self.groups
         k = self.in_channels // g
@@ -213,13 +241,16 @@ class GroupConv2D(keras.layers.Layer):
             tf.transpose(tf.reshape(kernel, (kh, kw, k, g, m)), (0, 1, 3, 2, 4)),
             (kh, kw, g * k, m),
         )
-        y = tf.nn.depthwise_conv2d(
-            inputs,
-            dw_kernel,
-            strides=(1,) + self.strides + (1,),
-            padding=self.padding.upper(),
-            dilations=self.dilation_rate,
-        )
+        if shifted:
+            y = depthwise_conv2d_shifted(inputs, dw_kernel, self.strides, self.padding)
+        else:
+            y = tf.nn.depthwise_conv2d(
+                inputs,
+                dw_kernel,
+                strides=(1,) + self.strides + (1,),
+                padding=self.padding.upper(),
+                dilations=self.dilation_rate,
+            )
         if k == 1:
             return y
         shape = tf.shape(y)

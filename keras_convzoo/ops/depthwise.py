@@ -42,20 +42,21 @@ def _same_pads(size, kernel, stride):
 
 
 def depthwise_conv2d_shifted(x, kernel, strides=(1, 1), padding="same"):
-    """Depthwise 2D cross-correlation (multiplier 1) as a sum of shifted, strided products.
+    """Depthwise 2D cross-correlation as a sum of shifted, strided products.
 
-    Equals ``tf.nn.depthwise_conv2d(x, kernel[..., None], strides, padding)``
-    (``"same"`` with TensorFlow's bottom/right-heavy split) up to float
-    summation order.
+    Equals ``tf.nn.depthwise_conv2d(x, kernel, strides, padding)`` (``"same"``
+    with TensorFlow's bottom/right-heavy split; output channel ``c * M + m``
+    for channel multiplier ``M``) up to float summation order.
 
     Args:
         x: ``(batch, height, width, channels)`` tensor, channels last.
-        kernel: ``(kh, kw, channels)`` or ``(kh, kw, channels, 1)`` tensor.
+        kernel: ``(kh, kw, channels, multiplier)`` tensor, or
+            ``(kh, kw, channels)`` for multiplier 1.
         strides: pair of ints.
         padding: ``"same"`` or ``"valid"``.
 
     Returns:
-        ``(batch, out_height, out_width, channels)`` tensor.
+        ``(batch, out_height, out_width, channels * multiplier)`` tensor.
 
     Example:
     >>> x = tf.random.normal((1, 8, 8, 4)); w = tf.random.normal((3, 3, 4, 1))
@@ -65,7 +66,8 @@ def depthwise_conv2d_shifted(x, kernel, strides=(1, 1), padding="same"):
     """
     if padding not in ("same", "valid"):
         raise ValueError(f"`padding` must be 'same' or 'valid'. Received: padding={padding!r}")
-    if kernel.shape.rank == 4:
+    multiplier = int(kernel.shape[3]) if kernel.shape.rank == 4 else 1
+    if multiplier == 1 and kernel.shape.rank == 4:
         kernel = kernel[..., 0]
     kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
     sh, sw = strides
@@ -84,6 +86,9 @@ def depthwise_conv2d_shifted(x, kernel, strides=(1, 1), padding="same"):
     for i in range(kh):
         for j in range(kw):
             window = x[:, i : i + (out_h - 1) * sh + 1 : sh, j : j + (out_w - 1) * sw + 1 : sw, :]
-            term = window * kernel[i, j]
+            term = window * kernel[i, j] if multiplier == 1 else window[..., None] * kernel[i, j]
             total = term if total is None else total + term
-    return total
+    if multiplier == 1:
+        return total
+    shape = tf.shape(total)
+    return tf.reshape(total, tf.concat([shape[:3], [shape[3] * multiplier]], 0))

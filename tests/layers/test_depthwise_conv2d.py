@@ -16,13 +16,15 @@ def _random(shape, seed=0):
 
 @pytest.mark.parametrize(
     "kernel, strides, padding, hw",
-    [(7, 1, "same", (13, 11)), (3, 2, "same", (14, 15)), (3, 2, "same", (15, 14)),
+    [(7, 1, "same", (13, 11)), (3, 1, "same", (6, 5, 3)), (3, 2, "same", (14, 15)), (3, 2, "same", (15, 14)),
      (3, 2, "valid", (15, 14)), (5, 1, "valid", (9, 9)), ((3, 5), (2, 2), "same", (10, 12)), ((5, 3), 1, "same", (7, 12))],
 )
 def test_shifted_sum_equals_tf_depthwise(kernel, strides, padding, hw):
+    multiplier = hw[2] if len(hw) == 3 else 1
+    hw = hw[:2]
     x = tf.constant(_random((2,) + hw + (6,)))
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
-    w = tf.constant(_random((kh, kw, 6, 1), seed=1))
+    w = tf.constant(_random((kh, kw, 6, multiplier), seed=1))
     strides = (strides, strides) if isinstance(strides, int) else strides
     expected = tf.nn.depthwise_conv2d(x, w, (1,) + strides + (1,), padding.upper())
     got = depthwise_ops.depthwise_conv2d_shifted(x, w, strides, padding)
@@ -78,13 +80,20 @@ def test_layer_under_xla_takes_the_shifted_form_and_matches(monkeypatch, use_bia
     np.testing.assert_allclose(xla.numpy(), eager.numpy(), atol=1e-5)
 
 
-def test_layer_falls_back_for_multiplier_and_dilation(monkeypatch):
+def test_depth_multiplier_under_xla():
+    layer = DepthwiseConv2D(3, depth_multiplier=3, strides=2, padding="same", bias_initializer="random_normal")
+    x = tf.constant(_random((2, 9, 8, 4)))
+    eager = layer(x)
+    assert eager.shape == (2, 5, 4, 12)
+    np.testing.assert_allclose(tf.function(layer, jit_compile=True)(x).numpy(), eager.numpy(), atol=1e-5)
+
+
+def test_layer_falls_back_for_dilation_and_large_kernels(monkeypatch):
     calls = []
     monkeypatch.setattr("keras_convzoo.layers.depthwise_conv2d.depthwise_conv2d_shifted",
                         lambda *a, **k: calls.append(1))
     x = tf.constant(_random((1, 8, 8, 4)))
-    for layer in (DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
-                  DepthwiseConv2D(3, dilation_rate=2, padding="same"),
+    for layer in (DepthwiseConv2D(3, dilation_rate=2, padding="same"),
                   DepthwiseConv2D(11, padding="same")):
         np.testing.assert_allclose(tf.function(layer, jit_compile=True)(x).numpy(), layer(x).numpy(), atol=1e-5)
     assert not calls

@@ -117,3 +117,37 @@ def test_bad_arguments():
         GroupConv2D(0, 3)
     with pytest.raises(ValueError, match="strides"):
         GroupConv2D(8, 3, strides=2, dilation_rate=2)
+
+
+@pytest.mark.parametrize(
+    "groups, strides, padding, expected",
+    [(16, 1, "same", "shifted"), (4, 2, "same", "split"), (2, 1, "valid", "native"), (32, 2, "valid", "shifted")],
+)
+def test_xla_cpu_lowering_rule_and_equality(monkeypatch, groups, strides, padding, expected):
+    """Under jit_compile on CPU, "auto" follows XLA_CPU_RULE and gives the same values and gradients."""
+    from keras_convzoo.layers import group_conv2d as module
+
+    calls = []
+    original = module.depthwise_conv2d_shifted
+    monkeypatch.setattr(module, "depthwise_conv2d_shifted", lambda *a, **k: calls.append(1) or original(*a, **k))
+    layer = GroupConv2D(64, 3, strides=strides, padding=padding, groups=groups, bias_initializer="random_normal")
+    x = tf.constant(np.random.default_rng(0).standard_normal((2, 9, 9, 64)).astype("float32"))
+    layer(x)
+    assert layer._xla_cpu_implementation() is None  # eager: the graph-mode rule
+
+    def values_and_grads(t):
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            y = layer(t)
+            loss = tf.reduce_sum(tf.square(y))
+        return [y] + tape.gradient(loss, [t] + layer.trainable_weights)
+
+    seen = []
+    monkeypatch.setattr(module.GroupConv2D, "_xla_cpu_implementation",
+                        lambda self, f=module.GroupConv2D._xla_cpu_implementation: seen.append(f(self)) or seen[-1])
+    expected_values = values_and_grads(x)
+    got = tf.function(values_and_grads, jit_compile=True)(x)
+    if not tf.config.list_logical_devices("GPU"):
+        assert seen[-1] == expected and (len(calls) > 0) == (expected == "shifted")
+    for a, b in zip(got, expected_values):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
