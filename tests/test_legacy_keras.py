@@ -12,6 +12,7 @@ from keras_convzoo.backend import LEGACY_KERAS
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # about 6 minutes: CI runs it in the second step (pytest -m slow)
 @pytest.mark.skipif(LEGACY_KERAS, reason="already running under tf_keras")
 def test_suite_under_tf_keras():
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
