@@ -26,7 +26,7 @@ from keras_convzoo.export.lowering import deployment_lowering
 from keras_convzoo.export.onnx import run_onnx, to_onnx
 from keras_convzoo.export.report import (
     DEFAULT_SPATIAL_SIZE,
-    DYNAMIC_MAX_RELATIVE_DIFF,
+    DYNAMIC_MIN_SNR_DB,
     FLOAT16_MAX_RELATIVE_DIFF,
     FP32_MAX_RELATIVE_DIFF,
     INT8_MIN_SNR_DB,
@@ -61,7 +61,7 @@ __all__ = [
     "DEFAULT_SPATIAL_SIZE",
     "FP32_MAX_RELATIVE_DIFF",
     "FLOAT16_MAX_RELATIVE_DIFF",
-    "DYNAMIC_MAX_RELATIVE_DIFF",
+    "DYNAMIC_MIN_SNR_DB",
     "INT8_MIN_SNR_DB",
     "QAT_INT8_MIN_SNR_DB",
     "ONNX_MAX_RELATIVE_DIFF",

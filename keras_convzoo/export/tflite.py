@@ -399,7 +399,7 @@ def to_tflite(
     - ``"float16"``: float16 weights (half the size), float32 compute on CPU;
       ``relative_diff <= 1e-2``.
     - ``"dynamic"``: int8 weights, activations quantized on the fly;
-      ``relative_diff <= 5e-2``.
+      ``snr_db >= 20``.
     - ``"int8"``: full-integer ops only (``TFLITE_BUILTINS_INT8``) calibrated
       on ``representative_data``; float32 input and output unless
       ``int8_io=True``; verified by ``snr_db >= 15``. For a

@@ -177,7 +177,7 @@ def test_resnext_tflite_float16(resnext_exports):
 def test_resnext_tflite_dynamic(resnext_exports):
     r, fp32 = resnext_exports["dynamic"], resnext_exports["fp32"]
     assert r.quantization == "dynamic"
-    assert r.relative_diff <= export.DYNAMIC_MAX_RELATIVE_DIFF
+    assert r.snr_db >= export.DYNAMIC_MIN_SNR_DB and r.relative_diff <= 5e-2  # this twin: 0.3-1 %
     assert r.file_size_bytes < 0.5 * fp32.file_size_bytes
 
 

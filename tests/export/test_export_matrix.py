@@ -151,7 +151,7 @@ def test_quantized_tflite(name, quantization, models, tmp_path):
     assert report.quantization == quantization
     metric, bound = {
         "float16": ("relative_diff", export.FLOAT16_MAX_RELATIVE_DIFF),
-        "dynamic": ("relative_diff", export.DYNAMIC_MAX_RELATIVE_DIFF),
+        "dynamic": ("snr_db", export.DYNAMIC_MIN_SNR_DB),
         "int8": ("snr_db", export.INT8_MIN_SNR_DB),
     }[quantization]
     value = getattr(report, metric)
