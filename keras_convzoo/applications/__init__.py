@@ -9,6 +9,7 @@ from keras_convzoo.applications._registry import (
     register,
 )
 from keras_convzoo.applications.ccnn import CCNN
+from keras_convzoo.applications.features import FeatureInfo, create_feature_extractor
 from keras_convzoo.applications.imagenet_utils import decode_predictions, preprocess_input
 from keras_convzoo.applications.convnext import (
     ConvNeXtBase,
@@ -34,7 +35,9 @@ from keras_convzoo.applications.shufflenet_v2 import ShuffleNetV2
 __all__ = [
     "ModelSpec",
     "build_application",
+    "create_feature_extractor",
     "create_model",
+    "FeatureInfo",
     "decode_predictions",
     "get_spec",
     "list_models",

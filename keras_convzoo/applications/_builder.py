@@ -309,7 +309,11 @@ def _add_head(x, spec, include_top, pooling, classes, classifier_activation):
         drop_rate = getattr(spec.config, "drop_rate", 0.0)
         if drop_rate:
             x = keras.layers.Dropout(drop_rate, name="head_dropout")(x)
-        return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        # Under a mixed precision policy the classifier computes in float32 (Keras' mixed
+        # precision guide): float32 logits/softmax, the same layer and weights otherwise.
+        policy = keras.mixed_precision.global_policy()
+        dtype = "float32" if policy.compute_dtype != policy.variable_dtype else None
+        return keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype=dtype)(x)
     if pooling is not None:
         layer_name = "avg_pool" if pooling == "avg" else "max_pool"
         x = getattr(keras.layers, _GLOBAL_POOL[pooling][dims])(name=layer_name)(x)

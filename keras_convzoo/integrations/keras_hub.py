@@ -1,0 +1,136 @@
+"""keras-hub adapter: any registered model as a ``keras_hub.models.Backbone``.
+
+The backbone is a ``keras_hub.models.FeaturePyramidBackbone`` (a
+``keras_hub.models.Backbone`` with ``pyramid_outputs``), so it plugs into
+``keras_hub.models.ImageClassifier`` and the keras-hub models that take an
+image encoder with pyramid outputs (e.g. ``keras_hub.models.RetinaNetBackbone``).
+keras-hub (0.32) is imported when the adapter is first used, never by
+``import keras_convzoo``.
+
+Example:
+>>> import keras_hub
+>>> from keras_convzoo.integrations import keras_hub as kcz_hub
+>>> backbone = kcz_hub.backbone("convnext_tiny")
+>>> sorted(backbone.pyramid_outputs)
+['P2', 'P3', 'P4', 'P5']
+>>> classifier = keras_hub.models.ImageClassifier(backbone=backbone, num_classes=10)
+"""
+
+from keras_convzoo.integrations import _common
+
+KERAS_HUB_VERSION = "0.32.0"
+
+_CLASS = []
+
+
+def backbone_class():
+    """Returns ``KerasHubBackbone``, the ``keras_hub.models.FeaturePyramidBackbone`` subclass.
+
+    Imports keras-hub. The class is registered for Keras serialization as
+    ``"keras_convzoo>KerasHubBackbone"``: to load a saved model that contains
+    one in a fresh process, call this (or ``backbone()``) first.
+
+    Returns:
+        The class.
+
+    Raises:
+        ImportError: when keras-hub is missing, naming the pip command.
+    """
+    if _CLASS:
+        return _CLASS[0]
+    keras_hub = _common.import_optional("keras_hub", "keras-hub", KERAS_HUB_VERSION)
+    from keras_convzoo.backend import keras
+
+    @keras.saving.register_keras_serializable(package="keras_convzoo")
+    class KerasHubBackbone(keras_hub.models.FeaturePyramidBackbone):
+        """A keras_convzoo trunk as a ``keras_hub.models.FeaturePyramidBackbone``.
+
+        The functional graph is the zoo model's, built with
+        ``include_top=False`` (same layers, names and weights);
+        ``pyramid_outputs`` maps ``"P2"`` .. ``"P5"`` to the stage outputs
+        of stride 4 .. 32 (the deepest stage of each stride);
+        ``pyramid_layers`` gives their layer names.
+
+        Args:
+            model_name: registry name, e.g. ``"resnext50_32x4d"``.
+            image_shape: input shape without batch (keras-hub's name);
+                default ``(None, None, channels)``.
+            model_kwargs: other builder arguments: ``weights`` (not kept in
+                the config; the saved model holds the weights) and family
+                options (e.g. ``{"depths": ...}``).
+            **kwargs: ``keras_hub.models.Backbone`` arguments (``name``,
+                ``trainable``, ``dtype``).
+        """
+
+        def __init__(self, model_name, image_shape=None, model_kwargs=None, **kwargs):
+            model_kwargs = dict(model_kwargs or {})
+            _common.check_model_kwargs("keras_convzoo's KerasHubBackbone", model_kwargs)
+            trunk, pyramid = _common.build_trunk(model_name, image_shape, model_kwargs)
+            kwargs.setdefault("name", f"{model_name}_backbone")
+            super().__init__(inputs=trunk.input, outputs=trunk.output, **kwargs)
+            self.model_name = model_name
+            self.image_shape = None if image_shape is None else tuple(image_shape)
+            self.data_format = "channels_last"
+            self.model_kwargs = _common.config_kwargs(model_kwargs)
+            self.pyramid_outputs = {level: self.get_layer(info.layer).output for level, info in pyramid.items()}
+            self.pyramid_layers = {level: info.layer for level, info in pyramid.items()}
+
+        def get_config(self):
+            config = super().get_config()
+            config.update(
+                {
+                    "model_name": self.model_name,
+                    "image_shape": self.image_shape,
+                    "model_kwargs": dict(self.model_kwargs),
+                }
+            )
+            return config
+
+    KerasHubBackbone.__qualname__ = "KerasHubBackbone"
+    _CLASS.append(KerasHubBackbone)
+    return KerasHubBackbone
+
+
+def backbone(name, input_shape=None, trainable=True, dtype=None, **kwargs):
+    """Builds a registered model as a ``keras_hub.models.Backbone``.
+
+    Returns a ``keras_hub.models.FeaturePyramidBackbone`` whose graph is the
+    zoo trunk (``include_top=False``) and whose ``pyramid_outputs`` maps
+    ``"P2"`` .. ``"P5"`` to the deepest stage output of stride 4, 8, 16 and
+    32 (levels the model lacks are left out: CCNN has none).
+
+    Args:
+        name: registry name (see ``keras_convzoo.list_models()``).
+        input_shape: input shape without the batch axis; default
+            ``(None, None, channels)``.
+        trainable: whether the backbone's weights are trainable.
+        dtype: keras-hub's dtype policy argument of the backbone model
+            (None: the global policy).
+        **kwargs: ``weights`` (a ``.weights.h5`` path or ``"imagenet"``) and
+            the family's config fields.
+
+    Returns:
+        A ``KerasHubBackbone``.
+
+    Raises:
+        ImportError: when keras-hub is not installed (``pip install keras-hub==0.32.0``).
+        ValueError: for an unknown name or a bad argument value.
+        TypeError: for an argument the adapter sets itself (``include_top``,
+            ``pooling``, ``classes``, ``input_tensor``, ``name``) or an
+            unknown one.
+
+    Example:
+    >>> import keras_hub
+    >>> from keras_convzoo.integrations.keras_hub import backbone
+    >>> model = keras_hub.models.ImageClassifier(backbone=backbone("mobilenetv2_100"), num_classes=10)
+    """
+    options = dict(model_name=name, image_shape=input_shape, model_kwargs=kwargs, trainable=trainable)
+    if dtype is not None:
+        options["dtype"] = dtype
+    return backbone_class()(**options)
+
+
+def __getattr__(attribute):
+    if attribute == "KerasHubBackbone":
+        return backbone_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")

@@ -1,0 +1,99 @@
+"""keras-hub adapter: zoo trunks as keras_hub.models.Backbone (FeaturePyramidBackbone)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras_cv  # noqa: F401  (both libraries load in one process: keras-cv first, as in test_keras_cv)
+import keras_hub
+
+import keras_convzoo as kcz
+from keras_convzoo.backend import keras
+from keras_convzoo.integrations import keras_hub as kcz_hub
+
+
+def _tiny(name):
+    return dict(kcz.get_spec(name).test_overrides)
+
+
+@pytest.mark.parametrize("name", ["convnext_tiny", "mobilenetv2_100", "seresnext50_32x4d"])
+def test_pyramid_outputs(name):
+    backbone = kcz_hub.backbone(name, **_tiny(name))
+    assert isinstance(backbone, keras_hub.models.Backbone)
+    assert isinstance(backbone, keras_hub.models.FeaturePyramidBackbone)
+    assert list(backbone.pyramid_outputs) == ["P2", "P3", "P4", "P5"]
+    model = keras.Model(backbone.inputs, backbone.pyramid_outputs)
+    out = model(np.zeros((1, 64, 64, 3), "float32"))
+    for level, value in out.items():
+        stride = 2 ** int(level[1])
+        assert tuple(value.shape[1:3]) == (64 // stride, 64 // stride), level
+    assert backbone.pyramid_layers["P5"] in [layer.name for layer in backbone.layers]
+
+
+def test_image_classifier_trains_saves_and_loads(tmp_path):
+    name = "convnext_tiny"
+    backbone = kcz_hub.backbone(name, **_tiny(name))
+    classifier = keras_hub.models.ImageClassifier(backbone=backbone, num_classes=4)
+    classifier.compile(
+        optimizer=keras.optimizers.SGD(0.05),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
+    )
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(8, 64, 64, 3)).astype("float32")
+    y = rng.integers(0, 4, size=(8,))
+    kernel = backbone.get_layer("stage1_block1_pw_conv1").kernel
+    before = kernel.numpy().copy()
+    history = classifier.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert not np.allclose(before, kernel.numpy()), "fit did not train the zoo backbone"
+
+    path = str(tmp_path / "classifier.keras")
+    classifier.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    assert type(loaded.backbone).__name__ == "KerasHubBackbone"
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), classifier.predict(x, verbose=0), atol=1e-6)
+
+
+def test_retinanet_backbone_reads_the_pyramid():
+    name = "seresnet18"
+    encoder = kcz_hub.backbone(name, **_tiny(name))
+    fpn = keras_hub.models.RetinaNetBackbone(image_encoder=encoder, min_level=3, max_level=7, use_p5=False)
+    out = fpn(np.zeros((2, 64, 64, 3), "float32"))
+    assert {k: tuple(v.shape[1:3]) for k, v in out.items()} == {
+        "P3": (8, 8), "P4": (4, 4), "P5": (2, 2), "P6": (1, 1), "P7": (1, 1),
+    }
+
+
+def test_config_round_trip_and_dtype():
+    name = "shufflenet_v2_x0_5"
+    backbone = kcz_hub.backbone(name, input_shape=(64, 64, 3), **_tiny(name))
+    config = backbone.get_config()
+    assert config["model_name"] == name and config["image_shape"] == (64, 64, 3)
+    clone = type(backbone).from_config(config)
+    assert clone.pyramid_layers == backbone.pyramid_layers
+    assert clone.count_params() == backbone.count_params()
+    half = kcz_hub.backbone(name, dtype="mixed_float16", **_tiny(name))
+    assert half.dtype_policy.name == "mixed_float16"
+
+
+def test_argument_errors():
+    with pytest.raises(TypeError, match="input_tensor"):
+        kcz_hub.backbone("seresnet18", input_tensor=keras.Input((32, 32, 3)))
+    with pytest.raises(ValueError, match="Unknown model name"):
+        kcz_hub.backbone("resnet9000")
+
+
+def test_missing_keras_hub_names_the_pip_command():
+    code = (
+        "import sys, keras_convzoo, keras_convzoo.integrations.keras_hub as adapter\n"
+        "print('IMPORTED', 'keras_hub' in sys.modules)\n"
+        "sys.modules['keras_hub'] = None\n"
+        "try:\n    adapter.backbone('seresnet18')\n"
+        "except ImportError as error:\n    print('MESSAGE', error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "IMPORTED False" in result.stdout, result.stdout + result.stderr[-2000:]
+    assert "MESSAGE" in result.stdout and "pip install keras-hub==0.32.0" in result.stdout, result.stderr[-2000:]
