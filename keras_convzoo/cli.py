@@ -8,6 +8,8 @@ import inspect
 import os
 import sys
 
+from keras_convzoo.progress import ProgressBar
+
 
 def _cmd_list(args):
     from keras_convzoo.applications import get_spec, list_models
@@ -92,6 +94,7 @@ def _cmd_benchmark(args):
             fuse=args.fuse,
             num_threads=args.threads,
             model_kwargs=dict(spec.test_overrides) if args.tiny else None,
+            progress=ProgressBar(f"benchmark {spec.name}"),
         )
         rows += result
         print(format_table(result) if len(rows) == len(result) else format_table(result).split("\n", 1)[1],
@@ -109,31 +112,14 @@ def _cmd_benchmark(args):
 def _cmd_port_timm(args):
     from keras_convzoo.weights.timm import convert_timm_weights
 
-    out = convert_timm_weights(args.name, out=args.out, checkpoint=args.checkpoint)
+    out = convert_timm_weights(args.name, out=args.out, checkpoint=args.checkpoint,
+                               progress=ProgressBar(f"porting {args.name}"))
     print(f"wrote {out}")
     return 0
 
 
 _EXPORT_FORMATS = ("tflite", "onnx", "saved_model")
 _EXPORT_QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
-
-
-class _ProgressBar:
-    """A plain-text progress bar on stderr: ``calibration [######......] 37/100``."""
-
-    def __init__(self, label, stream=None, width=30):
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.width = width
-
-    def __call__(self, done, total):
-        done = min(done, total)
-        filled = int(self.width * done / max(total, 1))
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{total}")
-        if done == total:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 def _calibration_images(source, spec, shape, count):
@@ -206,7 +192,7 @@ def _cmd_export(args):
         calibration, progress = None, None
         if quantization == "int8":
             calibration = _calibration_images(args.calibration, spec, shape, args.calibration_samples)
-            progress = _ProgressBar("calibration")
+            progress = ProgressBar("calibration")
         report = export.to_tflite(
             model, args.out, quantization=quantization, representative_data=calibration,
             input_shape=shape, progress=progress,

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 
 import keras_convzoo as kcz  # noqa: E402
 from keras_convzoo import export  # noqa: E402
+from keras_convzoo.progress import ProgressBar  # noqa: E402
 from keras_convzoo.testing import randomize_batch_norms  # noqa: E402
 
 FORMATS = ("tflite_fp32", "tflite_float16", "tflite_dynamic", "tflite_int8", "onnx")
@@ -158,9 +159,12 @@ def main(argv=None):
     print(header())
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for name in names:
+        bar = ProgressBar("export matrix")
+        for done, name in enumerate(names):
+            bar(done, len(names))
             rows += export_model(name, args.formats, folder, args.size, args.threads,
                                  args.calibration_samples, args.warmup, args.repeats)
+        bar(len(names), len(names))
     print("\nint8 / fp32 TFLite latency (target <= 0.5 for MobileNetV2 and ResNeXt50):")
     for line in latency_summary(rows):
         print("  " + line)

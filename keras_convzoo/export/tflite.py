@@ -42,6 +42,7 @@ import numpy as np
 
 from keras_convzoo.backend import tf
 from keras_convzoo.export.lowering import deployment_lowering
+from keras_convzoo.progress import check_progress
 from keras_convzoo.export.report import (
     QUANTIZATIONS,
     ExportError,
@@ -482,8 +483,7 @@ def to_tflite(
     samples = None
     if quantization == "int8":
         samples = _representative_samples(representative_data, full_shape, dtype, optional=qat)
-    if progress is not None and not callable(progress):
-        raise ValueError(f"`progress` must be callable or None. Received: progress={progress!r}")
+    check_progress(progress)
     content = _convert(model, concrete, quantization, samples, bool(int8_io), progress)
     found = None
     if quantization == "int8":

@@ -22,6 +22,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from keras_convzoo.backend import keras, tf
+from keras_convzoo.progress import check_progress
 
 MODES = ("eager", "graph", "xla", "tflite", "tflite_int8")
 #: Representative samples of the ``tflite_int8`` calibration (seeded random data).
@@ -319,6 +320,7 @@ def benchmark(
     num_threads=None,
     model_kwargs=None,
     count_macs=True,
+    progress=None,
 ):
     """Times a model in several execution modes and batch sizes.
 
@@ -355,6 +357,8 @@ def benchmark(
         model_kwargs: extra ``create_model`` arguments for a registry name
             (e.g. a variant's ``test_overrides`` for its tiny twin).
         count_macs: add ``count_flops`` MACs to the rows.
+        progress: optional ``progress(done, total)`` called after each
+            (mode, batch size), e.g. a ``keras_convzoo.progress.ProgressBar``.
 
     Returns:
         A list of ``BenchmarkResult`` rows, by mode then batch size.
@@ -375,6 +379,7 @@ def benchmark(
     if not isinstance(fuse, bool):
         raise ValueError(f"`fuse` must be a bool. Received: fuse={fuse!r}")
     num_threads = default_threads() if num_threads is None else _check_positive_int("num_threads", num_threads)
+    progress = check_progress(progress)
     model, name, shape = _resolve_model(model_or_name, input_size, model_kwargs)
     if fuse:
         from keras_convzoo.deploy import fuse as fuse_model
@@ -391,7 +396,10 @@ def benchmark(
     rng = np.random.default_rng(0)
     inputs = {b: rng.uniform(-1.0, 1.0, (b,) + shape).astype("float32") for b in batch_sizes}
     rows = []
+    total = len(modes) * len(batch_sizes)
     for mode in modes:
+        if progress is not None:
+            progress(len(rows), total)
         content = fn = None
         if not mode.startswith("tflite"):
             fn = _tf_function(model, mode)  # one function per mode, traced once per batch size
@@ -412,6 +420,8 @@ def benchmark(
                 rows.append(_row(name, mode, b, shape, repeats, macs, _times_ms(call, warmup, repeats), note=note))
             except Exception as error:
                 rows.append(_row(name, mode, b, shape, repeats, macs, error=_error_text(error)))
+            if progress is not None:
+                progress(len(rows), total)
     return rows
 
 

@@ -43,6 +43,7 @@ import numpy as np
 from keras_convzoo.backend import keras
 from keras_convzoo.layers.group_conv2d import GroupConv2D
 from keras_convzoo.layers.layer_scale import LayerScale
+from keras_convzoo.progress import check_progress
 from keras_convzoo.weights.loading import WeightsMismatchError
 from keras_convzoo.weights.state_dict import to_numpy_state_dict
 
@@ -265,7 +266,7 @@ def _strip_prefix(state):
     return state
 
 
-def port_timm(model, state_dict):
+def port_timm(model, state_dict, progress=None):
     """Loads a timm state dict into a zoo model of the same variant (all or nothing).
 
     Maps timm's module names onto our deterministic layer names (see the
@@ -296,6 +297,8 @@ def port_timm(model, state_dict):
         state_dict: mapping of timm parameter names to numpy arrays or
             torch tensors (e.g. ``timm_model.state_dict()`` or
             ``read_state_dict("model.safetensors")``).
+        progress: optional ``progress(done, total)`` called per layer, e.g. a
+            ``keras_convzoo.progress.ProgressBar``.
 
     Returns:
         The model.
@@ -314,8 +317,11 @@ def port_timm(model, state_dict):
     layout = _layout(model, layer_names)
     _check_layout(model, layout, layer_names)
     module_name = _MODULE_NAMES[layout]
+    progress = check_progress(progress)
     updates, used = [], set()
-    for layer in model.layers:
+    for index, layer in enumerate(model.layers):
+        if progress is not None:
+            progress(index + 1, len(model.layers))
         if not layer.weights:
             continue
         if isinstance(layer, keras.layers.Normalization):  # input scaling constants, not learned
@@ -394,7 +400,7 @@ def _pretrained_state_dict(timm_name):
     return to_numpy_state_dict(reference.state_dict())
 
 
-def convert_timm_weights(name, out=None, checkpoint=None):
+def convert_timm_weights(name, out=None, checkpoint=None, progress=None):
     """Writes a registered model's weights ported from timm to a ``.weights.h5`` file.
 
     The model is built with ``include_top=True``, 1000 classes and the
@@ -408,6 +414,7 @@ def convert_timm_weights(name, out=None, checkpoint=None):
         checkpoint: a timm state dict file (``.safetensors``, ``.npz``,
             ``.pth``, ``.bin``). None: create the timm model with
             ``pretrained=True`` (needs timm and a network).
+        progress: optional ``progress(done, total)`` (see ``port_timm``).
 
     Returns:
         The path written.
@@ -433,7 +440,7 @@ def convert_timm_weights(name, out=None, checkpoint=None):
         raise ValueError(f"The output file must end with '.weights.h5'. Received: out={out!r}")
     state = _pretrained_state_dict(spec.timm_name) if checkpoint is None else read_state_dict(checkpoint)
     model = create_model(name, classifier_activation=None, **spec.timm_config)
-    port_timm(model, state)
+    port_timm(model, state, progress=progress)
     directory = os.path.dirname(os.path.abspath(out))
     os.makedirs(directory, exist_ok=True)
     model.save_weights(out)

@@ -90,7 +90,7 @@ def test_logits_match_timm(case, request, timm_references, record_property):
     assert diff <= TOLERANCE
 
 
-def test_weights_h5_round_trip_imagenet_tag_cli_and_tool(refs, tmp_path, monkeypatch):
+def test_weights_h5_round_trip_imagenet_tag_cli_and_tool(refs, tmp_path, monkeypatch, capsys):
     name = "mobilenetv2_035"
     checkpoint = str(refs / f"{name}.safetensors")
     reference = np.load(refs / f"{name}.npz")
@@ -102,6 +102,10 @@ def test_weights_h5_round_trip_imagenet_tag_cli_and_tool(refs, tmp_path, monkeyp
 
     assert cli.main(["port-timm", name, "--checkpoint", checkpoint]) == 0
     assert (tmp_path / "home" / f"{name}.weights.h5").is_file()
+    err = capsys.readouterr().err
+    assert f"porting {name} [" in err and err.rstrip().endswith("#]" + err.rstrip().rsplit("#]", 1)[1])
+    total = err.rstrip().rsplit(" ", 1)[1]
+    assert total.split("/")[0] == total.split("/")[1]  # the bar ends full
     model = kcz.MobileNetV2(alpha=0.35, weights="imagenet", input_shape=(None, None, 3),
                             classifier_activation=None)
     assert model.get_layer("stem_conv_pad") is not None  # built with timm_config (symmetric padding)
