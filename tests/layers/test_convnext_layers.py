@@ -45,3 +45,33 @@ def test_gelu_matches_keras_and_converts_to_tflite_builtin():
 
     ops = {op["op_name"] for op in Interpreter(model_content=content)._get_ops_details()}
     assert "GELU" in ops
+
+
+def test_gelu_training_gradient_equals_tensorflows():
+    """training=True: same values, and the hand-written gradient equals autodiff of tf.nn.gelu."""
+    x = tf.constant(np.linspace(-6.0, 6.0, 241, dtype="float32").reshape(1, -1))
+    layer = GELU()
+
+    def value_and_grad(fn):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            loss = tf.reduce_sum(y * tf.cos(x))  # a non-uniform upstream gradient
+        return y, tape.gradient(loss, x)
+
+    y_train, g_train = value_and_grad(lambda t: layer(t, training=True))
+    y_ref, g_ref = value_and_grad(lambda t: tf.nn.gelu(t, approximate=False))
+    np.testing.assert_array_equal(y_train.numpy(), y_ref.numpy())
+    np.testing.assert_allclose(g_train.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-6)
+    graph = tf.function(lambda t: value_and_grad(lambda u: layer(u, training=True))[1])(x)
+    np.testing.assert_allclose(graph.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-6)
+    from keras_convzoo.layers.gelu import gelu_exact_with_fused_gradient
+
+    with tf.GradientTape() as tape:  # float16 (a mixed_float16 layer's compute dtype) stays float16
+        h = tf.cast(x, tf.float16)
+        tape.watch(h)
+        out = gelu_exact_with_fused_gradient(h)
+        total = tf.reduce_sum(out)
+    grad = tape.gradient(total, h)
+    assert out.dtype == tf.float16 and grad.dtype == tf.float16
+    assert np.isfinite(grad.numpy()).all()
