@@ -5,11 +5,12 @@ Not part of the package: each example adds its own folder to ``sys.path``
 """
 
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from keras_convzoo.profile.benchmark import times_ms  # noqa: E402
 
 
 def load_digits_images(size=32, channels=3, test_fraction=0.25, seed=0, limit=None):
@@ -96,14 +97,7 @@ def apply_layers(layers, x):
 
 def median_latency_ms(fn, repeats=50, warmup=3):
     """Median wall time of ``fn()`` in milliseconds over ``repeats`` calls (after ``warmup``)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
+    return float(np.median(times_ms(fn, warmup, repeats)))
 
 
 def format_table(headers, rows):

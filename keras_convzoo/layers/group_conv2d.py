@@ -1,7 +1,7 @@
 """Grouped 2D convolution that runs fast on CPU and exports to TFLite and ONNX."""
 
 from keras_convzoo.backend import keras, register_serializable, tf
-from keras_convzoo.ops.depthwise import MAX_SHIFTED_TAPS, depthwise_conv2d_shifted, in_xla_cpu_context
+from keras_convzoo.ops.depthwise import MAX_SHIFTED_TAPS, depthwise_conv2d_shifted, gpu_visible, in_xla_cpu_context
 from keras_convzoo.layers._validation import (
     check_choice,
     check_positive_int,
@@ -34,10 +34,6 @@ DEPTHWISE_MAX_GROUP_CHANNELS = 4
 #: 15.5; 256@28 6.7 / 2.8 / 16.0 / 3.3; 512@14 5.1 / 2.4 / 10.4 / 21.2, batch 8
 #: 13.3 / 7.8 / 92 / 169; 1024@7 2.7 / 5.1 / 14.4 / 33.9.
 XLA_CPU_RULE = ((4, "shifted"), (16, "split"))
-
-
-def _gpu_visible():
-    return bool(tf.config.list_logical_devices("GPU"))
 
 
 @register_serializable
@@ -181,7 +177,7 @@ class GroupConv2D(keras.layers.Layer):
         """The lowering ``call`` uses (``"auto"`` resolved); needs a built layer."""
         if self.implementation != "auto":
             return self.implementation
-        if self.groups == 1 or _gpu_visible():
+        if self.groups == 1 or gpu_visible():
             return "native"
         group_channels = self.in_channels // self.groups
         if group_channels <= DEPTHWISE_MAX_GROUP_CHANNELS and self.strides[0] == self.strides[1]:

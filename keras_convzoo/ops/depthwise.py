@@ -21,6 +21,11 @@ from keras_convzoo.backend import tf
 MAX_SHIFTED_TAPS = 81
 
 
+def gpu_visible():
+    """True when TensorFlow sees a GPU (where XLA and TensorFlow have fast grouped convolutions)."""
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
 def in_xla_cpu_context():
     """True while tracing inside ``tf.function(jit_compile=True)`` with no GPU visible.
 
@@ -31,7 +36,7 @@ def in_xla_cpu_context():
     if tf.executing_eagerly():
         return False
     in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-    return bool(in_xla) and not tf.config.list_logical_devices("GPU")
+    return bool(in_xla) and not gpu_visible()
 
 
 def _same_pads(size, kernel, stride):

@@ -181,7 +181,21 @@ def _resolve_model(model_or_name, input_size, model_kwargs):
 
 
 # ----------------------------------------------------------------- timing
-def _times_ms(call, warmup, repeats):
+def times_ms(call, warmup=3, repeats=15):
+    """Wall times (ms) of ``repeats`` calls of ``call()`` after ``warmup`` untimed ones.
+
+    Args:
+        call: a function of no arguments that finishes its work before returning.
+        warmup: untimed calls first.
+        repeats: timed calls.
+
+    Returns:
+        A list of ``repeats`` floats, in call order.
+
+    Example:
+    >>> float(np.median(times_ms(lambda: sum(range(1000)), repeats=5))) > 0
+    True
+    """
     for _ in range(warmup):
         call()
     times = []
@@ -417,7 +431,7 @@ def benchmark(
                     call = _host_call(fn, tf.constant(inputs[b]))
                 else:
                     call, note = _tflite_call(content, inputs[b], num_threads)
-                rows.append(_row(name, mode, b, shape, repeats, macs, _times_ms(call, warmup, repeats), note=note))
+                rows.append(_row(name, mode, b, shape, repeats, macs, times_ms(call, warmup, repeats), note=note))
             except Exception as error:
                 rows.append(_row(name, mode, b, shape, repeats, macs, error=_error_text(error)))
             if progress is not None:
