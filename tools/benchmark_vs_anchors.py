@@ -7,11 +7,15 @@ Pairs (ours: keras.applications anchor, timm anchor):
     mobilenetv2_100: MobileNetV2,                                   mobilenetv2_100
     convnext_tiny:   ConvNeXtTiny (include_preprocessing=False),    convnext_tiny
 
-TensorFlow side (this process): ``keras_convzoo.profile.benchmark`` times our
+TensorFlow side (this process): ``keras_convzoo.profile.compare`` times our
 model in its fused inference form (``deploy.fuse``) and the keras.applications
-model as users get it, in each of ``--modes`` (graph, XLA, TFLite fp32 by
-default; int8 is left out: it is not the same arithmetic as the fp32 anchors)
-at each batch size, on the same seeded inputs. PyTorch side (a paired
+model as users get it, in each of ``--modes`` (all of ``profile.MODES`` by
+default) at each batch size, on the same seeded inputs, in ``--rounds``
+alternating rounds so that a slow spell of the machine falls on both sides
+(``profile.benchmark`` for a model without a keras.applications anchor). The
+ratio to keras.applications is printed for every mode (int8 against keras'
+int8 file); the best-mode ratios use the float32 modes only, the arithmetic
+of the anchors. PyTorch side (a paired
 process under ``--torch-python``; torch is never imported here): timm's
 model in eval mode under ``torch.inference_mode`` in each of ``--torch-modes``
 (``eager`` NCHW, ``channels_last``, ``jit``: traced, frozen and
@@ -22,7 +26,8 @@ is kept and ``ratio = ours / anchor`` printed (< 1: ours is faster).
 Where a target (ratio <= 1.0) is missed, the time of each layer type is
 measured on both sides at that batch (each layer timed alone on its real
 input, graph mode for Keras; each leaf module for timm) and printed, so the
-op that dominates the difference shows. With ``--out`` the tables, the
+op that dominates the difference shows; a TFLite miss also lists the op
+types of both files and whether they run the same op sequence. With ``--out`` the tables, the
 breakdowns and the machine (CPU model, threads, versions, date) are written
 as Markdown; ``--plot`` saves latency vs MACs.
 
@@ -34,9 +39,11 @@ Usage:
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import datetime
 import importlib.metadata
+import io
 import json
 import os
 import platform
@@ -52,7 +59,7 @@ from _timing import median_ms  # noqa: E402
 
 import keras_convzoo as kcz  # noqa: E402
 from keras_convzoo.backend import keras, tf  # noqa: E402
-from keras_convzoo.profile import benchmark, count_flops, format_macs  # noqa: E402
+from keras_convzoo.profile import MODES, benchmark, compare, count_flops, format_macs  # noqa: E402
 from keras_convzoo.profile.benchmark import default_threads, plot_latency_vs_macs  # noqa: E402
 
 PAIRS = {
@@ -61,7 +68,8 @@ PAIRS = {
     "mobilenetv2_100": ("MobileNetV2", "mobilenetv2_100"),
     "convnext_tiny": ("ConvNeXtTiny", "convnext_tiny"),
 }
-TF_MODES = ("graph", "xla", "tflite")
+TF_MODES = MODES  # eager, graph, xla, tflite, tflite_int8
+FP32_MODES = ("eager", "graph", "xla", "tflite")  # the modes "best" picks from: the anchors' arithmetic
 TORCH_MODES = ("eager", "channels_last", "jit")
 
 TORCH_SCRIPT = textwrap.dedent(
@@ -152,8 +160,8 @@ def same_inputs(batch_sizes, size):
 
 
 def best(rows, batch):
-    """``(median_ms, mode, iqr_ms)`` of the fastest mode at ``batch``, or None."""
-    done = [(r.median_ms, r.mode, r.iqr_ms) for r in rows if r.batch_size == batch and r.ok]
+    """``(median_ms, mode, iqr_ms)`` of the fastest float32 mode at ``batch``, or None."""
+    done = [(r.median_ms, r.mode, r.iqr_ms) for r in rows if r.batch_size == batch and r.ok and r.mode in FP32_MODES]
     return min(done) if done else None
 
 
@@ -175,6 +183,17 @@ def per_type_ms(model, x, repeats):
             fn = tf.function(lambda t, layer=layer: layer(t, training=False))
             totals[type(layer).__name__] += median_ms(fn, value, 2, repeats)
     return dict(totals)
+
+
+def tflite_ops(model, size):
+    """The op names of the float32 TFLite file of ``model``, in execution order."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.tflite")
+        kcz.export.to_tflite(model, path, input_shape=(size, size, 3), verify=False)
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            tf.lite.experimental.Analyzer.analyze(model_path=path)
+    return [line.split()[1].split("(")[0] for line in text.getvalue().splitlines() if line.strip().startswith("Op#")]
 
 
 def run_torch(args, threads, inputs, folder, breakdown):
@@ -232,6 +251,8 @@ def main(argv=None):
     parser.add_argument("--torch-modes", nargs="+", default=list(TORCH_MODES), choices=list(TORCH_MODES))
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternating rounds of ours and the keras.applications model (profile.compare)")
     parser.add_argument("--breakdown-repeats", type=int, default=5, help="repeats per layer in the breakdowns")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-op profile of missed targets")
     parser.add_argument("--torch-python", help="a Python with torch and timm for the paired PyTorch process")
@@ -250,11 +271,14 @@ def main(argv=None):
     for name in args.models:
         model = ours(name, args.size)
         macs[name] = count_flops(model).total
-        rows[name] = [dataclasses.replace(r, model=f"{name} (ours)") for r in benchmark(model, **common)]
         anchor = PAIRS[name][0]
-        if anchor:
-            keras_rows[name] = [dataclasses.replace(r, model=f"keras {anchor}")
-                                for r in benchmark(keras_application(anchor, args.size), **common)]
+        if anchor:  # interleaved rounds: a slow spell of the machine falls on both sides alike
+            timed = compare({f"{name} (ours)": model, f"keras {anchor}": keras_application(anchor, args.size)},
+                            rounds=args.rounds, **common)
+            rows[name] = [r for r in timed if r.model.endswith("(ours)")]
+            keras_rows[name] = [r for r in timed if not r.model.endswith("(ours)")]
+        else:
+            rows[name] = [dataclasses.replace(r, model=f"{name} (ours)") for r in benchmark(model, **common)]
         for r in rows[name] + keras_rows.get(name, []):
             text = f"{r.median_ms:8.1f} ms  IQR {r.iqr_ms:5.1f} {r.note or ''}" if r.ok else f"failed: {r.error}"
             print(f"  {r.model:<24} {r.mode:<14} batch {r.batch_size}: {text}", flush=True)
@@ -293,6 +317,27 @@ def main(argv=None):
         )
     print("\nratio = ours / anchor, each side at its best mode (< 1: ours faster)")
     print("\n".join(lines), flush=True)
+
+    # the keras.applications target holds in every mode: ratio per mode, both sides timed in alternation
+    per_mode_lines = []
+    if keras_rows:
+        per_mode_lines = ["| model | batch | " + " | ".join(args.modes) + " |", "|" + "---|" * (2 + len(args.modes))]
+        for name in keras_rows:
+            for b in args.batch_sizes:
+                cells = []
+                for mode in args.modes:
+                    mine, theirs = (next(r for r in side if r.mode == mode and r.batch_size == b)
+                                    for side in (rows[name], keras_rows[name]))
+                    if not (mine.ok and theirs.ok):
+                        cells.append("failed" if not mine.ok else "keras failed")
+                        continue
+                    ratio = mine.median_ms / theirs.median_ms
+                    cells.append(f"{ratio:.2f}")
+                    if ratio > 1.0:
+                        missed[name].append((b, f"keras {mode}"))
+                per_mode_lines.append(f"| {name} vs {PAIRS[name][0]} | {b} | " + " | ".join(cells) + " |")
+        print("\nratio = ours / keras.applications in each mode (alternating rounds)")
+        print("\n".join(per_mode_lines), flush=True)
 
     # every mode, for the execution-policy question (graph vs XLA on CPU)
     mode_lines = ["| model | batch | " + " | ".join(args.modes) + " |", "|" + "---|" * (2 + len(args.modes))]
@@ -340,8 +385,8 @@ def main(argv=None):
             for b in sorted({b for b, _ in cases}):
                 x = tf.constant(inputs[b])
                 sides = [("ours (fused)", per_type_ms(ours(name, args.size), x, args.breakdown_repeats))]
-                if any(side == "keras" and bb == b for bb, side in cases):
-                    anchor = PAIRS[name][0]
+                anchor = PAIRS[name][0]
+                if any(side.startswith("keras") and bb == b for bb, side in cases):
                     sides.append((f"keras.applications.{anchor}",
                                   per_type_ms(keras_application(anchor, args.size), x, args.breakdown_repeats)))
                 timm_name = PAIRS[name][1]
@@ -351,6 +396,15 @@ def main(argv=None):
                                        f"{', '.join(sorted({s for bb, s in cases if bb == b}))}):")
                 for label, per_type in sides:
                     breakdown_lines.append(f"  - {label}: sum {sum(per_type.values()):.1f} ms; {top(per_type)}")
+                if any(side.startswith("keras tflite") and bb == b for bb, side in cases):
+                    files = [("ours", tflite_ops(ours(name, args.size), args.size)),
+                             (anchor, tflite_ops(keras_application(anchor, args.size), args.size))]
+                    same = "the same op sequence" if files[0][1] == files[1][1] else "different op sequences"
+                    counts = "; ".join(
+                        f"{label} {len(ops)} ops (" + ", ".join(f"{op} {n}" for op, n in
+                                                           collections.Counter(ops).most_common()) + ")"
+                        for label, ops in files)
+                    breakdown_lines.append(f"  - TFLite files ({same}): {counts}")
         print("\n".join(breakdown_lines), flush=True)
 
     if args.plot:
@@ -379,14 +433,20 @@ def main(argv=None):
             "## Method",
             f"Input {args.size}x{args.size}x3, batches {args.batch_sizes}, the same seeded uniform inputs on both "
             f"sides; {args.warmup} warm-up calls, then the median of {args.repeats} timed calls (IQR: "
-            "interquartile range). Ours: `keras_convzoo.deploy.fuse(model)` timed with "
-            f"`keras_convzoo.profile.benchmark` in modes {', '.join(args.modes)}; keras.applications as users get "
-            f"it, same modes; timm `{'`, `'.join(args.torch_modes)}` in a paired process (eval, "
-            "`torch.inference_mode`). Each side's best mode is kept; ratio = ours / anchor (< 1: ours faster).",
+            "interquartile range). Ours: `keras_convzoo.deploy.fuse(model)`; keras.applications as users get it; "
+            f"both in modes {', '.join(args.modes)}, timed together with `keras_convzoo.profile.compare` "
+            f"({args.rounds} alternating rounds, so a slow spell of the machine falls on both; a model without a "
+            "keras.applications anchor: `profile.benchmark`). timm "
+            f"`{'`, `'.join(args.torch_modes)}` in a paired process (eval, `torch.inference_mode`). Each side's best "
+            f"float32 mode ({', '.join(m for m in FP32_MODES if m in args.modes)}) is kept; ratio = ours / anchor "
+            "(< 1: ours faster).",
             "",
             "## Best mode per side",
             *lines,
             "",
+            *(["## Ours / keras.applications in every mode",
+                "Both models timed in alternating rounds in this process (`keras_convzoo.profile.compare`); "
+                "tflite_int8: each side's full-integer file.", "", *per_mode_lines, ""] if per_mode_lines else []),
             "## Every mode (median ± IQR, ms)",
             "(* TFLite file run sample by sample: it could not be resized to the batch.)",
             "",

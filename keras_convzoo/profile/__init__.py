@@ -1,6 +1,6 @@
 """Model complexity and speed: parameters, multiply-accumulates (MACs) and latency per execution mode."""
 
-from keras_convzoo.profile.benchmark import MODES, BenchmarkResult, benchmark, format_table, write_csv
+from keras_convzoo.profile.benchmark import MODES, BenchmarkResult, benchmark, compare, format_table, write_csv
 from keras_convzoo.profile.flops import MacCount, count_flops, fft_macs, format_macs
 from keras_convzoo.profile.params import count_params
 
@@ -11,6 +11,7 @@ __all__ = [
     "fft_macs",
     "format_macs",
     "benchmark",
+    "compare",
     "BenchmarkResult",
     "MODES",
     "format_table",

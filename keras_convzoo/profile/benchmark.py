@@ -386,14 +386,111 @@ def benchmark(
     >>> rows = benchmark("mobilenetv2_100", batch_sizes=(1,), modes=("graph", "xla"), fuse=True)
     >>> [(r.mode, round(r.median_ms, 1)) for r in rows]
     """
+    batch_sizes, modes, warmup, repeats, num_threads, progress = _check_timing_args(
+        batch_sizes, modes, warmup, repeats, num_threads, progress
+    )
+    entry = _prepare(model_or_name, input_size, model_kwargs, fuse, count_macs)
+    return _time_entries([entry], batch_sizes, modes, warmup, repeats, 1, num_threads, progress)
+
+
+def compare(
+    models,
+    batch_sizes=(1, 8),
+    input_size=224,
+    modes=MODES,
+    warmup=3,
+    repeats=15,
+    rounds=5,
+    fuse=False,
+    num_threads=None,
+    count_macs=True,
+    progress=None,
+):
+    """Times several models in the same modes, interleaved, for fair ratios.
+
+    ``benchmark`` times one model after another, so a slow spell of the
+    machine (another process, frequency changes) falls on one of them only.
+    Here each (mode, batch size) prepares every model's call first, then
+    times them in ``rounds`` alternating rounds (the order rotates each
+    round), each round taking an equal share of the ``repeats`` timed
+    calls of each model; the medians and spreads are over all of a model's
+    calls. All models get the same seeded input, so they must take the
+    same input shape.
+
+    Args:
+        models: a dict ``{label: model or registry name}`` (the label names
+            the rows) or a sequence of models / names (labelled by name).
+        batch_sizes: positive ints.
+        input_size: spatial side(s), as in ``benchmark``; None: the models'
+            static size.
+        modes: a sequence of ``MODES``.
+        warmup: untimed calls of each model before the rounds (>= 0).
+        repeats: timed calls of each model (>= ``rounds``).
+        rounds: alternating rounds (>= 1).
+        fuse: time each model's ``keras_convzoo.deploy.fuse`` form.
+        num_threads: TFLite interpreter threads (default ``default_threads()``).
+        count_macs: add ``count_flops`` MACs to the rows.
+        progress: optional ``progress(done, total)`` per (mode, batch size).
+
+    Returns:
+        A list of ``BenchmarkResult`` rows, by mode, then batch size, then
+        model in the given order; ``model`` holds the label.
+
+    Raises:
+        ValueError: for bad arguments (the message names the argument), fewer
+            than two models, repeated labels, or models whose input shapes
+            differ.
+
+    Example:
+    >>> import keras
+    >>> rows = compare({"ours": "mobilenetv2_100", "keras": keras.applications.MobileNetV2(weights=None)},
+    ...                batch_sizes=(1,), modes=("tflite",), fuse=False)
+    >>> ours, theirs = rows
+    >>> ratio = ours.median_ms / theirs.median_ms
+    """
+    batch_sizes, modes, warmup, repeats, num_threads, progress = _check_timing_args(
+        batch_sizes, modes, warmup, repeats, num_threads, progress
+    )
+    rounds = _check_positive_int("rounds", rounds)
+    if repeats < rounds:
+        raise ValueError(f"`repeats` must be >= `rounds` ({rounds}). Received: repeats={repeats}")
+    if isinstance(models, dict):
+        labelled = list(models.items())
+    elif isinstance(models, (list, tuple)):
+        labelled = [(None, m) for m in models]
+    else:
+        raise TypeError(
+            f"`models` must be a dict {{label: model}} or a list of models. Received: {type(models).__name__}"
+        )
+    if len(labelled) < 2:
+        raise ValueError(f"`models` must hold at least two models to compare. Received: {len(labelled)}")
+    entries = []
+    for label, model in labelled:
+        model, name, shape, macs = _prepare(model, input_size, None, fuse, count_macs)
+        entries.append((model, name if label is None else str(label), shape, macs))
+    labels = [e[1] for e in entries]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"`models` labels must be distinct. Received: {labels}")
+    shapes = {e[2] for e in entries}
+    if len(shapes) != 1:
+        received = dict(zip(labels, (e[2] for e in entries)))
+        raise ValueError(f"`models` must take the same input shape. Received: {received}")
+    return _time_entries(entries, batch_sizes, modes, warmup, repeats, rounds, num_threads, progress)
+
+
+def _check_timing_args(batch_sizes, modes, warmup, repeats, num_threads, progress):
     batch_sizes = _check_batch_sizes(batch_sizes)
     modes = _check_modes(modes)
     warmup = _check_positive_int("warmup", warmup, minimum=0)
     repeats = _check_positive_int("repeats", repeats)
+    num_threads = default_threads() if num_threads is None else _check_positive_int("num_threads", num_threads)
+    return batch_sizes, modes, warmup, repeats, num_threads, check_progress(progress)
+
+
+def _prepare(model_or_name, input_size, model_kwargs, fuse, count_macs):
+    """``(model, name, input shape without batch, MACs or None)``, fused when asked."""
     if not isinstance(fuse, bool):
         raise ValueError(f"`fuse` must be a bool. Received: fuse={fuse!r}")
-    num_threads = default_threads() if num_threads is None else _check_positive_int("num_threads", num_threads)
-    progress = check_progress(progress)
     model, name, shape = _resolve_model(model_or_name, input_size, model_kwargs)
     if fuse:
         from keras_convzoo.deploy import fuse as fuse_model
@@ -407,35 +504,63 @@ def benchmark(
             macs = count_flops(model, shape).total
         except Exception:  # a model the counter cannot walk still gets timed
             macs = None
+    return model, name, shape, macs
+
+
+def _time_entries(entries, batch_sizes, modes, warmup, repeats, rounds, num_threads, progress):
+    """Rows for every (mode, batch, entry); the entries' calls alternate over ``rounds`` rounds."""
+    shape = entries[0][2]
     rng = np.random.default_rng(0)
     inputs = {b: rng.uniform(-1.0, 1.0, (b,) + shape).astype("float32") for b in batch_sizes}
+    shares = [repeats // rounds + (i < repeats % rounds) for i in range(rounds)]
     rows = []
     total = len(modes) * len(batch_sizes)
+    done = 0
     for mode in modes:
         if progress is not None:
-            progress(len(rows), total)
-        content = fn = None
-        if not mode.startswith("tflite"):
-            fn = _tf_function(model, mode)  # one function per mode, traced once per batch size
-        else:
-            try:
-                content = _tflite_content(model, shape, mode)
-            except Exception as error:
-                text = _error_text(error)
-                rows += [_row(name, mode, b, shape, repeats, macs, error=text) for b in batch_sizes]
+            progress(done, total)
+        sources = []  # per entry: a tf.function, TFLite bytes, or the conversion error
+        for model, _, _, _ in entries:
+            if not mode.startswith("tflite"):
+                sources.append(_tf_function(model, mode))  # one function per mode, traced once per batch size
                 continue
-        for b in batch_sizes:
             try:
-                note = None
-                if fn is not None:
-                    call = _host_call(fn, tf.constant(inputs[b]))
-                else:
-                    call, note = _tflite_call(content, inputs[b], num_threads)
-                rows.append(_row(name, mode, b, shape, repeats, macs, times_ms(call, warmup, repeats), note=note))
+                sources.append(_tflite_content(model, shape, mode))
             except Exception as error:
-                rows.append(_row(name, mode, b, shape, repeats, macs, error=_error_text(error)))
+                sources.append(error)
+        for b in batch_sizes:
+            calls, errors = {}, {}
+            for i, source in enumerate(sources):
+                try:
+                    if isinstance(source, Exception):
+                        raise source
+                    if isinstance(source, bytes):
+                        calls[i] = _tflite_call(source, inputs[b], num_threads)
+                    else:
+                        calls[i] = (_host_call(source, tf.constant(inputs[b])), None)
+                    times_ms(calls[i][0], warmup, 0)
+                except Exception as error:
+                    calls.pop(i, None)
+                    errors[i] = _error_text(error)
+            times = {i: [] for i in calls}
+            for r, share in enumerate(shares):
+                order = list(calls)
+                order = order[r % len(order):] + order[: r % len(order)] if order else order
+                for i in order:
+                    try:
+                        times[i] += times_ms(calls[i][0], 0, share)
+                    except Exception as error:
+                        errors[i] = _error_text(error)
+                        calls.pop(i)
+                        times.pop(i)
+            for i, (_, name, _, macs) in enumerate(entries):
+                if i in errors:
+                    rows.append(_row(name, mode, b, shape, repeats, macs, error=errors[i]))
+                else:
+                    rows.append(_row(name, mode, b, shape, repeats, macs, times[i], note=calls[i][1]))
+            done += 1
             if progress is not None:
-                progress(len(rows), total)
+                progress(done, total)
     return rows
 
 

@@ -1,4 +1,4 @@
-"""benchmark(): result structure, every mode on a tiny model, failing modes, argument checks.
+"""benchmark() and compare(): result structure, every mode on a tiny model, failing modes, interleaving, argument checks.
 
 Timings are never asserted.
 """
@@ -10,7 +10,7 @@ import pytest
 
 from keras_convzoo.applications import create_model, get_spec
 from keras_convzoo.backend import keras, tf
-from keras_convzoo.profile import MODES, BenchmarkResult, benchmark, count_flops, format_table, write_csv
+from keras_convzoo.profile import MODES, BenchmarkResult, benchmark, compare, count_flops, format_table, write_csv
 
 TINY = dict(get_spec("mobilenetv2_035").test_overrides)
 
@@ -125,3 +125,78 @@ def test_unknown_model_name():
         benchmark("no_such_model")
     with pytest.raises(TypeError, match="model_or_name"):
         benchmark(42)
+
+
+# ------------------------------------------------------------------ compare
+class _Log(keras.layers.Layer):
+    """Identity that records its tag each time it runs eagerly (the call order of ``compare``)."""
+
+    def __init__(self, tag, log, **kwargs):
+        super().__init__(**kwargs)
+        self.tag, self.record = tag, log.append  # a bound method: Keras would copy a list attribute
+
+    def call(self, x):
+        self.record(self.tag)
+        return x
+
+
+def _logged(tag, log, shape=(4, 4, 2)):
+    inputs = keras.Input(shape)
+    return keras.Model(inputs, keras.layers.Conv2D(2, 1)(_Log(tag, log)(inputs)), name=f"model_{tag}")
+
+
+def test_compare_alternates_the_models_round_by_round():
+    log = []
+    models = {"a": _logged("a", log), "b": _logged("b", log)}
+    log.clear()  # building each model ran its layers once
+    rows = compare(models, batch_sizes=(1,), input_size=None,
+                   modes=("eager",), warmup=1, repeats=5, rounds=2, count_macs=False)
+    # warm-up of each, then round 1 (a first: 3 calls each), round 2 (b first: 2 calls each)
+    assert "".join(log) == "ab" + "aaabbb" + "bbaa"
+    assert [(r.model, r.mode, r.repeats) for r in rows] == [("a", "eager", 5), ("b", "eager", 5)]
+    assert all(r.ok and r.median_ms > 0 and r.macs is None for r in rows)
+
+
+def test_compare_rows_match_benchmark_layout_and_keep_failures_apart():
+    tiny = create_model("mobilenetv2_035", input_shape=(32, 32, 3), **TINY)
+    inputs = keras.Input((32, 32, 3))
+    host = keras.Model(inputs, keras.layers.Conv2D(3, 3)(_HostOp()(inputs)), name="host_op")
+    rows = compare([tiny, host], batch_sizes=(1, 2), input_size=None, modes=("graph", "tflite"), warmup=0,
+                   repeats=2, rounds=2)
+    assert [(r.model, r.mode, r.batch_size) for r in rows] == [
+        (name, mode, b) for mode in ("graph", "tflite") for b in (1, 2) for name in (tiny.name, "host_op")
+    ]
+    by_key = {(r.model, r.mode, r.batch_size): r for r in rows}
+    assert all(r.ok and r.median_ms > 0 for r in rows if r.mode == "graph" or r.model == tiny.name)
+    assert not by_key[("host_op", "tflite", 1)].ok and "PyFunc" in by_key[("host_op", "tflite", 1)].error
+    assert by_key[(tiny.name, "graph", 1)].macs == count_flops(tiny).total
+    fused = compare({"plain": tiny, "again": tiny}, batch_sizes=(1,), input_size=None, modes=("graph",),
+                    warmup=0, repeats=1, rounds=1, fuse=True)
+    assert [r.model for r in fused] == ["plain", "again"] and all(r.ok for r in fused)
+
+
+@pytest.mark.parametrize(
+    "models, kwargs, error, text",
+    [
+        ("one", {}, TypeError, "`models`"),
+        ([], {}, ValueError, "at least two"),
+        (["mobilenetv2_035"], {}, ValueError, "at least two"),
+        (["mobilenetv2_035", "mobilenetv2_050"], dict(input_size=(32, 32, 32)), ValueError, "`input_size`"),
+        ({"x": "mobilenetv2_035", "y": "mobilenetv2_035"}, dict(rounds=0), ValueError, "`rounds`"),
+        ({"x": "mobilenetv2_035", "y": "mobilenetv2_035"}, dict(repeats=2, rounds=3), ValueError, "`repeats`"),
+        ({"x": "mobilenetv2_035", "y": "mobilenetv2_035"}, dict(modes=("fast",)), ValueError, "`modes`"),
+    ],
+)
+def test_compare_bad_arguments(models, kwargs, error, text):
+    with pytest.raises(error, match=text):
+        compare(models, **kwargs)
+
+
+def test_compare_needs_one_input_shape_and_distinct_labels():
+    small = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 1)], name="small")
+    big = keras.Sequential([keras.Input((9, 9, 3)), keras.layers.Conv2D(2, 1)], name="small")
+    with pytest.raises(ValueError, match="same input shape"):
+        compare({"a": small, "b": big}, input_size=None)
+    with pytest.raises(ValueError, match="distinct"):
+        compare([small, keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 1)], name="small")],
+                input_size=None)
