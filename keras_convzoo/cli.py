@@ -81,24 +81,27 @@ def _cmd_benchmark(args):
     specs = [get_spec(name) for name in args.names]  # unknown names fail before any timing
     if args.plot and not args.plot.lower().endswith(".png"):
         raise ValueError(f"--plot must name a .png file. Received: {args.plot}")
-    rows = []
-    for spec in specs:
-        size = None if args.input_size is None else _spatial_sizes(spec, args.input_size)
-        result = benchmark(
-            spec.name,
-            batch_sizes=args.batch_sizes,
-            input_size=size,
-            modes=args.modes,
-            warmup=args.warmup,
-            repeats=args.repeats,
-            fuse=args.fuse,
-            num_threads=args.threads,
-            model_kwargs=dict(spec.test_overrides) if args.tiny else None,
-            progress=ProgressBar(f"benchmark {spec.name}"),
-        )
-        rows += result
-        print(format_table(result) if len(rows) == len(result) else format_table(result).split("\n", 1)[1],
-              flush=True)
+    if args.rounds is not None:
+        rows = _interleaved_rows(args, specs)
+    else:
+        rows = []
+        for spec in specs:
+            size = None if args.input_size is None else _spatial_sizes(spec, args.input_size)
+            result = benchmark(
+                spec.name,
+                batch_sizes=args.batch_sizes,
+                input_size=size,
+                modes=args.modes,
+                warmup=args.warmup,
+                repeats=args.repeats,
+                fuse=args.fuse,
+                num_threads=args.threads,
+                model_kwargs=dict(spec.test_overrides) if args.tiny else None,
+                progress=ProgressBar(f"benchmark {spec.name}"),
+            )
+            rows += result
+            print(format_table(result) if len(rows) == len(result) else format_table(result).split("\n", 1)[1],
+                  flush=True)
     if args.csv:
         write_csv(rows, args.csv)
         print(f"wrote {args.csv}")
@@ -107,6 +110,33 @@ def _cmd_benchmark(args):
         plot_latency_vs_macs(rows, args.plot, title=title)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _interleaved_rows(args, specs):
+    """``benchmark --rounds``: the models timed together (``profile.compare``), then ratios to the first."""
+    from keras_convzoo.applications import create_model
+    from keras_convzoo.profile import compare, format_table
+
+    if len(specs) < 2:
+        raise ValueError(f"--rounds compares two or more models. Received: {len(specs)} name")
+    models = {}
+    for spec in specs:
+        size = _spatial_sizes(spec, args.input_size) if args.input_size else (spec.default_size,) * spec.spatial_dims
+        kwargs = dict(spec.test_overrides) if args.tiny else {}
+        models[spec.name] = create_model(spec.name, input_shape=size + (spec.input_channels,), weights=None,
+                                         **kwargs)
+    rows = compare(models, batch_sizes=args.batch_sizes, input_size=None, modes=args.modes, warmup=args.warmup,
+                   repeats=args.repeats, rounds=args.rounds, fuse=args.fuse, num_threads=args.threads,
+                   progress=ProgressBar("benchmark " + ", ".join(models)))
+    print(format_table(rows), flush=True)
+    first = specs[0].name
+    print(f"\nratio to {first} (timed in {args.rounds} alternating rounds)")
+    for row in rows:
+        if row.model == first:
+            base = row
+        elif row.ok and base.ok:
+            print(f"{row.model:<22}{row.mode:<13}{row.batch_size:>5}{row.median_ms / base.median_ms:>8.2f}")
+    return rows
 
 
 def _cmd_port_timm(args):
@@ -230,6 +260,8 @@ def build_parser():
     p_bench.add_argument("--warmup", type=int, default=3)
     p_bench.add_argument("--repeats", type=int, default=15)
     p_bench.add_argument("--threads", type=int, help="TFLite interpreter threads (default: TensorFlow's)")
+    p_bench.add_argument("--rounds", type=int, metavar="N",
+                         help="time the models together in N alternating rounds (fair ratios on a busy machine)")
     p_bench.add_argument("--tiny", action="store_true", help="the variants' tiny test twins (quick checks)")
     p_bench.add_argument("--csv", metavar="FILE", help="write the rows to a CSV file")
     p_bench.add_argument("--plot", metavar="FILE.png", help="plot latency vs MACs (needs matplotlib)")

@@ -57,3 +57,20 @@ def test_benchmark_errors_are_one_line(capsys, tmp_path):
     assert "Unknown model name" in capsys.readouterr().err
     assert cli.main(["benchmark", "mobilenetv2_035", "--plot", str(tmp_path / "plot.jpg")]) == 2
     assert "--plot must name a .png file" in capsys.readouterr().err
+
+
+def test_benchmark_rounds_times_the_models_together_and_prints_ratios(capsys):
+    argv = ["benchmark", "mobilenetv2_035", "mobilenetv2_050", "--tiny", "--input-size", "32", "--batch-sizes", "1",
+            "--modes", "graph", "tflite", "--warmup", "1", "--repeats", "4", "--rounds", "2"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    table, ratios = out.split("ratio to mobilenetv2_035 (timed in 2 alternating rounds)")
+    timed = {(t[0], t[1]): float(t[3]) for t in (line.split() for line in table.splitlines())
+             if t and t[0].startswith("mobilenetv2_0")}
+    assert set(timed) == {(m, mode) for m in ("mobilenetv2_035", "mobilenetv2_050") for mode in ("graph", "tflite")}
+    printed = {t[1]: float(t[3]) for t in (line.split() for line in ratios.splitlines()) if t}
+    for mode in ("graph", "tflite"):
+        expected = timed[("mobilenetv2_050", mode)] / timed[("mobilenetv2_035", mode)]
+        assert abs(printed[mode] - expected) <= 0.01 + 0.01 * expected
+    assert cli.main(["benchmark", "mobilenetv2_035", "--rounds", "2"]) == 2
+    assert "--rounds compares two or more models" in capsys.readouterr().err
