@@ -1,6 +1,15 @@
 """Model complexity and speed: parameters, multiply-accumulates (MACs) and latency per execution mode."""
 
-from keras_convzoo.profile.benchmark import MODES, BenchmarkResult, benchmark, compare, format_table, write_csv
+from keras_convzoo.profile.benchmark import (
+    MODES,
+    BenchmarkResult,
+    benchmark,
+    compare,
+    format_table,
+    interleaved_times,
+    mode_call,
+    write_csv,
+)
 from keras_convzoo.profile.flops import MacCount, count_flops, fft_macs, format_macs
 from keras_convzoo.profile.params import count_params
 
@@ -12,6 +21,8 @@ __all__ = [
     "format_macs",
     "benchmark",
     "compare",
+    "interleaved_times",
+    "mode_call",
     "BenchmarkResult",
     "MODES",
     "format_table",

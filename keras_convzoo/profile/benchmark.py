@@ -206,6 +206,90 @@ def times_ms(call, warmup=3, repeats=15):
     return times
 
 
+def interleaved_times(calls, warmup=3, repeats=15, rounds=5):
+    """Wall times (ms) of several calls measured in alternating rounds.
+
+    Each call is warmed up, then the calls take turns: ``rounds`` rounds,
+    each giving every call an equal share of its ``repeats`` timed calls,
+    the order rotating by one each round. A slow spell of the machine so
+    falls on every call alike, which makes the ratios of their medians
+    fair on a shared machine.
+
+    Args:
+        calls: a dict ``{label: function of no arguments}``; each finishes
+            its work before returning (e.g. a ``mode_call``).
+        warmup: untimed calls of each first (>= 0).
+        repeats: timed calls of each (>= ``rounds``).
+        rounds: alternating rounds (>= 1).
+
+    Returns:
+        A dict ``{label: list of repeats floats}``; a call that raised maps
+        to its exception and takes no further turns.
+
+    Example:
+    >>> times = interleaved_times({"a": lambda: sum(range(1000)), "b": lambda: sum(range(2000))}, repeats=6, rounds=3)
+    >>> sorted(times), len(times["a"])
+    (['a', 'b'], 6)
+    """
+    if not isinstance(calls, dict) or not all(callable(c) for c in calls.values()):
+        raise TypeError(f"`calls` must be a dict of functions of no arguments. Received: {type(calls).__name__}")
+    warmup = _check_positive_int("warmup", warmup, minimum=0)
+    repeats = _check_positive_int("repeats", repeats)
+    rounds = _check_positive_int("rounds", rounds)
+    if repeats < rounds:
+        raise ValueError(f"`repeats` must be >= `rounds` ({rounds}). Received: repeats={repeats}")
+    shares = [repeats // rounds + (i < repeats % rounds) for i in range(rounds)]
+    result = {label: [] for label in calls}
+    live = []
+    for label, call in calls.items():
+        try:
+            times_ms(call, warmup, 0)
+            live.append(label)
+        except Exception as error:
+            result[label] = error
+    for r, share in enumerate(shares):
+        k = r % len(live) if live else 0
+        for label in live[k:] + live[:k]:
+            if isinstance(result[label], Exception):
+                continue
+            try:
+                result[label] += times_ms(calls[label], 0, share)
+            except Exception as error:
+                result[label] = error
+    return result
+
+
+def mode_call(model, mode, x, num_threads=None):
+    """A function of no arguments that runs ``model`` on the batch ``x`` in ``mode``.
+
+    The same call ``benchmark`` times: TensorFlow modes bring the output to
+    the host; TFLite modes convert ``model`` with
+    ``keras_convzoo.export.to_tflite`` (float32, or full int8 calibrated on
+    seeded random samples) and invoke the LiteRT interpreter resized to the
+    batch (one sample at a time when a reshape fixed batch 1 in the file).
+
+    Args:
+        model: a built single-input ``keras.Model``.
+        mode: one of ``MODES``.
+        x: the input batch, a float32 array of the model's input shape.
+        num_threads: TFLite interpreter threads (default ``default_threads()``).
+
+    Returns:
+        ``(call, note)``: ``note`` is None, or says how a TFLite file that
+        could not be resized is run.
+
+    Example:
+    >>> call, note = mode_call(model, "tflite", np.zeros((1, 224, 224, 3), "float32"))
+    >>> times = times_ms(call, warmup=2, repeats=10)
+    """
+    (mode,) = _check_modes((mode,))
+    num_threads = default_threads() if num_threads is None else _check_positive_int("num_threads", num_threads)
+    x = np.asarray(x, dtype="float32")
+    if mode.startswith("tflite"):
+        return _tflite_call(_tflite_content(model, tuple(x.shape[1:]), mode), x, num_threads)
+    return _host_call(_tf_function(model, mode), tf.constant(x)), None
+
+
 def _to_host(outputs):
     first = tf.nest.flatten(outputs)[0]
     return first.numpy() if hasattr(first, "numpy") else np.asarray(first)
@@ -512,7 +596,6 @@ def _time_entries(entries, batch_sizes, modes, warmup, repeats, rounds, num_thre
     shape = entries[0][2]
     rng = np.random.default_rng(0)
     inputs = {b: rng.uniform(-1.0, 1.0, (b,) + shape).astype("float32") for b in batch_sizes}
-    shares = [repeats // rounds + (i < repeats % rounds) for i in range(rounds)]
     rows = []
     total = len(modes) * len(batch_sizes)
     done = 0
@@ -529,35 +612,24 @@ def _time_entries(entries, batch_sizes, modes, warmup, repeats, rounds, num_thre
             except Exception as error:
                 sources.append(error)
         for b in batch_sizes:
-            calls, errors = {}, {}
+            calls, errors, notes = {}, {}, {}
             for i, source in enumerate(sources):
                 try:
                     if isinstance(source, Exception):
                         raise source
                     if isinstance(source, bytes):
-                        calls[i] = _tflite_call(source, inputs[b], num_threads)
+                        calls[i], notes[i] = _tflite_call(source, inputs[b], num_threads)
                     else:
-                        calls[i] = (_host_call(source, tf.constant(inputs[b])), None)
-                    times_ms(calls[i][0], warmup, 0)
+                        calls[i] = _host_call(source, tf.constant(inputs[b]))
                 except Exception as error:
-                    calls.pop(i, None)
                     errors[i] = _error_text(error)
-            times = {i: [] for i in calls}
-            for r, share in enumerate(shares):
-                order = list(calls)
-                order = order[r % len(order):] + order[: r % len(order)] if order else order
-                for i in order:
-                    try:
-                        times[i] += times_ms(calls[i][0], 0, share)
-                    except Exception as error:
-                        errors[i] = _error_text(error)
-                        calls.pop(i)
-                        times.pop(i)
+            times = interleaved_times(calls, warmup, repeats, rounds)
+            errors.update({i: _error_text(t) for i, t in times.items() if isinstance(t, Exception)})
             for i, (_, name, _, macs) in enumerate(entries):
                 if i in errors:
                     rows.append(_row(name, mode, b, shape, repeats, macs, error=errors[i]))
                 else:
-                    rows.append(_row(name, mode, b, shape, repeats, macs, times[i], note=calls[i][1]))
+                    rows.append(_row(name, mode, b, shape, repeats, macs, times[i], note=notes.get(i)))
             done += 1
             if progress is not None:
                 progress(done, total)

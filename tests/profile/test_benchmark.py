@@ -11,6 +11,7 @@ import pytest
 from keras_convzoo.applications import create_model, get_spec
 from keras_convzoo.backend import keras, tf
 from keras_convzoo.profile import MODES, BenchmarkResult, benchmark, compare, count_flops, format_table, write_csv
+from keras_convzoo.profile.benchmark import interleaved_times, mode_call
 
 TINY = dict(get_spec("mobilenetv2_035").test_overrides)
 
@@ -200,3 +201,41 @@ def test_compare_needs_one_input_shape_and_distinct_labels():
     with pytest.raises(ValueError, match="distinct"):
         compare([small, keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 1)], name="small")],
                 input_size=None)
+
+
+def test_interleaved_times_rotates_and_drops_a_failing_call():
+    log = []
+
+    def recorder(tag, fail_after=None):
+        def call():
+            log.append(tag)
+            if fail_after is not None and log.count(tag) > fail_after:
+                raise RuntimeError(f"{tag} broke")
+
+        return call
+
+    times = interleaved_times({"a": recorder("a"), "b": recorder("b"), "c": recorder("c", fail_after=2)},
+                              warmup=1, repeats=3, rounds=3)
+    # warm-ups a b c; round 1: a b c (c's 2nd call); round 2: b c a (c raises on its 3rd); round 3: c skipped
+    assert "".join(log) == "abc" + "abc" + "bca" + "ab"
+    assert len(times["a"]) == len(times["b"]) == 3 and all(t >= 0 for t in times["a"] + times["b"])
+    assert isinstance(times["c"], RuntimeError) and "c broke" in str(times["c"])
+    with pytest.raises(ValueError, match="`repeats`"):
+        interleaved_times({"a": recorder("a")}, repeats=2, rounds=3)
+    with pytest.raises(TypeError, match="`calls`"):
+        interleaved_times([recorder("a")])
+
+
+def test_mode_call_runs_the_model_in_each_mode():
+    # 64x64: at 32x32 the last feature map is 1x1 and the converter fixes batch 1 in a reshape
+    model = create_model("mobilenetv2_035", input_shape=(64, 64, 3), **TINY)
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    expected = model.predict(x, verbose=0)
+    for mode, tolerance in (("eager", 1e-5), ("graph", 1e-5), ("xla", 1e-4), ("tflite", 1e-4)):
+        call, note = mode_call(model, mode, x)
+        np.testing.assert_allclose(call(), expected, atol=tolerance, err_msg=mode)
+        assert note is None
+    call, _ = mode_call(model, "tflite_int8", x, num_threads=1)
+    assert call().shape == expected.shape
+    with pytest.raises(ValueError, match="`modes`"):
+        mode_call(model, "turbo", x)
