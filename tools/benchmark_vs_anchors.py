@@ -21,7 +21,10 @@ model in eval mode under ``torch.inference_mode`` in each of ``--torch-modes``
 (``eager`` NCHW, ``channels_last``, ``jit``: traced, frozen and
 ``optimize_for_inference``), same thread count, the same input arrays
 (written to .npy files and transposed to NCHW there). Each side's best mode
-is kept and ``ratio = ours / anchor`` printed (< 1: ours is faster).
+is then re-timed with the others in ``--rounds`` alternating rounds
+(``profile.interleaved_times``; timm's calls in a PyTorch server process
+that waits idle while TensorFlow runs, timed there) and
+``ratio = ours / anchor`` printed from those times (< 1: ours is faster).
 
 Where a target (ratio <= 1.0) is missed, the time of each layer type is
 measured on both sides at that batch (each layer timed alone on its real
@@ -59,7 +62,15 @@ from _timing import median_ms  # noqa: E402
 
 import keras_convzoo as kcz  # noqa: E402
 from keras_convzoo.backend import keras, tf  # noqa: E402
-from keras_convzoo.profile import MODES, benchmark, compare, count_flops, format_macs  # noqa: E402
+from keras_convzoo.profile import (  # noqa: E402
+    MODES,
+    benchmark,
+    compare,
+    count_flops,
+    format_macs,
+    interleaved_times,
+    mode_call,
+)
 from keras_convzoo.profile.benchmark import default_threads, plot_latency_vs_macs  # noqa: E402
 
 PAIRS = {
@@ -108,25 +119,49 @@ TORCH_SCRIPT = textwrap.dedent(
             per_type[type(module).__name__] += float(np.median(times_ms(lambda a: module(*a), args, 2, repeats)))
         return dict(per_type)
 
+    def make_fn(model, mode, x):  # (module or traced function, input); channels_last converts the model in place
+        model.to(memory_format=torch.contiguous_format)
+        if mode == "eager":
+            return model, x
+        if mode == "channels_last":
+            return model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+        if mode == "jit":
+            return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x))), x
+        raise ValueError("unknown torch mode " + mode)
+
+    def load(path):
+        return torch.from_numpy(np.load(path)).permute(0, 3, 1, 2).contiguous()
+
+    if job.get("serve"):  # one request per stdin line: prepare a (model, mode, input), then time it n times
+        models, prepared = {}, None
+        with torch.inference_mode():
+            for line in sys.stdin:
+                request = json.loads(line)
+                try:
+                    if request["cmd"] == "prepare":
+                        if request["model"] not in models:
+                            models[request["model"]] = timm.create_model(request["model"], pretrained=False).eval()
+                        prepared = make_fn(models[request["model"]], request["mode"], load(request["input"]))
+                        reply = {"ok": True}
+                    elif request["cmd"] == "time":
+                        reply = {"times": times_ms(*prepared, 0, request["n"])}
+                    else:
+                        break
+                except Exception as error:
+                    reply = {"error": type(error).__name__ + ": " + str(error).splitlines()[0]}
+                print(json.dumps(reply), flush=True)
+        sys.exit(0)
+
     result = {}
     with torch.inference_mode():
         for name in job["models"]:
             model = timm.create_model(name, pretrained=False).eval()
             result[name] = {"params": sum(p.numel() for p in model.parameters()), "modes": {}, "breakdown": {}}
             for batch, path in job["inputs"].items():
-                x = torch.from_numpy(np.load(path)).permute(0, 3, 1, 2).contiguous()
+                x = load(path)
                 for mode in job["modes"]:
                     try:
-                        if mode == "eager":
-                            fn, xm = model, x
-                        elif mode == "channels_last":
-                            fn = model.to(memory_format=torch.channels_last)
-                            xm = x.to(memory_format=torch.channels_last)
-                        elif mode == "jit":
-                            fn = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
-                            xm = x
-                        else:
-                            raise ValueError("unknown torch mode " + mode)
+                        fn, xm = make_fn(model, mode, x)
                         row = stats(times_ms(fn, xm, job["warmup"], job["repeats"]))
                     except Exception as error:
                         row = {"error": type(error).__name__ + ": " + str(error).splitlines()[0]}
@@ -165,6 +200,15 @@ def best(rows, batch):
     return min(done) if done else None
 
 
+def again_best(times, previous):
+    """``(median_ms, mode, iqr_ms)`` from the re-timed ``times``; ``previous`` when the re-timing failed."""
+    if isinstance(times, Exception):
+        print(f"  re-timing failed ({times}); keeping the sweep's time", flush=True)
+        return previous
+    q25, q50, q75 = np.percentile(times, [25, 50, 75])
+    return float(q50), previous[1], float(q75 - q25)
+
+
 def best_torch(modes):
     done = [(m["median_ms"], mode, m["iqr_ms"]) for mode, m in modes.items() if "median_ms" in m]
     return min(done) if done else None
@@ -194,6 +238,55 @@ def tflite_ops(model, size):
         with contextlib.redirect_stdout(text):
             tf.lite.experimental.Analyzer.analyze(model_path=path)
     return [line.split()[1].split("(")[0] for line in text.getvalue().splitlines() if line.strip().startswith("Op#")]
+
+
+class TimmServer:
+    """A PyTorch process that keeps timm models and times one prepared (model, mode, input) on request.
+
+    ``timer(...)`` prepares and returns an object whose ``time_ms(n)`` runs the
+    model ``n`` times there and returns the times measured there, for
+    ``profile.interleaved_times``: the process waits on its stdin between
+    requests, so it takes no CPU while the TensorFlow side runs.
+    """
+
+    def __init__(self, python, threads):
+        self.errors = tempfile.TemporaryFile(mode="w+")
+        job = json.dumps({"serve": True, "threads": threads})
+        self.process = subprocess.Popen([python, "-c", TORCH_SCRIPT, job], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self.errors, text=True)
+
+    def request(self, **message):
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                self.errors.seek(0)
+                raise RuntimeError(f"the PyTorch server stopped:\n{self.errors.read()[-3000:]}")
+            if line.startswith("{"):
+                reply = json.loads(line)
+                if "error" in reply:
+                    raise RuntimeError(reply["error"])
+                return reply
+
+    def timer(self, model, mode, input_path):
+        server = self
+
+        class Timer:  # the server holds one prepared call: use each timer before preparing the next
+            def time_ms(self, n):
+                return server.request(cmd="time", n=n)["times"]
+
+        server.request(cmd="prepare", model=model, mode=mode, input=input_path)
+        return Timer()
+
+    def close(self):
+        try:
+            self.process.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.process.stdin.close()
+        except OSError:
+            pass
+        self.process.wait(timeout=60)
+        self.errors.close()
 
 
 def run_torch(args, threads, inputs, folder, breakdown):
@@ -252,7 +345,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=5,
-                        help="alternating rounds of ours and the keras.applications model (profile.compare)")
+                        help="alternating rounds: ours and keras.applications in every mode (profile.compare), then "
+                             "the three sides' best modes together (1: no re-timing)")
     parser.add_argument("--breakdown-repeats", type=int, default=5, help="repeats per layer in the breakdowns")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-op profile of missed targets")
     parser.add_argument("--torch-python", help="a Python with torch and timm for the paired PyTorch process")
@@ -293,18 +387,41 @@ def main(argv=None):
                         text = f"{m['median_ms']:8.1f} ms  IQR {m['iqr_ms']:5.1f}" if "median_ms" in m else m["error"]
                         print(f"  {'timm ' + PAIRS[name][1]:<24} {mode:<14} batch {b}: {text}", flush=True)
 
-    # ratios, each side at its best mode
+    # ratios, each side at its best mode; the three best modes re-timed together in alternating rounds
     table, missed = [], collections.defaultdict(list)
-    for name in args.models:
-        anchor, timm_name = PAIRS[name]
-        for b in args.batch_sizes:
-            our_best = best(rows[name], b)
-            keras_best = best(keras_rows[name], b) if anchor else None
-            timm_best = best_torch(torch_result[timm_name]["modes"][str(b)]) if torch_result else None
-            table.append((name, b, our_best, anchor, keras_best, timm_name if torch_result else None, timm_best))
-            for other, side in ((keras_best, "keras"), (timm_best, "timm")):
-                if other is not None and (our_best is None or our_best[0] > other[0]):
-                    missed[name].append((b, side))
+    server = TimmServer(args.torch_python, threads) if torch_result and args.rounds > 1 else None
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            for name in args.models:
+                anchor, timm_name = PAIRS[name]
+                models = None
+                for b in args.batch_sizes:
+                    our_best = best(rows[name], b)
+                    keras_best = best(keras_rows[name], b) if anchor else None
+                    timm_best = best_torch(torch_result[timm_name]["modes"][str(b)]) if torch_result else None
+                    if server is not None and our_best and timm_best and (keras_best or not anchor):
+                        models = models or (ours(name, args.size), keras_application(anchor, args.size) if anchor
+                                            else None)
+                        path = os.path.join(folder, f"x{b}.npy")
+                        np.save(path, inputs[b])
+                        calls = {"ours": mode_call(models[0], our_best[1], inputs[b], threads)[0],
+                                 "timm": server.timer(timm_name, timm_best[1], path)}
+                        if anchor:
+                            calls["keras"] = mode_call(models[1], keras_best[1], inputs[b], threads)[0]
+                        print(f"  re-timing {name} batch {b} together: ours {our_best[1]}, timm {timm_best[1]}"
+                              + (f", keras {keras_best[1]}" if anchor else ""), flush=True)
+                        again = interleaved_times(calls, args.warmup, args.repeats, args.rounds)
+                        our_best, timm_best = again_best(again["ours"], our_best), again_best(again["timm"], timm_best)
+                        if anchor:
+                            keras_best = again_best(again["keras"], keras_best)
+                    table.append((name, b, our_best, anchor, keras_best, timm_name if torch_result else None,
+                                  timm_best))
+                    for other, side in ((keras_best, "keras"), (timm_best, "timm")):
+                        if other is not None and (our_best is None or our_best[0] > other[0]):
+                            missed[name].append((b, side))
+    finally:
+        if server is not None:
+            server.close()
 
     header = ("| model | MACs | batch | ours (fused) ms (mode) | keras.applications ms (mode) | ratio "
               "| timm ms (mode) | ratio |")
@@ -438,8 +555,10 @@ def main(argv=None):
             f"({args.rounds} alternating rounds, so a slow spell of the machine falls on both; a model without a "
             "keras.applications anchor: `profile.benchmark`). timm "
             f"`{'`, `'.join(args.torch_modes)}` in a paired process (eval, `torch.inference_mode`). Each side's best "
-            f"float32 mode ({', '.join(m for m in FP32_MODES if m in args.modes)}) is kept; ratio = ours / anchor "
-            "(< 1: ours faster).",
+            f"float32 mode ({', '.join(m for m in FP32_MODES if m in args.modes)}) is then re-timed with the other "
+            f"sides' best modes in {args.rounds} alternating rounds (`keras_convzoo.profile.interleaved_times`; timm "
+            "in a PyTorch server process that waits idle while TensorFlow runs, timed there): the best-mode table "
+            "holds those times; ratio = ours / anchor (< 1: ours faster).",
             "",
             "## Best mode per side",
             *lines,

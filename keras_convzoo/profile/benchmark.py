@@ -216,8 +216,11 @@ def interleaved_times(calls, warmup=3, repeats=15, rounds=5):
     fair on a shared machine.
 
     Args:
-        calls: a dict ``{label: function of no arguments}``; each finishes
-            its work before returning (e.g. a ``mode_call``).
+        calls: a dict ``{label: call}``. A call is a function of no
+            arguments that finishes its work before returning (e.g. from
+            ``mode_call``), or an object with a ``time_ms(n)`` method that
+            runs its work ``n`` times and returns the ``n`` times itself
+            (work timed elsewhere, e.g. in another process).
         warmup: untimed calls of each first (>= 0).
         repeats: timed calls of each (>= ``rounds``).
         rounds: alternating rounds (>= 1).
@@ -231,19 +234,27 @@ def interleaved_times(calls, warmup=3, repeats=15, rounds=5):
     >>> sorted(times), len(times["a"])
     (['a', 'b'], 6)
     """
-    if not isinstance(calls, dict) or not all(callable(c) for c in calls.values()):
-        raise TypeError(f"`calls` must be a dict of functions of no arguments. Received: {type(calls).__name__}")
+    if not isinstance(calls, dict) or not all(callable(c) or hasattr(c, "time_ms") for c in calls.values()):
+        raise TypeError(
+            "`calls` must be a dict of functions of no arguments (or objects with a `time_ms(n)` method). "
+            f"Received: {type(calls).__name__}"
+        )
     warmup = _check_positive_int("warmup", warmup, minimum=0)
     repeats = _check_positive_int("repeats", repeats)
     rounds = _check_positive_int("rounds", rounds)
     if repeats < rounds:
         raise ValueError(f"`repeats` must be >= `rounds` ({rounds}). Received: repeats={repeats}")
+
+    def timed(call, n):
+        return list(call.time_ms(n)) if hasattr(call, "time_ms") else times_ms(call, 0, n)
+
     shares = [repeats // rounds + (i < repeats % rounds) for i in range(rounds)]
     result = {label: [] for label in calls}
     live = []
     for label, call in calls.items():
         try:
-            times_ms(call, warmup, 0)
+            if warmup:
+                timed(call, warmup)
             live.append(label)
         except Exception as error:
             result[label] = error
@@ -253,7 +264,7 @@ def interleaved_times(calls, warmup=3, repeats=15, rounds=5):
             if isinstance(result[label], Exception):
                 continue
             try:
-                result[label] += times_ms(calls[label], 0, share)
+                result[label] += timed(calls[label], share)
             except Exception as error:
                 result[label] = error
     return result

@@ -226,6 +226,23 @@ def test_interleaved_times_rotates_and_drops_a_failing_call():
         interleaved_times([recorder("a")])
 
 
+def test_interleaved_times_takes_timers_that_time_themselves():
+    class Remote:  # work timed elsewhere: reports its own times
+        def __init__(self):
+            self.asked = []
+
+        def time_ms(self, n):
+            self.asked.append(n)
+            return [7.0 + len(self.asked)] * n
+
+    remote, log = Remote(), []
+    times = interleaved_times({"local": lambda: log.append(len(remote.asked)), "remote": remote}, warmup=2,
+                              repeats=5, rounds=2)
+    assert remote.asked == [2, 3, 2]  # warm-up, then its share in each round
+    assert times["remote"] == [9.0] * 3 + [10.0] * 2
+    assert log == [0, 0] + [1, 1, 1] + [3, 3]  # local warm-up; round 1 before remote; round 2 after it
+
+
 def test_mode_call_runs_the_model_in_each_mode():
     # 64x64: at 32x32 the last feature map is 1x1 and the converter fixes batch 1 in a reshape
     model = create_model("mobilenetv2_035", input_shape=(64, 64, 3), **TINY)
