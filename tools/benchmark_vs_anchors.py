@@ -243,8 +243,8 @@ def tflite_ops(model, size):
 class TimmServer:
     """A PyTorch process that keeps timm models and times one prepared (model, mode, input) on request.
 
-    ``timer(...)`` prepares and returns an object whose ``time_ms(n)`` runs the
-    model ``n`` times there and returns the times measured there, for
+    ``prepare(...)`` sets the call; ``time_ms(n)`` runs it ``n`` times there and
+    returns the times measured there, so the server is a timer for
     ``profile.interleaved_times``: the process waits on its stdin between
     requests, so it takes no CPU while the TensorFlow side runs.
     """
@@ -269,15 +269,14 @@ class TimmServer:
                     raise RuntimeError(reply["error"])
                 return reply
 
-    def timer(self, model, mode, input_path):
-        server = self
+    def prepare(self, model, mode, input_path):
+        """Makes (timm ``model``, ``mode``, input) the call that ``time_ms`` times; returns the server."""
+        self.request(cmd="prepare", model=model, mode=mode, input=input_path)
+        return self
 
-        class Timer:  # the server holds one prepared call: use each timer before preparing the next
-            def time_ms(self, n):
-                return server.request(cmd="time", n=n)["times"]
-
-        server.request(cmd="prepare", model=model, mode=mode, input=input_path)
-        return Timer()
+    def time_ms(self, n):
+        """``n`` times (ms) of the prepared call, measured in the PyTorch process."""
+        return self.request(cmd="time", n=n)["times"]
 
     def close(self):
         try:
@@ -362,13 +361,15 @@ def main(argv=None):
           flush=True)
 
     rows, macs, keras_rows = {}, {}, {}
+    built = {}  # name: (ours fused, keras.applications model or None), reused by the later phases
     for name in args.models:
-        model = ours(name, args.size)
-        macs[name] = count_flops(model).total
         anchor = PAIRS[name][0]
+        model, keras_model = built[name] = (ours(name, args.size),
+                                            keras_application(anchor, args.size) if anchor else None)
+        macs[name] = count_flops(model).total
         if anchor:  # interleaved rounds: a slow spell of the machine falls on both sides alike
-            timed = compare({f"{name} (ours)": model, f"keras {anchor}": keras_application(anchor, args.size)},
-                            rounds=args.rounds, **common)
+            timed = compare({f"{name} (ours)": model, f"keras {anchor}": keras_model}, rounds=args.rounds,
+                            **common)
             rows[name] = [r for r in timed if r.model.endswith("(ours)")]
             keras_rows[name] = [r for r in timed if not r.model.endswith("(ours)")]
         else:
@@ -394,18 +395,16 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as folder:
             for name in args.models:
                 anchor, timm_name = PAIRS[name]
-                models = None
+                models = built[name]
                 for b in args.batch_sizes:
                     our_best = best(rows[name], b)
                     keras_best = best(keras_rows[name], b) if anchor else None
                     timm_best = best_torch(torch_result[timm_name]["modes"][str(b)]) if torch_result else None
                     if server is not None and our_best and timm_best and (keras_best or not anchor):
-                        models = models or (ours(name, args.size), keras_application(anchor, args.size) if anchor
-                                            else None)
                         path = os.path.join(folder, f"x{b}.npy")
                         np.save(path, inputs[b])
                         calls = {"ours": mode_call(models[0], our_best[1], inputs[b], threads)[0],
-                                 "timm": server.timer(timm_name, timm_best[1], path)}
+                                 "timm": server.prepare(timm_name, timm_best[1], path)}
                         if anchor:
                             calls["keras"] = mode_call(models[1], keras_best[1], inputs[b], threads)[0]
                         print(f"  re-timing {name} batch {b} together: ours {our_best[1]}, timm {timm_best[1]}"
@@ -501,11 +500,11 @@ def main(argv=None):
         for name, cases in missed.items():
             for b in sorted({b for b, _ in cases}):
                 x = tf.constant(inputs[b])
-                sides = [("ours (fused)", per_type_ms(ours(name, args.size), x, args.breakdown_repeats))]
+                sides = [("ours (fused)", per_type_ms(built[name][0], x, args.breakdown_repeats))]
                 anchor = PAIRS[name][0]
                 if any(side.startswith("keras") and bb == b for bb, side in cases):
                     sides.append((f"keras.applications.{anchor}",
-                                  per_type_ms(keras_application(anchor, args.size), x, args.breakdown_repeats)))
+                                  per_type_ms(built[name][1], x, args.breakdown_repeats)))
                 timm_name = PAIRS[name][1]
                 if str(b) in torch_breakdown.get(timm_name, {}).get("breakdown", {}):
                     sides.append((f"timm {timm_name}", torch_breakdown[timm_name]["breakdown"][str(b)]))
@@ -514,8 +513,8 @@ def main(argv=None):
                 for label, per_type in sides:
                     breakdown_lines.append(f"  - {label}: sum {sum(per_type.values()):.1f} ms; {top(per_type)}")
                 if any(side.startswith("keras tflite") and bb == b for bb, side in cases):
-                    files = [("ours", tflite_ops(ours(name, args.size), args.size)),
-                             (anchor, tflite_ops(keras_application(anchor, args.size), args.size))]
+                    files = [("ours", tflite_ops(built[name][0], args.size)),
+                             (anchor, tflite_ops(built[name][1], args.size))]
                     same = "the same op sequence" if files[0][1] == files[1][1] else "different op sequences"
                     counts = "; ".join(
                         f"{label} {len(ops)} ops (" + ", ".join(f"{op} {n}" for op, n in

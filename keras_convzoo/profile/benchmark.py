@@ -88,6 +88,14 @@ def _check_positive_int(name, value, minimum=1):
     return int(value)
 
 
+def _check_rounds(repeats, rounds):
+    """``rounds`` checked: a positive int no larger than ``repeats`` (each round times every call)."""
+    rounds = _check_positive_int("rounds", rounds)
+    if repeats < rounds:
+        raise ValueError(f"`repeats` must be >= `rounds` ({rounds}). Received: repeats={repeats}")
+    return rounds
+
+
 def _check_batch_sizes(batch_sizes):
     if isinstance(batch_sizes, (int, np.integer)) and not isinstance(batch_sizes, bool):
         batch_sizes = (batch_sizes,)
@@ -241,9 +249,7 @@ def interleaved_times(calls, warmup=3, repeats=15, rounds=5):
         )
     warmup = _check_positive_int("warmup", warmup, minimum=0)
     repeats = _check_positive_int("repeats", repeats)
-    rounds = _check_positive_int("rounds", rounds)
-    if repeats < rounds:
-        raise ValueError(f"`repeats` must be >= `rounds` ({rounds}). Received: repeats={repeats}")
+    rounds = _check_rounds(repeats, rounds)
 
     def timed(call, n):
         return list(call.time_ms(n)) if hasattr(call, "time_ms") else times_ms(call, 0, n)
@@ -546,9 +552,7 @@ def compare(
     batch_sizes, modes, warmup, repeats, num_threads, progress = _check_timing_args(
         batch_sizes, modes, warmup, repeats, num_threads, progress
     )
-    rounds = _check_positive_int("rounds", rounds)
-    if repeats < rounds:
-        raise ValueError(f"`repeats` must be >= `rounds` ({rounds}). Received: repeats={repeats}")
+    rounds = _check_rounds(repeats, rounds)
     if isinstance(models, dict):
         labelled = list(models.items())
     elif isinstance(models, (list, tuple)):
