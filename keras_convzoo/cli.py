@@ -206,6 +206,11 @@ def _cmd_export(args):
         raise ValueError("--calibration is used with --quantize int8 only.")
     if args.calibration_samples < 1:
         raise ValueError(f"--calibration-samples must be positive. Received: {args.calibration_samples}")
+    if args.depthwise_max_taps is not None and (args.format != "tflite" or args.depthwise_max_taps < 0):
+        raise ValueError(
+            "--depthwise-max-taps applies to --format tflite only and must be >= 0 (0: keep kernels whole). "
+            f"Received: {args.depthwise_max_taps}"
+        )
     spec = get_spec(args.name)
     sizes = _spatial_sizes(spec, args.input_size)
     shape = tuple(sizes) + (spec.input_channels,)
@@ -223,9 +228,10 @@ def _cmd_export(args):
         if quantization == "int8":
             calibration = _calibration_images(args.calibration, spec, shape, args.calibration_samples)
             progress = ProgressBar("calibration")
+        taps = export.DEPTHWISE_MAX_TAPS if args.depthwise_max_taps is None else args.depthwise_max_taps or None
         report = export.to_tflite(
             model, args.out, quantization=quantization, representative_data=calibration,
-            input_shape=shape, progress=progress,
+            input_shape=shape, progress=progress, depthwise_max_taps=taps,
         )
     elif args.format == "onnx":
         report = export.to_onnx(model, args.out, input_shape=shape)
@@ -287,6 +293,9 @@ def build_parser():
                           help="int8 only: a folder of images, or 'random' (quick, calibrates poorly)")
     p_export.add_argument("--calibration-samples", type=int, default=100, metavar="N",
                           help="calibration images (default 100)")
+    p_export.add_argument("--depthwise-max-taps", type=int, metavar="N",
+                          help="tflite only: write depthwise kernels of more taps as sums of smaller ones "
+                               "(default 25 = export.DEPTHWISE_MAX_TAPS, XNNPACK's one-pass limit; 0 keeps them whole)")
     p_export.add_argument("--out", required=True, metavar="FILE", help="output file (a folder for saved_model)")
     p_export.add_argument("--weights", metavar="FILE", help="weights file to load (default: random init)")
     p_export.add_argument("--classes", type=int, metavar="N",

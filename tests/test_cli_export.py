@@ -102,6 +102,26 @@ def test_export_loads_weights_and_the_unfused_form(capsys, tmp_path):
     np.testing.assert_allclose(probs, model(x, training=False).numpy(), atol=1e-5)
 
 
+def test_export_tiles_large_depthwise_kernels_unless_told_not_to(capsys, tmp_path):
+    """The tiny ConvNeXt twin at 32x32 has five 7x7 depthwise convs, on 8x8, 4x4, 2x2, 2x2 and 1x1
+    maps: by default 3 + 3 pieces, then only the 3x3 and 1x1 taps that reach the small maps
+    (one piece each); whole with 0 or 49."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    base = ["export", "convnext_tiny", "--tiny", "--input-size", "32"]
+    counts = {}
+    for taps in (None, "0", "49"):
+        out_file = tmp_path / f"c{taps}.tflite"
+        assert cli.main(base + (["--depthwise-max-taps", taps] if taps else []) + ["--out", str(out_file)]) == 0
+        assert float(_rows(capsys.readouterr().out)["relative_diff"]) <= 1e-4
+        ops = [op["op_name"] for op in Interpreter(model_path=str(out_file))._get_ops_details()]
+        counts[taps] = ops.count("DEPTHWISE_CONV_2D")
+    assert counts == {None: 3 + 3 + 1 + 1 + 1, "0": 5, "49": 5}
+    with pytest.raises(SystemExit):
+        cli.main(["export", "--help"])
+    assert f"default {export.DEPTHWISE_MAX_TAPS} = export.DEPTHWISE_MAX_TAPS" in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -112,6 +132,8 @@ def test_export_loads_weights_and_the_unfused_form(capsys, tmp_path):
         (["--calibration", "random"], "--calibration is used with --quantize int8 only."),
         (["--quantize", "int8", "--calibration", "/no/such/dir"], "--calibration must be a folder"),
         (["--input-size", "32", "32", "32"], "--input-size needs 1 or 2"),
+        (["--format", "onnx", "--depthwise-max-taps", "9"], "--depthwise-max-taps applies to --format tflite only"),
+        (["--depthwise-max-taps", "-1"], "--depthwise-max-taps applies to --format tflite only and must be >= 0"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_code_2(extra, message, capsys, tmp_path):

@@ -18,7 +18,9 @@ freeze the concrete function's variables into constants instead, which also
 converts several times faster.
 
 Grouped convolutions are traced in their native form (one TFLite ``CONV_2D``
-with a grouped filter), see ``keras_convzoo.export.lowering``.
+with a grouped filter), and depthwise kernels of more than 25 taps as sums of
+smaller ones (XNNPACK's fast one-pass kernels), see
+``keras_convzoo.export.lowering``.
 
 Quantization-aware-trained models (``keras_convzoo.quantization``, tf_keras)
 are recognised by the fake-quant ops in their traced graph: their int8
@@ -41,7 +43,7 @@ import warnings
 import numpy as np
 
 from keras_convzoo.backend import tf
-from keras_convzoo.export.lowering import deployment_lowering
+from keras_convzoo.export.lowering import DEPTHWISE_MAX_TAPS, check_depthwise_max_taps, deployment_lowering
 from keras_convzoo.progress import check_progress
 from keras_convzoo.export.report import (
     QUANTIZATIONS,
@@ -142,7 +144,7 @@ def _representative_samples(representative_data, full_shape, dtype, optional=Fal
     return samples
 
 
-def _serving_function(model, full_shape, dtype, name):
+def _serving_function(model, full_shape, dtype, name, depthwise_max_taps):
     spec = tf.TensorSpec(full_shape, dtype, name=name)
 
     @tf.function(input_signature=[spec], autograph=False)
@@ -151,7 +153,7 @@ def _serving_function(model, full_shape, dtype, name):
         return outputs[0] if len(outputs) == 1 else outputs
 
     try:
-        with deployment_lowering(model):
+        with deployment_lowering(model, depthwise_max_taps):
             return serve.get_concrete_function()
     except Exception as e:
         raise ExportError(
@@ -385,6 +387,7 @@ def to_tflite(
     seed=0,
     int8_io=False,
     progress=None,
+    depthwise_max_taps=DEPTHWISE_MAX_TAPS,
 ):
     """Converts a Keras model to a TFLite file and checks the file against Keras.
 
@@ -433,6 +436,11 @@ def to_tflite(
         progress: optional ``progress(done, total)`` called as the converter
             consumes each calibration sample (``"int8"`` with
             ``representative_data``), e.g. to draw a progress bar.
+        depthwise_max_taps: depthwise convolutions with more taps than this
+            are written as sums of depthwise convolutions of at most this
+            many taps (default 25, XNNPACK's largest one-pass kernel: a 7x7
+            ConvNeXt kernel runs about 8x faster; see
+            ``keras_convzoo.export.lowering``); None keeps them whole.
 
     Returns:
         An ``ExportReport`` (differences ``None`` when ``verify=False``).
@@ -442,7 +450,7 @@ def to_tflite(
             allowed values), ``"int8"`` without ``representative_data``,
             ``representative_data`` or ``int8_io`` without ``"int8"``, a
             ``path`` whose folder does not exist, a bad ``input_shape``,
-            or a multi-input model.
+            a bad ``depthwise_max_taps``, or a multi-input model.
         ExportError: (a ``RuntimeError``) when tracing or the TFLite converter
             fails (the message carries the converter's first error line), or
             when an int8 file would not be full-integer (the message names
@@ -461,6 +469,7 @@ def to_tflite(
     >>> print(report)
     """
     _check_quantization(quantization)
+    check_depthwise_max_taps(depthwise_max_taps)
     path = check_output_path(path, ".tflite")
     if quantization != "int8":
         if representative_data is not None:
@@ -478,7 +487,7 @@ def to_tflite(
     shape = resolve_input_shape(model_shape, input_shape, fill_none=True)
     full_shape = (1,) + shape
     start = time.perf_counter()
-    concrete = _serving_function(model, full_shape, dtype, name)
+    concrete = _serving_function(model, full_shape, dtype, name, depthwise_max_taps)
     qat = is_quantization_aware(concrete)
     samples = None
     if quantization == "int8":

@@ -130,3 +130,54 @@ def test_run_layer_test():
 def test_builders_use_it_under_keras3_only():
     layer = depthwise_conv2d_layer(3, padding="same")
     assert type(layer) is (keras.layers.DepthwiseConv2D if LEGACY_KERAS else DepthwiseConv2D)
+
+
+@pytest.mark.parametrize(
+    "kernel, strides, padding, hw, multiplier, max_taps",
+    [(7, 1, "same", (13, 11), 1, 25), (9, 2, "same", (15, 14), 2, 25), (31, 1, "same", (9, 10), 1, 25),
+     ((5, 9), 2, "valid", (12, 13), 1, 25), (7, 1, "valid", (9, 9), 1, 4), (3, 1, "same", (6, 6), 1, 25),
+     (5, 2, "same", (11, 12), 1, 1), (7, 2, "same", (2, 3), 1, 25), (9, 1, "same", (1, 1), 2, 25)],
+)
+def test_tiled_depthwise_equals_tf_depthwise(kernel, strides, padding, hw, multiplier, max_taps):
+    x = tf.constant(_random((2,) + hw + (6,)))
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    w = tf.constant(_random((kh, kw, 6, multiplier), seed=1))
+    strides = (strides, strides) if isinstance(strides, int) else strides
+    expected = tf.nn.depthwise_conv2d(x, w, (1,) + strides + (1,), padding.upper())
+    got = depthwise_ops.depthwise_conv2d_tiled(x, w, strides, padding, max_taps)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4)
+    spec = tf.TensorSpec((None, None, None, 6))
+    dynamic = tf.function(lambda t: depthwise_ops.depthwise_conv2d_tiled(t, w, strides, padding, max_taps),
+                          input_signature=[spec])
+    np.testing.assert_allclose(dynamic(x).numpy(), expected.numpy(), atol=1e-4)
+    # Every piece is a depthwise conv of at most max_taps taps; the pieces cover, once, every
+    # tap that meets the input (all of them with unknown sizes; with known sizes, "same" drops
+    # the taps that only ever see padding: here those of the 31x31 kernel on 9x10).
+    def pieces(fn, *args):
+        graph = fn.get_concrete_function(*args).graph
+        return [op.inputs[1].shape for op in graph.get_operations() if op.type == "DepthwiseConv2dNative"]
+
+    def reached(n, k, stride):
+        out = -(-n // stride) if padding == "same" else (n - k) // stride + 1
+        before = max((out - 1) * stride + k - n, 0) // 2 if padding == "same" else 0
+        return sum(any(0 <= stride * i + a - before < n for i in range(out)) for a in range(k))
+
+    dynamic_pieces = pieces(dynamic)
+    assert all(shape[0] * shape[1] <= max_taps for shape in dynamic_pieces)
+    assert sum(shape[0] * shape[1] for shape in dynamic_pieces) == kh * kw
+    static = tf.function(lambda t: depthwise_ops.depthwise_conv2d_tiled(t, w, strides, padding, max_taps))
+    static_pieces = pieces(static, tf.TensorSpec(x.shape))
+    assert all(shape[0] * shape[1] <= max_taps for shape in static_pieces)
+    assert sum(shape[0] * shape[1] for shape in static_pieces) == (
+        reached(hw[0], kh, strides[0]) * reached(hw[1], kw, strides[1]))
+    np.testing.assert_allclose(static(x).numpy(), expected.numpy(), atol=1e-4)
+
+
+def test_tiled_depthwise_rejects_bad_arguments():
+    x, w = tf.zeros((1, 8, 8, 2)), tf.zeros((7, 7, 2, 1))
+    with pytest.raises(ValueError, match="padding"):
+        depthwise_ops.depthwise_conv2d_tiled(x, w, padding="full")
+    for bad in (0, 2.5, True, "25"):
+        with pytest.raises(ValueError, match="max_taps"):
+            depthwise_ops.depthwise_conv2d_tiled(x, w, max_taps=bad)

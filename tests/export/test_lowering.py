@@ -1,0 +1,103 @@
+"""Export lowerings: large depthwise kernels tiled for XNNPACK, LayerNorm without SquaredDifference/Neg."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from keras_convzoo import export
+from keras_convzoo.backend import LEGACY_KERAS, keras
+from keras_convzoo.export.lowering import deployment_lowering, iter_layers
+from keras_convzoo.layers import DepthwiseConv2D, ReparamLargeKernelConv
+
+pytestmark = [
+    pytest.mark.export,
+    pytest.mark.skipif(LEGACY_KERAS, reason="the rewritten layers are Keras 3's; tf_keras models are left as they are"),
+]
+
+
+def _op_counts(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return collections.Counter(op["op_name"] for op in Interpreter(model_path=path)._get_ops_details())
+
+
+def _large_kernel_model():
+    """One of each depthwise kind the TFLite lowering tiles, plus a LayerNorm."""
+    inputs = keras.Input((None, None, 12))
+    x = DepthwiseConv2D(7, padding="same", name="ours_7x7")(inputs)  # 49 taps: bands of 3 + 3 + 1 rows
+    x = keras.layers.DepthwiseConv2D(9, strides=2, padding="same", depth_multiplier=2, activation="relu",
+                                     name="keras_9x9")(x)  # 81 taps, 24 channels: 5 bands of 2 rows (the last 1)
+    x = keras.layers.Conv2D(24, 7, padding="same", groups=24, name="grouped_7x7")(x)  # one channel per group
+    x = ReparamLargeKernelConv(13, small_kernel=5, name="replk_13x13")(x)  # 13 one-row bands + the 5x5 whole
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
+    x = keras.layers.Conv2D(12, 5, padding="same", name="dense_5x5")(x)  # not depthwise: untouched
+    model = keras.Model(inputs, x)
+    rng = np.random.default_rng(3)
+    for weight in model.weights:
+        value = rng.normal(0.0, 0.3, weight.shape)
+        if "gamma" in weight.path or "variance" in weight.path:
+            value = 0.5 + np.abs(value)
+        weight.assign(value.astype("float32"))
+    return model
+
+
+def test_tflite_tiles_large_depthwise_kernels_and_matches_keras(tmp_path):
+    model = _large_kernel_model()
+    tiled = export.to_tflite(model, str(tmp_path / "tiled.tflite"), input_shape=(20, 18, 12))
+    assert tiled.relative_diff <= export.FP32_MAX_RELATIVE_DIFF
+    ops = _op_counts(tiled.path)
+    assert ops["DEPTHWISE_CONV_2D"] == 3 + 5 + 3 + 13 + 1
+    assert ops["CONV_2D"] == 1  # the grouped 7x7 became depthwise pieces; the dense 5x5 stays
+    assert "SQUARED_DIFFERENCE" not in ops and "NEG" not in ops
+    whole = export.to_tflite(model, str(tmp_path / "whole.tflite"), input_shape=(20, 18, 12), depthwise_max_taps=None)
+    assert whole.relative_diff <= export.FP32_MAX_RELATIVE_DIFF
+    ops = _op_counts(whole.path)
+    assert ops["DEPTHWISE_CONV_2D"] == 4 and ops["CONV_2D"] == 2
+    x = np.random.default_rng(0).standard_normal((1, 20, 18, 12)).astype("float32")
+    np.testing.assert_allclose(export.run_tflite(tiled.path, x)[0], export.run_tflite(whole.path, x)[0],
+                               atol=1e-4 * float(np.abs(model(x)).max()))
+    # The layers are themselves again after the export.
+    assert not any("call" in vars(layer) or "_dw" in vars(layer) for layer in iter_layers(model))
+
+
+def test_int8_tflite_keeps_layer_norm_and_large_kernels_in_xnnpack_ops(tmp_path):
+    model = _large_kernel_model()
+    rng = np.random.default_rng(1)
+    report = export.to_tflite(model, str(tmp_path / "q.tflite"), input_shape=(20, 18, 12), quantization="int8",
+                              representative_data=rng.standard_normal((16, 20, 18, 12)).astype("float32"))
+    assert report.snr_db >= export.INT8_MIN_SNR_DB
+    ops = _op_counts(report.path)
+    # No int8 op XNNPACK lacks besides the LayerNorm's RSQRT (SQUARED_DIFFERENCE used to split the graph).
+    assert "SQUARED_DIFFERENCE" not in ops and "NEG" not in ops and ops["RSQRT"] == 1
+    assert ops["DEPTHWISE_CONV_2D"] == 3 + 5 + 3 + 13 + 1
+
+
+def test_lowering_restores_layers_when_tracing_fails():
+    model = _large_kernel_model()
+    with pytest.raises(RuntimeError, match="boom"):
+        with deployment_lowering(model, depthwise_max_taps=25) as switched:
+            assert switched == 5  # 3 depthwise kinds + the RepLK layer + the LayerNorm
+            raise RuntimeError("boom")
+    assert not any("call" in vars(layer) or "_dw" in vars(layer) for layer in iter_layers(model))
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "25"])
+def test_bad_depthwise_max_taps_is_rejected_before_writing(tmp_path, bad):
+    model = _large_kernel_model()
+    path = tmp_path / "never.tflite"
+    with pytest.raises(ValueError, match="depthwise_max_taps"):
+        export.to_tflite(model, str(path), input_shape=(16, 16, 12), depthwise_max_taps=bad)
+    assert not path.exists()
+
+
+def test_int8_kernel_larger_than_the_input_leaves_out_taps_that_only_see_padding(tmp_path):
+    """A 7x7 kernel on a 3x3 map: the rows/columns that never meet the input are dropped, so no
+    piece is all padding (an all-zero int8 tensor has an empty range, which XNNPACK refuses)."""
+    inputs = keras.Input((3, 3, 8))
+    model = keras.Model(inputs, DepthwiseConv2D(7, padding="same")(inputs))
+    rng = np.random.default_rng(2)
+    report = export.to_tflite(model, str(tmp_path / "small.tflite"), quantization="int8",
+                              representative_data=rng.standard_normal((16, 3, 3, 8)).astype("float32"))
+    assert report.snr_db >= export.INT8_MIN_SNR_DB
+    assert _op_counts(report.path)["DEPTHWISE_CONV_2D"] == 1  # the 5x5 taps that reach the map, one piece

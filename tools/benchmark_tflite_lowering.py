@@ -1,0 +1,130 @@
+"""Benchmark of the TFLite export lowering of large depthwise kernels (``depthwise_max_taps``).
+
+XNNPACK (the CPU delegate of LiteRT) runs depthwise kernels of up to 25 taps
+in one pass and larger ones through a multipass kernel. This script measures,
+in one process with the files timed in alternating rounds
+(``profile.interleaved_times``), the same model exported by
+``export.to_tflite`` twice: with ``depthwise_max_taps=None`` (each depthwise
+kernel whole) and with the default 25 (kernels of more taps written as sums
+of pieces of at most 25), float32 and full int8. It prints milliseconds, the
+ratio tiled / whole, the op counts and the XNNPACK delegate partitions of
+each file, and checks that the two files agree.
+
+Part 1: one depthwise layer per kernel size (56x56x96, batch 1).
+Part 2: whole models from the registry (default ``convnext_tiny``; add
+``replknet_31b`` for the 31x31 kernels), fused, 224x224, batch 1.
+
+Usage:
+    python tools/benchmark_tflite_lowering.py
+    python tools/benchmark_tflite_lowering.py --models convnext_tiny replknet_31b --repeats 20
+    python tools/benchmark_tflite_lowering.py --kernels 7 --models   # part 1 only, one size
+"""
+
+import argparse
+import collections
+import os
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import keras_convzoo as kcz  # noqa: E402
+from keras_convzoo.backend import keras  # noqa: E402
+from keras_convzoo.export.tflite import run_tflite  # noqa: E402
+from keras_convzoo.profile import interleaved_times  # noqa: E402
+
+VARIANTS = (("whole", None), ("tiled", kcz.export.DEPTHWISE_MAX_TAPS))
+
+
+def depthwise_model(kernel, size, channels):
+    inputs = keras.Input((size, size, channels))
+    layer = kcz.layers.DepthwiseConv2D(kernel, padding="same")
+    model = keras.Model(inputs, layer(inputs))
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.1, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def export_pair(model, size, folder, stem, quantization, calibration):
+    """``{variant: path}`` of the file written whole and tiled."""
+    paths = {}
+    for variant, max_taps in VARIANTS:
+        path = os.path.join(folder, f"{stem}_{quantization or 'fp32'}_{variant}.tflite")
+        extra = dict(quantization="int8", representative_data=calibration) if quantization else {}
+        kcz.export.to_tflite(model, path, input_shape=(size, size, model.input.shape[-1]), verify=False,
+                             depthwise_max_taps=max_taps, **extra)
+        paths[variant] = path
+    return paths
+
+
+def interpreter_call(path, x, threads):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, num_threads=threads)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    ops = collections.Counter(op["op_name"] for op in interpreter._get_ops_details())
+    return interpreter.invoke, ops
+
+
+def compare(label, paths, x, threads, repeats, rounds):
+    calls, ops = {}, {}
+    for variant, path in paths.items():
+        calls[variant], ops[variant] = interpreter_call(path, x, threads)
+    outputs = {variant: run_tflite(path, x)[0] for variant, path in paths.items()}
+    scale = float(np.abs(outputs["whole"]).max()) or 1.0
+    diff = float(np.abs(outputs["tiled"] - outputs["whole"]).max()) / scale
+    times = interleaved_times(calls, warmup=2, repeats=repeats, rounds=rounds)
+    medians = {variant: float(np.median(t)) for variant, t in times.items()}
+    whole, tiled = medians["whole"], medians["tiled"]
+    print(f"| {label} | {whole:.2f} | {tiled:.2f} | {tiled / whole:.2f} | "
+          f"{ops['whole']['DEPTHWISE_CONV_2D']} -> {ops['tiled']['DEPTHWISE_CONV_2D']} | "
+          f"{ops['whole']['DELEGATE']} / {ops['tiled']['DELEGATE']} | {diff:.1e} |", flush=True)
+
+
+def header(title):
+    print(f"\n{title}\n")
+    print("| case | whole ms | tiled ms | tiled / whole | DEPTHWISE_CONV_2D ops | delegate partitions "
+          "(whole / tiled) | max diff / output scale |")
+    print("|---|---:|---:|---:|---|---|---:|")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kernels", type=int, nargs="*", default=[3, 5, 7, 9, 13, 31],
+                        help="depthwise kernel sizes of part 1 (none: skip part 1)")
+    parser.add_argument("--models", nargs="*", default=["convnext_tiny"],
+                        help="registered model names of part 2 (none: skip part 2)")
+    parser.add_argument("--size", type=int, default=224, help="input size of part 2")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    print(f"XNNPACK, {args.threads} threads, batch 1, medians of {args.repeats} runs in {args.rounds} "
+          "alternating rounds")
+    with tempfile.TemporaryDirectory() as folder:
+        if args.kernels:
+            header("Part 1: one depthwise layer, 56x56x96")
+            x = rng.uniform(-1, 1, (1, 56, 56, 96)).astype("float32")
+            calibration = rng.uniform(-1, 1, (8, 56, 56, 96)).astype("float32")
+            for kernel in args.kernels:
+                model = depthwise_model(kernel, 56, 96)
+                for quantization in (None, "int8"):
+                    paths = export_pair(model, 56, folder, f"dw{kernel}", quantization, calibration)
+                    compare(f"{kernel}x{kernel} {quantization or 'fp32'}", paths, x, args.threads, args.repeats,
+                            args.rounds)
+        if args.models:
+            header(f"Part 2: whole models (deploy.fuse), {args.size}x{args.size}")
+            x = rng.uniform(-1, 1, (1, args.size, args.size, 3)).astype("float32")
+            calibration = rng.uniform(-1, 1, (8, args.size, args.size, 3)).astype("float32")
+            for name in args.models:
+                model = kcz.deploy.fuse(kcz.create_model(name, input_shape=(args.size, args.size, 3)))
+                for quantization in (None, "int8"):
+                    paths = export_pair(model, args.size, folder, name, quantization, calibration)
+                    compare(f"{name} {quantization or 'fp32'}", paths, x, args.threads, args.repeats, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
