@@ -12,11 +12,11 @@ each file, and checks that the two files agree.
 
 Part 1: one depthwise layer per kernel size (56x56x96, batch 1).
 Part 2: whole models from the registry (default ``convnext_tiny``; add
-``replknet_31b`` for the 31x31 kernels), fused, 224x224, batch 1.
+``replknet31_base`` for the 31x31 kernels), fused, 224x224, batch 1.
 
 Usage:
     python tools/benchmark_tflite_lowering.py
-    python tools/benchmark_tflite_lowering.py --models convnext_tiny replknet_31b --repeats 20
+    python tools/benchmark_tflite_lowering.py --models convnext_tiny replknet31_base --repeats 20
     python tools/benchmark_tflite_lowering.py --kernels 7 --models   # part 1 only, one size
 """
 

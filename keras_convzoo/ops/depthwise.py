@@ -46,6 +46,24 @@ def _same_pads(size, kernel, stride):
     return total // 2, total - total // 2, out
 
 
+def _padded_input(x, kernel_size, strides, padding):
+    """``(x zero-padded for padding, (height, width) before padding, (out_height, out_width))``.
+
+    Sizes are Python ints where the input shape is static, scalar tensors otherwise.
+    """
+    if padding not in ("same", "valid"):
+        raise ValueError(f"`padding` must be 'same' or 'valid'. Received: padding={padding!r}")
+    (kh, kw), (sh, sw) = kernel_size, strides
+    shape = tf.shape(x)
+    height = x.shape[1] if x.shape[1] is not None else shape[1]
+    width = x.shape[2] if x.shape[2] is not None else shape[2]
+    if padding == "valid":
+        return x, (height, width), ((height - kh) // sh + 1, (width - kw) // sw + 1)
+    top, bottom, out_h = _same_pads(height, kh, sh)
+    left, right, out_w = _same_pads(width, kw, sw)
+    return tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]), (height, width), (out_h, out_w)
+
+
 def depthwise_conv2d_shifted(x, kernel, strides=(1, 1), padding="same"):
     """Depthwise 2D cross-correlation as a sum of shifted, strided products.
 
@@ -76,16 +94,7 @@ def depthwise_conv2d_shifted(x, kernel, strides=(1, 1), padding="same"):
         kernel = kernel[..., 0]
     kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
     sh, sw = strides
-    shape = tf.shape(x)
-    height = x.shape[1] if x.shape[1] is not None else shape[1]
-    width = x.shape[2] if x.shape[2] is not None else shape[2]
-    if padding == "same":
-        top, bottom, out_h = _same_pads(height, kh, sh)
-        left, right, out_w = _same_pads(width, kw, sw)
-        x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-    else:
-        out_h = (height - kh) // sh + 1
-        out_w = (width - kw) // sw + 1
+    x, (height, width), (out_h, out_w) = _padded_input(x, (kh, kw), (sh, sw), padding)
     kernel = tf.cast(kernel, x.dtype)
     total = None
     for i in range(kh):
@@ -156,16 +165,7 @@ def depthwise_conv2d_tiled(x, kernel, strides=(1, 1), padding="same", max_taps=2
         raise ValueError(f"`max_taps` must be an int >= 1. Received: max_taps={max_taps!r}")
     kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
     sh, sw = strides
-    shape = tf.shape(x)
-    height = x.shape[1] if x.shape[1] is not None else shape[1]
-    width = x.shape[2] if x.shape[2] is not None else shape[2]
-    if padding == "same":
-        top, bottom, out_h = _same_pads(height, kh, sh)
-        left, right, out_w = _same_pads(width, kw, sw)
-        x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-    else:
-        out_h = (height - kh) // sh + 1
-        out_w = (width - kw) // sw + 1
+    x, (height, width), (out_h, out_w) = _padded_input(x, (kh, kw), (sh, sw), padding)
     kernel = tf.cast(kernel, x.dtype)
     rows, cols = ((0, kh - 1), (0, kw - 1)) if padding == "valid" else (
         _reached_taps(height, kh, sh), _reached_taps(width, kw, sw)
