@@ -13,16 +13,21 @@ each file, and checks that the two files agree.
 Part 1: one depthwise layer per kernel size (56x56x96, batch 1).
 Part 2: whole models from the registry (default ``convnext_tiny``; add
 ``replknet31_base`` for the 31x31 kernels), fused, 224x224, batch 1.
+Part 3: what a keras.applications user gets without this package: our fused
+model through ``to_tflite`` against the keras.applications model through the
+stock ``tf.lite.TFLiteConverter.from_keras_model`` (int8: the usual
+representative-dataset recipe) and through ``to_tflite``, timed together.
 
 Usage:
     python tools/benchmark_tflite_lowering.py
     python tools/benchmark_tflite_lowering.py --models convnext_tiny replknet31_base --repeats 20
-    python tools/benchmark_tflite_lowering.py --kernels 7 --models   # part 1 only, one size
+    python tools/benchmark_tflite_lowering.py --kernels 7 --models --anchors   # part 1 only, one size
 """
 
 import argparse
 import collections
 import os
+import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -30,11 +35,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import keras_convzoo as kcz  # noqa: E402
-from keras_convzoo.backend import keras  # noqa: E402
+from keras_convzoo.backend import keras, tf  # noqa: E402
 from keras_convzoo.export.tflite import run_tflite  # noqa: E402
 from keras_convzoo.profile import interleaved_times  # noqa: E402
+from benchmark_vs_anchors import cpu_model, keras_application  # noqa: E402
 
 VARIANTS = (("whole", None), ("tiled", kcz.export.DEPTHWISE_MAX_TAPS))
+LINES = []
+
+
+def emit(text=""):
+    """Prints ``text`` and keeps it for ``--out``."""
+    print(text, flush=True)
+    LINES.append(text)
 
 
 def depthwise_model(kernel, size, channels):
@@ -78,16 +91,48 @@ def compare(label, paths, x, threads, repeats, rounds):
     times = interleaved_times(calls, warmup=2, repeats=repeats, rounds=rounds)
     medians = {variant: float(np.median(t)) for variant, t in times.items()}
     whole, tiled = medians["whole"], medians["tiled"]
-    print(f"| {label} | {whole:.2f} | {tiled:.2f} | {tiled / whole:.2f} | "
-          f"{ops['whole']['DEPTHWISE_CONV_2D']} -> {ops['tiled']['DEPTHWISE_CONV_2D']} | "
-          f"{ops['whole']['DELEGATE']} / {ops['tiled']['DELEGATE']} | {diff:.1e} |", flush=True)
+    emit(f"| {label} | {whole:.2f} | {tiled:.2f} | {tiled / whole:.2f} | "
+         f"{ops['whole']['DEPTHWISE_CONV_2D']} -> {ops['tiled']['DEPTHWISE_CONV_2D']} | "
+         f"{ops['whole']['DELEGATE']} / {ops['tiled']['DELEGATE']} | {diff:.1e} |")
+
+
+def stock_tflite(model, path, calibration):
+    """The keras.applications user's file: ``TFLiteConverter.from_keras_model`` (int8 when calibrated)."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if calibration is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with open(path, "wb") as f:
+        f.write(converter.convert())
+    return path
+
+
+def against_stock(ours_name, keras_name, size, folder, x, calibration, args):
+    ours = kcz.deploy.fuse(kcz.create_model(ours_name, input_shape=(size, size, 3)))
+    anchor = keras_application(keras_name, size)
+    for quantization in (None, "int8"):
+        tag = quantization or "fp32"
+        extra = dict(quantization="int8", representative_data=calibration) if quantization else {}
+        paths = {}
+        for label, model in (("ours", ours), ("keras_to_tflite", anchor)):
+            paths[label] = os.path.join(folder, f"{label}_{ours_name}_{tag}.tflite")
+            kcz.export.to_tflite(model, paths[label], input_shape=(size, size, 3), verify=False, **extra)
+        paths["keras_stock"] = stock_tflite(anchor, os.path.join(folder, f"stock_{keras_name}_{tag}.tflite"),
+                                            calibration if quantization else None)
+        calls = {label: interpreter_call(path, x, args.threads)[0] for label, path in paths.items()}
+        times = interleaved_times(calls, warmup=2, repeats=args.repeats, rounds=args.rounds)
+        ms = {label: float(np.median(t)) for label, t in times.items()}
+        emit(f"| {ours_name} vs {keras_name} {tag} | {ms['ours']:.1f} | {ms['keras_stock']:.1f} | "
+             f"{ms['keras_to_tflite']:.1f} | {ms['ours'] / ms['keras_stock']:.2f} | "
+             f"{ms['ours'] / ms['keras_to_tflite']:.2f} |")
 
 
 def header(title):
-    print(f"\n{title}\n")
-    print("| case | whole ms | tiled ms | tiled / whole | DEPTHWISE_CONV_2D ops | delegate partitions "
-          "(whole / tiled) | max diff / output scale |")
-    print("|---|---:|---:|---:|---|---|---:|")
+    emit(f"\n{title}\n")
+    emit("| case | whole ms | tiled ms | tiled / whole | DEPTHWISE_CONV_2D ops | delegate partitions "
+         "(whole / tiled) | max diff / output scale |")
+    emit("|---|---:|---:|---:|---|---|---:|")
 
 
 def main(argv=None):
@@ -96,14 +141,26 @@ def main(argv=None):
                         help="depthwise kernel sizes of part 1 (none: skip part 1)")
     parser.add_argument("--models", nargs="*", default=["convnext_tiny"],
                         help="registered model names of part 2 (none: skip part 2)")
-    parser.add_argument("--size", type=int, default=224, help="input size of part 2")
+    parser.add_argument("--anchors", nargs="*", default=["convnext_tiny:ConvNeXtTiny"], metavar="OURS:KERAS",
+                        help="part 3 pairs of a registered model and a keras.applications name (none: skip)")
+    parser.add_argument("--size", type=int, default=224, help="input size of parts 2 and 3")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", metavar="FILE", help="also write the tables to this Markdown file")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
-    print(f"XNNPACK, {args.threads} threads, batch 1, medians of {args.repeats} runs in {args.rounds} "
-          "alternating rounds")
+    import ai_edge_litert
+
+    emit("# TFLite export lowerings: large depthwise kernels whole vs tiled")
+    emit()
+    command = " ".join(argv if argv is not None else sys.argv[1:])
+    emit(f"Generated by `python tools/benchmark_tflite_lowering.py {command}`"
+         f" on {cpu_model()} ({os.cpu_count()} logical cores), TensorFlow {tf.__version__}, "
+         f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '?')}, load average {os.getloadavg()[0]:.2f}.")
+    emit()
+    emit(f"XNNPACK, {args.threads} threads, batch 1, medians of {args.repeats} runs in {args.rounds} "
+         "alternating rounds")
     with tempfile.TemporaryDirectory() as folder:
         if args.kernels:
             header("Part 1: one depthwise layer, 56x56x96")
@@ -124,6 +181,23 @@ def main(argv=None):
                 for quantization in (None, "int8"):
                     paths = export_pair(model, args.size, folder, name, quantization, calibration)
                     compare(f"{name} {quantization or 'fp32'}", paths, x, args.threads, args.repeats, args.rounds)
+        if args.anchors:
+            emit(f"\nPart 3: against keras.applications, {args.size}x{args.size}\n")
+            emit("| case | ours ms | keras stock converter ms | keras through to_tflite ms | ours / stock | "
+                 "ours / keras to_tflite |")
+            emit("|---|---:|---:|---:|---:|---:|")
+            x = rng.uniform(-1, 1, (1, args.size, args.size, 3)).astype("float32")
+            calibration = rng.uniform(-1, 1, (8, args.size, args.size, 3)).astype("float32")
+            for pair in args.anchors:
+                ours_name, _, keras_name = pair.partition(":")
+                against_stock(ours_name, keras_name, args.size, folder, x, calibration, args)
+    if args.out:
+        write(args.out)
+
+
+def write(path):
+    with open(path, "w") as f:
+        f.write("\n".join(LINES) + "\n")
 
 
 if __name__ == "__main__":
