@@ -26,7 +26,8 @@ XNNPACK runs int8 ``SUB``/``MUL`` but has no int8 ``SQUARED_DIFFERENCE``, so
 the int8 ConvNeXt-T file went from 66 to 44 delegate partitions and from
 119 to 73 ms (224x224, batch 1, 2 threads; float32 unchanged, 79 / 77 ms).
 
-TFLite only (``depthwise_max_taps``): depthwise convolutions with more than
+TFLite only (``depthwise_max_taps``; int8 files by default only kernels of
+at most ``INT8_DEPTHWISE_MAX_PIECES`` pieces): depthwise convolutions with more than
 25 taps (``keras.layers.DepthwiseConv2D``, so ``layers.DepthwiseConv2D``
 too; a Keras ``Conv2D`` with one input channel per group; the large kernel
 of ``layers.ReparamLargeKernelConv``) are traced as a sum of depthwise
@@ -46,11 +47,16 @@ import contextlib
 from keras_convzoo.backend import LEGACY_KERAS, keras, tf
 from keras_convzoo.layers.group_conv2d import GroupConv2D
 from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
-from keras_convzoo.ops.depthwise import depthwise_conv2d_tiled
+from keras_convzoo.ops.depthwise import depthwise_conv2d_tiled, depthwise_tile_count
 
 #: Default ``depthwise_max_taps`` of the TFLite export: XNNPACK's largest
 #: one-pass depthwise kernel (5x5). See ``ops.depthwise.depthwise_conv2d_tiled``.
 DEPTHWISE_MAX_TAPS = 25
+#: Most pieces per kernel that ``to_tflite``'s default ("auto") tiles in an
+#: int8 file: every ADD of the pieces re-quantizes, so larger kernels stay
+#: whole there (7x7, 3 pieces: tiled; RepLKNet's 31x31, 62 pieces: whole; its
+#: int8 SNR against Keras measured 48 dB whole, 3 dB tiled).
+INT8_DEPTHWISE_MAX_PIECES = 3
 
 
 def iter_layers(model):
@@ -132,14 +138,20 @@ def _depthwise_kernel(layer):
     return tf.reshape(layer.kernel, (kh, kw, layer.groups, filters // layer.groups))
 
 
-def _tileable_depthwise(layer, max_taps):
+def _worth_tiling(kernel_size, max_taps, max_pieces):
+    return _taps(kernel_size) > max_taps and (
+        max_pieces is None or depthwise_tile_count(kernel_size, max_taps) <= max_pieces
+    )
+
+
+def _tileable_depthwise(layer, max_taps, max_pieces):
     """True for a Keras 3 depthwise convolution of more than ``max_taps`` taps that can be tiled."""
     if LEGACY_KERAS or max_taps is None:
         return False
     depthwise = isinstance(layer, keras.layers.DepthwiseConv2D) or (
         type(layer) is keras.layers.Conv2D and layer.groups > 1 and layer.built and layer.kernel.shape[2] == 1
     )
-    return depthwise and _plain_2d(layer) and _taps(layer.kernel_size) > max_taps
+    return depthwise and _plain_2d(layer) and _worth_tiling(layer.kernel_size, max_taps, max_pieces)
 
 
 def _tiled_depthwise_call(layer, max_taps):
@@ -155,12 +167,12 @@ def _tiled_depthwise_call(layer, max_taps):
     return call
 
 
-def _tiled_reparam_dw(layer, max_taps):
+def _tiled_reparam_dw(layer, max_taps, max_pieces):
     """``_dw`` of a ``ReparamLargeKernelConv`` that tiles kernels of more than ``max_taps`` taps."""
     original = layer._dw
 
     def dw(x, kernel):
-        if _taps(kernel.shape) <= max_taps:
+        if not _worth_tiling(kernel.shape, max_taps, max_pieces):
             return original(x, kernel)
         strides = (layer.strides, layer.strides)
         return depthwise_conv2d_tiled(x, tf.cast(kernel, x.dtype), strides, "same", max_taps)
@@ -168,14 +180,17 @@ def _tiled_reparam_dw(layer, max_taps):
     return dw
 
 
-def check_depthwise_max_taps(value):
-    """Raises ``ValueError`` unless ``value`` is None or an int >= 1 (``depthwise_max_taps``)."""
+def check_depthwise_max_taps(value, allow_auto=False):
+    """Raises ``ValueError`` unless ``value`` is None, an int >= 1 (or ``"auto"`` when allowed)."""
+    if allow_auto and value == "auto":
+        return
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"`depthwise_max_taps` must be None or an int >= 1. Received: depthwise_max_taps={value!r}")
+        allowed = "'auto', None or an int >= 1" if allow_auto else "None or an int >= 1"
+        raise ValueError(f"`depthwise_max_taps` must be {allowed}. Received: depthwise_max_taps={value!r}")
 
 
 @contextlib.contextmanager
-def deployment_lowering(model, depthwise_max_taps=None):
+def deployment_lowering(model, depthwise_max_taps=None, depthwise_max_pieces=None):
     """Temporarily puts the layers of ``model`` in their deployment lowering (see module doc).
 
     ``"auto"`` ``GroupConv2D`` layers become ``"native"``; Keras 3
@@ -189,6 +204,9 @@ def deployment_lowering(model, depthwise_max_taps=None):
         model: a Keras 3 or tf_keras model.
         depthwise_max_taps: None (no tiling) or an int >= 1: the most taps
             of one depthwise piece (TFLite: ``DEPTHWISE_MAX_TAPS``).
+        depthwise_max_pieces: None, or the most pieces a tiled kernel may
+            have; kernels needing more stay whole (int8 TFLite default:
+            ``INT8_DEPTHWISE_MAX_PIECES``).
 
     Yields:
         The number of layers switched.
@@ -207,7 +225,7 @@ def deployment_lowering(model, depthwise_max_taps=None):
     ]
     calls = {id(layer): (layer, _layer_norm_without_neg(layer)) for layer in layers if _rewritable_layer_norm(layer)}
     for layer in layers:
-        if _tileable_depthwise(layer, depthwise_max_taps):
+        if _tileable_depthwise(layer, depthwise_max_taps, depthwise_max_pieces):
             calls[id(layer)] = (layer, _tiled_depthwise_call(layer, depthwise_max_taps))
     reparams = [] if LEGACY_KERAS or depthwise_max_taps is None else [
         layer for layer in layers if isinstance(layer, ReparamLargeKernelConv)
@@ -218,7 +236,7 @@ def deployment_lowering(model, depthwise_max_taps=None):
         for layer, call in calls.values():
             layer.call = call
         for layer in reparams:
-            layer._dw = _tiled_reparam_dw(layer, depthwise_max_taps)
+            layer._dw = _tiled_reparam_dw(layer, depthwise_max_taps, depthwise_max_pieces)
         yield len(switched) + len(calls) + len(reparams)
     finally:
         for layer in switched:

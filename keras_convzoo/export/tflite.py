@@ -43,7 +43,12 @@ import warnings
 import numpy as np
 
 from keras_convzoo.backend import tf
-from keras_convzoo.export.lowering import DEPTHWISE_MAX_TAPS, check_depthwise_max_taps, deployment_lowering
+from keras_convzoo.export.lowering import (
+    DEPTHWISE_MAX_TAPS,
+    INT8_DEPTHWISE_MAX_PIECES,
+    check_depthwise_max_taps,
+    deployment_lowering,
+)
 from keras_convzoo.progress import check_progress
 from keras_convzoo.export.report import (
     QUANTIZATIONS,
@@ -144,7 +149,7 @@ def _representative_samples(representative_data, full_shape, dtype, optional=Fal
     return samples
 
 
-def _serving_function(model, full_shape, dtype, name, depthwise_max_taps):
+def _serving_function(model, full_shape, dtype, name, depthwise_max_taps, depthwise_max_pieces):
     spec = tf.TensorSpec(full_shape, dtype, name=name)
 
     @tf.function(input_signature=[spec], autograph=False)
@@ -153,7 +158,7 @@ def _serving_function(model, full_shape, dtype, name, depthwise_max_taps):
         return outputs[0] if len(outputs) == 1 else outputs
 
     try:
-        with deployment_lowering(model, depthwise_max_taps):
+        with deployment_lowering(model, depthwise_max_taps, depthwise_max_pieces):
             return serve.get_concrete_function()
     except Exception as e:
         raise ExportError(
@@ -387,7 +392,7 @@ def to_tflite(
     seed=0,
     int8_io=False,
     progress=None,
-    depthwise_max_taps=DEPTHWISE_MAX_TAPS,
+    depthwise_max_taps="auto",
 ):
     """Converts a Keras model to a TFLite file and checks the file against Keras.
 
@@ -438,10 +443,12 @@ def to_tflite(
             ``representative_data``), e.g. to draw a progress bar.
         depthwise_max_taps: depthwise convolutions with more taps than this
             are written as sums of depthwise convolutions of at most this
-            many taps (default 25, XNNPACK's largest one-pass kernel: a 7x7
+            many taps (XNNPACK's largest one-pass kernel is 25 taps: a 7x7
             ConvNeXt kernel runs about 8x faster; see
-            ``keras_convzoo.export.lowering``); None keeps them whole
-            (int8: a few dB more SNR, many times slower).
+            ``keras_convzoo.export.lowering``); None keeps them whole.
+            ``"auto"`` (default): 25, and in an int8 file only kernels of at
+            most ``INT8_DEPTHWISE_MAX_PIECES`` (3) pieces, as each added
+            piece re-quantizes (7x7 tiled; RepLKNet's 31x31 whole).
 
     Returns:
         An ``ExportReport`` (differences ``None`` when ``verify=False``).
@@ -470,7 +477,7 @@ def to_tflite(
     >>> print(report)
     """
     _check_quantization(quantization)
-    check_depthwise_max_taps(depthwise_max_taps)
+    check_depthwise_max_taps(depthwise_max_taps, allow_auto=True)
     path = check_output_path(path, ".tflite")
     if quantization != "int8":
         if representative_data is not None:
@@ -488,7 +495,11 @@ def to_tflite(
     shape = resolve_input_shape(model_shape, input_shape, fill_none=True)
     full_shape = (1,) + shape
     start = time.perf_counter()
-    concrete = _serving_function(model, full_shape, dtype, name, depthwise_max_taps)
+    max_pieces = None
+    if depthwise_max_taps == "auto":
+        depthwise_max_taps = DEPTHWISE_MAX_TAPS
+        max_pieces = INT8_DEPTHWISE_MAX_PIECES if quantization == "int8" else None
+    concrete = _serving_function(model, full_shape, dtype, name, depthwise_max_taps, max_pieces)
     qat = is_quantization_aware(concrete)
     samples = None
     if quantization == "int8":

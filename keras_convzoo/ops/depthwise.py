@@ -113,6 +113,19 @@ def _tiles(first, last, step):
     return [(start, min(step, last + 1 - start)) for start in range(first, last + 1, step)]
 
 
+def depthwise_tile_count(kernel_size, max_taps=25):
+    """Number of pieces ``depthwise_conv2d_tiled`` cuts a ``(kh, kw)`` kernel into (before padding-only taps are left out).
+
+    Example:
+    >>> depthwise_tile_count((7, 7)), depthwise_tile_count((31, 31))
+    (3, 62)
+    """
+    kh, kw = int(kernel_size[0]), int(kernel_size[1])
+    band_w = min(kw, max_taps)
+    band_h = max(1, max_taps // band_w)
+    return -(-kh // band_h) * -(-kw // band_w)
+
+
 def _reached_taps(size, kernel, stride):
     """``(first, last)`` kernel taps that reach the input under "same" padding along one axis.
 

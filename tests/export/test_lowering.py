@@ -64,13 +64,20 @@ def test_tflite_tiles_large_depthwise_kernels_and_matches_keras(tmp_path):
 def test_int8_tflite_keeps_layer_norm_and_large_kernels_in_xnnpack_ops(tmp_path):
     model = _large_kernel_model()
     rng = np.random.default_rng(1)
-    report = export.to_tflite(model, str(tmp_path / "q.tflite"), input_shape=(20, 18, 12), quantization="int8",
-                              representative_data=rng.standard_normal((16, 20, 18, 12)).astype("float32"))
-    assert report.snr_db >= export.INT8_MIN_SNR_DB
-    ops = _op_counts(report.path)
-    # No int8 op XNNPACK lacks besides the LayerNorm's RSQRT (SQUARED_DIFFERENCE used to split the graph).
-    assert "SQUARED_DIFFERENCE" not in ops and "NEG" not in ops and ops["RSQRT"] == 1
-    assert ops["DEPTHWISE_CONV_2D"] == 3 + 5 + 3 + 13 + 1
+    calibration = rng.standard_normal((16, 20, 18, 12)).astype("float32")
+    counts = {}
+    for taps in ("auto", 25):
+        report = export.to_tflite(model, str(tmp_path / f"q{taps}.tflite"), input_shape=(20, 18, 12),
+                                  quantization="int8", representative_data=calibration, depthwise_max_taps=taps)
+        assert report.snr_db >= export.INT8_MIN_SNR_DB
+        ops = _op_counts(report.path)
+        # No int8 op XNNPACK lacks besides the LayerNorm's RSQRT (SQUARED_DIFFERENCE used to split the graph).
+        assert "SQUARED_DIFFERENCE" not in ops and "NEG" not in ops and ops["RSQRT"] == 1
+        counts[taps] = ops["DEPTHWISE_CONV_2D"]
+    # "auto" in int8 tiles only kernels of at most INT8_DEPTHWISE_MAX_PIECES pieces: the two 7x7s
+    # (3 each); the 9x9 (5 pieces) and the 13x13 (13) stay whole, as does the 5x5.
+    assert export.INT8_DEPTHWISE_MAX_PIECES == 3
+    assert counts == {"auto": 3 + 1 + 3 + 1 + 1, 25: 3 + 5 + 3 + 13 + 1}
 
 
 def test_lowering_restores_layers_when_tracing_fails():
@@ -82,7 +89,7 @@ def test_lowering_restores_layers_when_tracing_fails():
     assert not any("call" in vars(layer) or "_dw" in vars(layer) for layer in iter_layers(model))
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "25"])
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "25", "Auto"])
 def test_bad_depthwise_max_taps_is_rejected_before_writing(tmp_path, bad):
     model = _large_kernel_model()
     path = tmp_path / "never.tflite"
