@@ -37,7 +37,7 @@ kernels go up to 25 taps, and its multipass kernel is about 20x slower per
 tap. Measured with ai-edge-litert 2.3.0 on the 2-core AVX2 CPU, ConvNeXt-T
 224x224 batch 1: float32 136 -> 102 ms, int8 298 -> 133 ms. The price is
 some int8 accuracy (each ADD of the pieces re-quantizes; one random 31x31
-layer: 34.7 -> 27.4 dB SNR against Keras, 7x7: 34.6 -> 30.3 dB); ``to_tflite``
+layer: 34.7 -> 22.3 dB SNR against Keras, 7x7: 34.6 -> 30.3 dB); ``to_tflite``
 still verifies the file. Keras models under tf_keras (QAT) are left as they
 are.
 """

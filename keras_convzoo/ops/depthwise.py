@@ -185,14 +185,12 @@ def depthwise_conv2d_tiled(x, kernel, strides=(1, 1), padding="same", max_taps=2
     )
     band_w = min(cols[1] - cols[0] + 1, max_taps)
     band_h = max(1, max_taps // band_w)
-    pieces = []
+    # Added one by one, so each piece's output can be freed once added (a tree of adds keeps
+    # every piece alive at once: the full-size RepLKNet-31B export ran out of 24 GiB with it).
+    total = None
     for r0, h in _tiles(rows[0], rows[1], band_h):
         for c0, w in _tiles(cols[0], cols[1], band_w):
             window = x[:, r0 : r0 + (out_h - 1) * sh + h, c0 : c0 + (out_w - 1) * sw + w, :]
-            pieces.append(tf.nn.depthwise_conv2d(window, kernel[r0 : r0 + h, c0 : c0 + w], (1, sh, sw, 1), "VALID"))
-    # Pairwise (tree) sum: in an int8 file each ADD re-quantizes its result, so a chain of
-    # n - 1 adds of the running total adds n - 1 rounding steps of the full range; a tree
-    # adds log2(n) levels of them (31x31 in 62 pieces, one 28x28x64 layer: int8 SNR against Keras 22.3 -> 27.4 dB; the whole kernel: 34.7 dB).
-    while len(pieces) > 1:
-        pieces = [a + b for a, b in zip(pieces[0::2], pieces[1::2])] + pieces[len(pieces) - len(pieces) % 2 :]
-    return pieces[0]
+            piece = tf.nn.depthwise_conv2d(window, kernel[r0 : r0 + h, c0 : c0 + w], (1, sh, sw, 1), "VALID")
+            total = piece if total is None else total + piece
+    return total

@@ -163,14 +163,6 @@ def test_tiled_depthwise_equals_tf_depthwise(kernel, strides, padding, hw, multi
         before = max((out - 1) * stride + k - n, 0) // 2 if padding == "same" else 0
         return sum(any(0 <= stride * i + a - before < n for i in range(out)) for a in range(k))
 
-    # The pieces are summed as a tree (int8 files re-quantize at every add): depth ceil(log2(n)).
-    graph = dynamic.get_concrete_function().graph
-    depth = {}
-    for op in graph.get_operations():  # topological order
-        if op.type in ("AddV2", "Add") and op.outputs[0].dtype.is_floating:  # not the index arithmetic
-            depth[op.name] = 1 + max((depth.get(t.op.name, 0) for t in op.inputs), default=0)
-    n = len(pieces(dynamic))
-    assert len(depth) == n - 1 and max(depth.values(), default=0) == int(np.ceil(np.log2(n)))
     dynamic_pieces = pieces(dynamic)
     assert all(shape[0] * shape[1] <= max_taps for shape in dynamic_pieces)
     assert sum(shape[0] * shape[1] for shape in dynamic_pieces) == kh * kw
