@@ -113,6 +113,12 @@ def _tiles(first, last, step):
     return [(start, min(step, last + 1 - start)) for start in range(first, last + 1, step)]
 
 
+def _band_shape(width, max_taps):
+    """``(rows, columns)`` of one piece for a kernel ``width`` columns wide: as many whole rows as fit."""
+    band_w = min(width, max_taps)
+    return max(1, max_taps // band_w), band_w
+
+
 def depthwise_tile_count(kernel_size, max_taps=25):
     """Number of pieces ``depthwise_conv2d_tiled`` cuts a ``(kh, kw)`` kernel into (before padding-only taps are left out).
 
@@ -121,8 +127,7 @@ def depthwise_tile_count(kernel_size, max_taps=25):
     (3, 62)
     """
     kh, kw = int(kernel_size[0]), int(kernel_size[1])
-    band_w = min(kw, max_taps)
-    band_h = max(1, max_taps // band_w)
+    band_h, band_w = _band_shape(kw, max_taps)
     return -(-kh // band_h) * -(-kw // band_w)
 
 
@@ -183,8 +188,7 @@ def depthwise_conv2d_tiled(x, kernel, strides=(1, 1), padding="same", max_taps=2
     rows, cols = ((0, kh - 1), (0, kw - 1)) if padding == "valid" else (
         _reached_taps(height, kh, sh), _reached_taps(width, kw, sw)
     )
-    band_w = min(cols[1] - cols[0] + 1, max_taps)
-    band_h = max(1, max_taps // band_w)
+    band_h, band_w = _band_shape(cols[1] - cols[0] + 1, max_taps)
     # Added one by one, so each piece's output can be freed once added (a tree of adds keeps
     # every piece alive at once: the full-size RepLKNet-31B export ran out of 24 GiB with it).
     total = None
