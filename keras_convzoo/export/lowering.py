@@ -54,7 +54,7 @@ from keras_convzoo.ops.depthwise import depthwise_conv2d_tiled, depthwise_tile_c
 DEPTHWISE_MAX_TAPS = 25
 #: Most pieces per kernel that ``to_tflite``'s default ("auto") tiles in an
 #: int8 file: every ADD of the pieces re-quantizes, so larger kernels stay
-#: whole there (7x7, 3 pieces: tiled; RepLKNet's 31x31, 62 pieces: whole; its
+#: whole there (7x7, 3 pieces: tiled; RepLKNet's 31x31, 44 pieces: whole; its
 #: int8 SNR against Keras measured 48 dB whole, 3 dB tiled).
 INT8_DEPTHWISE_MAX_PIECES = 3
 

@@ -113,10 +113,20 @@ def _tiles(first, last, step):
     return [(start, min(step, last + 1 - start)) for start in range(first, last + 1, step)]
 
 
-def _band_shape(width, max_taps):
-    """``(rows, columns)`` of one piece for a kernel ``width`` columns wide: as many whole rows as fit."""
-    band_w = min(width, max_taps)
-    return max(1, max_taps // band_w), band_w
+def _piece_shape(kh, kw, max_taps):
+    """``(rows, columns)`` of the pieces that cut a ``kh x kw`` kernel into the fewest pieces of <= ``max_taps`` taps.
+
+    Ties go to the wider piece (longer contiguous rows). 31x31 with 25 taps:
+    3x8 pieces, 44 of them (one-row bands would take 62; each piece costs a
+    pass over the input and, in int8, a re-quantizing ADD).
+    """
+    best = None
+    for w in range(min(kw, max_taps), 0, -1):
+        h = min(kh, max_taps // w)
+        count = -(-kh // h) * -(-kw // w)
+        if best is None or count < best[0]:
+            best = (count, h, w)
+    return best[1], best[2]
 
 
 def depthwise_tile_count(kernel_size, max_taps=25):
@@ -124,10 +134,10 @@ def depthwise_tile_count(kernel_size, max_taps=25):
 
     Example:
     >>> depthwise_tile_count((7, 7)), depthwise_tile_count((31, 31))
-    (3, 62)
+    (3, 44)
     """
     kh, kw = int(kernel_size[0]), int(kernel_size[1])
-    band_h, band_w = _band_shape(kw, max_taps)
+    band_h, band_w = _piece_shape(kh, kw, max_taps)
     return -(-kh // band_h) * -(-kw // band_w)
 
 
@@ -150,11 +160,11 @@ def depthwise_conv2d_tiled(x, kernel, strides=(1, 1), padding="same", max_taps=2
     """Depthwise 2D cross-correlation as a sum of depthwise convolutions of at most ``max_taps`` taps.
 
     Equals ``tf.nn.depthwise_conv2d(x, kernel, strides, padding)`` up to float
-    summation order. The kernel is cut into row bands (and column bands when
-    one row has more than ``max_taps`` taps); each band is a ``"VALID"``
-    depthwise convolution of the (once padded) input window it sees, and the
-    bands are added; kernel rows and columns that never reach a (static)
-    input are left out. For TFLite export: XNNPACK runs depthwise kernels of up
+    summation order. The kernel is cut into the fewest equal rectangular
+    pieces of at most ``max_taps`` taps (edge pieces smaller); each piece is
+    a ``"VALID"`` depthwise convolution of the (once padded) input window it
+    sees, and the pieces are added; kernel rows and columns that never reach
+    a (static) input are left out. For TFLite export: XNNPACK runs depthwise kernels of up
     to 25 taps in one pass and larger ones through a multipass kernel that is
     about 20x slower per tap (measured with ai-edge-litert 2.3.0 on the 2-core
     AVX2 CPU, 56x56x96, batch 1, float32 / int8 ms: 5x5 0.30 / 0.39, 3x7 0.37 /
@@ -188,7 +198,7 @@ def depthwise_conv2d_tiled(x, kernel, strides=(1, 1), padding="same", max_taps=2
     rows, cols = ((0, kh - 1), (0, kw - 1)) if padding == "valid" else (
         _reached_taps(height, kh, sh), _reached_taps(width, kw, sw)
     )
-    band_h, band_w = _band_shape(cols[1] - cols[0] + 1, max_taps)
+    band_h, band_w = _piece_shape(rows[1] - rows[0] + 1, cols[1] - cols[0] + 1, max_taps)
     # Added one by one, so each piece's output can be freed once added (a tree of adds keeps
     # every piece alive at once: the full-size RepLKNet-31B export ran out of 24 GiB with it).
     total = None

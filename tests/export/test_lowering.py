@@ -47,7 +47,7 @@ def test_tflite_tiles_large_depthwise_kernels_and_matches_keras(tmp_path):
     tiled = export.to_tflite(model, str(tmp_path / "tiled.tflite"), input_shape=(20, 18, 12))
     assert tiled.relative_diff <= export.FP32_MAX_RELATIVE_DIFF
     ops = _op_counts(tiled.path)
-    assert ops["DEPTHWISE_CONV_2D"] == 3 + 5 + 3 + 13 + 1
+    assert ops["DEPTHWISE_CONV_2D"] == 3 + 4 + 3 + 9 + 1
     assert ops["CONV_2D"] == 1  # the grouped 7x7 became depthwise pieces; the dense 5x5 stays
     assert "SQUARED_DIFFERENCE" not in ops and "NEG" not in ops
     whole = export.to_tflite(model, str(tmp_path / "whole.tflite"), input_shape=(20, 18, 12), depthwise_max_taps=None)
@@ -75,9 +75,9 @@ def test_int8_tflite_keeps_layer_norm_and_large_kernels_in_xnnpack_ops(tmp_path)
         assert "SQUARED_DIFFERENCE" not in ops and "NEG" not in ops and ops["RSQRT"] == 1
         counts[taps] = ops["DEPTHWISE_CONV_2D"]
     # "auto" in int8 tiles only kernels of at most INT8_DEPTHWISE_MAX_PIECES pieces: the two 7x7s
-    # (3 each); the 9x9 (5 pieces) and the 13x13 (13) stay whole, as does the 5x5.
+    # (3 each); the 9x9 (4 pieces) and the 13x13 (9) stay whole, as does the 5x5.
     assert export.INT8_DEPTHWISE_MAX_PIECES == 3
-    assert counts == {"auto": 3 + 1 + 3 + 1 + 1, 25: 3 + 5 + 3 + 13 + 1}
+    assert counts == {"auto": 3 + 1 + 3 + 1 + 1, 25: 3 + 4 + 3 + 9 + 1}
 
 
 def test_lowering_restores_layers_when_tracing_fails():

@@ -165,6 +165,7 @@ def test_tiled_depthwise_equals_tf_depthwise(kernel, strides, padding, hw, multi
 
     dynamic_pieces = pieces(dynamic)
     assert all(shape[0] * shape[1] <= max_taps for shape in dynamic_pieces)
+    assert len(dynamic_pieces) == depthwise_ops.depthwise_tile_count((kh, kw), max_taps)
     assert sum(shape[0] * shape[1] for shape in dynamic_pieces) == kh * kw
     static = tf.function(lambda t: depthwise_ops.depthwise_conv2d_tiled(t, w, strides, padding, max_taps))
     static_pieces = pieces(static, tf.TensorSpec(x.shape))
@@ -172,6 +173,16 @@ def test_tiled_depthwise_equals_tf_depthwise(kernel, strides, padding, hw, multi
     assert sum(shape[0] * shape[1] for shape in static_pieces) == (
         reached(hw[0], kh, strides[0]) * reached(hw[1], kw, strides[1]))
     np.testing.assert_allclose(static(x).numpy(), expected.numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel, max_taps, expected", [((7, 7), 25, 3), ((9, 9), 25, 4), ((13, 13), 25, 9),
+                                                      ((31, 31), 25, 44), ((33, 33), 25, 49), ((1, 64), 25, 3),
+                                                      ((5, 5), 25, 1), ((6, 5), 4, 9)])
+def test_tiled_depthwise_uses_the_fewest_rectangular_pieces(kernel, max_taps, expected):
+    # No grid of equal h x w pieces (h * w <= max_taps) covers the kernel in fewer.
+    fewest = min(-(-kernel[0] // h) * -(-kernel[1] // w) for h in range(1, max_taps + 1)
+                 for w in range(1, max_taps // h + 1))
+    assert depthwise_ops.depthwise_tile_count(kernel, max_taps) == fewest == expected
 
 
 def test_tiled_depthwise_rejects_bad_arguments():
