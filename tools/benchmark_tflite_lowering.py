@@ -15,7 +15,12 @@ keeps int8 kernels of more than ``INT8_DEPTHWISE_MAX_PIECES`` pieces whole.
 
 Part 1: one depthwise layer per kernel size (56x56x96, batch 1).
 Part 2: whole models from the registry (default ``convnext_tiny``; add
-``replknet31_base`` for the 31x31 kernels), fused, 224x224, batch 1.
+``replknet31_base`` for the 31x31 kernels, ``ccnn_4_140@32`` for CCNN's
+33x33 generated kernels at 32x32), random weights with random
+BatchNormalization statistics, logits (no softmax: the SNR of 1000 random
+probabilities says little), fused, 224x224 unless ``NAME@SIZE``, batch 1.
+CCNN_4,140 is built as the official CIFAR-10 command builds it (mask init
+0.75: its kernels keep all 33x33 taps).
 Part 3: what a keras.applications user gets without this package: our fused
 model through ``to_tflite`` against the keras.applications model through the
 stock ``tf.lite.TFLiteConverter.from_keras_model`` (int8: the usual
@@ -23,7 +28,7 @@ representative-dataset recipe) and through ``to_tflite``, timed together.
 
 Usage:
     python tools/benchmark_tflite_lowering.py
-    python tools/benchmark_tflite_lowering.py --models convnext_tiny replknet31_base --repeats 20
+    python tools/benchmark_tflite_lowering.py --models convnext_tiny replknet31_base ccnn_4_140@32 --repeats 20
     python tools/benchmark_tflite_lowering.py --kernels 7 --models --anchors   # part 1 only, one size
 """
 
@@ -41,6 +46,7 @@ import keras_convzoo as kcz  # noqa: E402
 from keras_convzoo.backend import keras, tf  # noqa: E402
 from keras_convzoo.export.tflite import run_tflite  # noqa: E402
 from keras_convzoo.profile import interleaved_times  # noqa: E402
+from keras_convzoo.testing import randomize_batch_norms  # noqa: E402
 from benchmark_vs_anchors import cpu_model, keras_application  # noqa: E402
 
 VARIANTS = (("whole", None), ("tiled", kcz.export.DEPTHWISE_MAX_TAPS))
@@ -55,6 +61,19 @@ def emit(text=""):
     """Prints ``text`` and keeps it for ``--out``."""
     print(text, flush=True)
     LINES.append(text)
+
+
+#: Registry overrides of part 2 (module doc).
+MODEL_OVERRIDES = {"ccnn_4_140": {"mask_init": 0.75}}
+
+
+def registry_model(entry, default_size):
+    """``(name, size, fused model)`` of a part-2 entry ``NAME`` or ``NAME@SIZE``."""
+    name, _, size = entry.partition("@")
+    size = int(size) if size else default_size
+    model = kcz.create_model(name, input_shape=(size, size, kcz.get_spec(name).input_channels),
+                             classifier_activation=None, **MODEL_OVERRIDES.get(name, {}))
+    return name, size, kcz.deploy.fuse(randomize_batch_norms(model, seed=0))
 
 
 def depthwise_model(kernel, size, channels):
@@ -150,8 +169,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kernels", type=int, nargs="*", default=[3, 5, 7, 9, 13, 31],
                         help="depthwise kernel sizes of part 1 (none: skip part 1)")
-    parser.add_argument("--models", nargs="*", default=["convnext_tiny"],
-                        help="registered model names of part 2 (none: skip part 2)")
+    parser.add_argument("--models", nargs="*", default=["convnext_tiny"], metavar="NAME[@SIZE]",
+                        help="registered model names of part 2, each at --size or @SIZE (none: skip part 2)")
     parser.add_argument("--anchors", nargs="*", default=["convnext_tiny:ConvNeXtTiny"], metavar="OURS:KERAS",
                         help="part 3 pairs of a registered model and a keras.applications name (none: skip)")
     parser.add_argument("--size", type=int, default=224, help="input size of parts 2 and 3")
@@ -185,14 +204,15 @@ def main(argv=None):
                     compare(f"{kernel}x{kernel} {quantization or 'fp32'}", model, paths, x, args.threads, args.repeats,
                             args.rounds)
         if args.models:
-            header(f"Part 2: whole models (deploy.fuse), {args.size}x{args.size}")
-            x = rng.uniform(-1, 1, (1, args.size, args.size, 3)).astype("float32")
-            calibration = rng.uniform(-1, 1, (8, args.size, args.size, 3)).astype("float32")
-            for name in args.models:
-                model = kcz.deploy.fuse(kcz.create_model(name, input_shape=(args.size, args.size, 3)))
+            header("Part 2: whole models (random weights and BatchNorm statistics, logits, deploy.fuse)")
+            for entry in args.models:
+                name, size, model = registry_model(entry, args.size)
+                x = rng.uniform(-1, 1, (1, size, size, 3)).astype("float32")
+                calibration = rng.uniform(-1, 1, (8, size, size, 3)).astype("float32")
                 for quantization in (None, "int8"):
-                    paths = export_pair(model, args.size, folder, name, quantization, calibration)
-                    compare(f"{name} {quantization or 'fp32'}", model, paths, x, args.threads, args.repeats, args.rounds)
+                    paths = export_pair(model, size, folder, name, quantization, calibration)
+                    compare(f"{name} {size}x{size} {quantization or 'fp32'}", model, paths, x, args.threads,
+                            args.repeats, args.rounds)
         if args.anchors:
             emit(f"\nPart 3: against keras.applications, {args.size}x{args.size}\n")
             emit("| case | ours ms | keras stock converter ms | keras through to_tflite ms | ours / stock | "

@@ -30,7 +30,8 @@ TFLite only (``depthwise_max_taps``; int8 files by default only kernels of
 at most ``INT8_DEPTHWISE_MAX_PIECES`` pieces): depthwise convolutions with more than
 25 taps (``keras.layers.DepthwiseConv2D``, so ``layers.DepthwiseConv2D``
 too; a Keras ``Conv2D`` with one input channel per group; the large kernel
-of ``layers.ReparamLargeKernelConv``) are traced as a sum of depthwise
+of ``layers.ReparamLargeKernelConv``; the baked kernel of a fused 1D or 2D
+``layers.SeparableFlexConv``, CCNN's convolution) are traced as a sum of depthwise
 convolutions of at most 25 taps each
 (``ops.depthwise.depthwise_conv2d_tiled``): XNNPACK's one-pass depthwise
 kernels go up to 25 taps, and its multipass kernel is about 20x slower per
@@ -45,6 +46,7 @@ are.
 import contextlib
 
 from keras_convzoo.backend import LEGACY_KERAS, keras, tf
+from keras_convzoo.layers._continuous_conv import ContinuousConvBase
 from keras_convzoo.layers.group_conv2d import GroupConv2D
 from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
 from keras_convzoo.ops.depthwise import depthwise_conv2d_tiled, depthwise_tile_count
@@ -180,6 +182,52 @@ def _tiled_reparam_dw(layer, max_taps, max_pieces):
     return dw
 
 
+def _tileable_continuous(layer, max_taps, max_pieces):
+    """True for the baked depthwise kernel of a fused (``deploy=True``) 1D/2D separable continuous conv worth tiling."""
+    if LEGACY_KERAS or max_taps is None or not isinstance(layer, ContinuousConvBase):
+        return False
+    if not (layer.built and layer.separable and layer.deploy and layer.dims in (1, 2)):
+        return False
+    taps = tuple(int(t) for t in layer.baked_kernel.shape[: layer.dims])
+    return _worth_tiling((1,) + taps if layer.dims == 1 else taps, max_taps, max_pieces)
+
+
+def _tiled_continuous_depthwise(layer, max_taps):
+    """``_depthwise`` of a continuous conv as depthwise pieces of at most ``max_taps`` taps.
+
+    The centred padding of ``ops.fft_conv`` (``(k - 1) // 2`` before) is
+    TensorFlow's "same" at stride 1; a causal 1D kernel pads ``k - 1`` before
+    and convolves "valid".
+    """
+
+    def depthwise(x, kernel):
+        kernel = tf.cast(kernel, x.dtype)
+        if layer.dims == 2:
+            return depthwise_conv2d_tiled(x, kernel[..., None], (1, 1), "same", max_taps)
+        padding = "same"
+        if layer.causal:
+            x = tf.pad(x, [[0, 0], [int(kernel.shape[0]) - 1, 0], [0, 0]])
+            padding = "valid"
+        return depthwise_conv2d_tiled(x[:, None], kernel[None, :, :, None], (1, 1), padding, max_taps)[:, 0]
+
+    return depthwise
+
+
+def _overrides(layers, max_taps, max_pieces):
+    """``{id: (layer, attribute, replacement)}``: the methods traced differently for export."""
+    overrides = {}
+    for layer in layers:
+        if _rewritable_layer_norm(layer):
+            overrides[id(layer)] = (layer, "call", _layer_norm_without_neg(layer))
+        elif _tileable_depthwise(layer, max_taps, max_pieces):
+            overrides[id(layer)] = (layer, "call", _tiled_depthwise_call(layer, max_taps))
+        elif isinstance(layer, ReparamLargeKernelConv) and not LEGACY_KERAS and max_taps is not None:
+            overrides[id(layer)] = (layer, "_dw", _tiled_reparam_dw(layer, max_taps, max_pieces))
+        elif _tileable_continuous(layer, max_taps, max_pieces):
+            overrides[id(layer)] = (layer, "_depthwise", _tiled_continuous_depthwise(layer, max_taps))
+    return overrides
+
+
 def check_depthwise_max_taps(value, allow_auto=False):
     """Raises ``ValueError`` unless ``value`` is None, an int >= 1 (or ``"auto"`` when allowed)."""
     if allow_auto and value == "auto":
@@ -196,7 +244,8 @@ def deployment_lowering(model, depthwise_max_taps=None, depthwise_max_pieces=Non
     ``"auto"`` ``GroupConv2D`` layers become ``"native"``; Keras 3
     ``LayerNormalization`` layers are traced without ``Neg`` and
     ``SquaredDifference`` ops; with ``depthwise_max_taps``, depthwise
-    convolutions of more taps are traced as sums of smaller ones. Trace the
+    convolutions of more taps (also the baked kernels of fused continuous
+    convolutions) are traced as sums of smaller ones. Trace the
     model for export inside this context; the layers are restored on exit,
     also when tracing fails.
 
@@ -223,27 +272,16 @@ def deployment_lowering(model, depthwise_max_taps=None, depthwise_max_pieces=Non
     switched = [
         layer for layer in layers if isinstance(layer, GroupConv2D) and layer.implementation == "auto"
     ]
-    calls = {id(layer): (layer, _layer_norm_without_neg(layer)) for layer in layers if _rewritable_layer_norm(layer)}
-    for layer in layers:
-        if _tileable_depthwise(layer, depthwise_max_taps, depthwise_max_pieces):
-            calls[id(layer)] = (layer, _tiled_depthwise_call(layer, depthwise_max_taps))
-    reparams = [] if LEGACY_KERAS or depthwise_max_taps is None else [
-        layer for layer in layers if isinstance(layer, ReparamLargeKernelConv)
-    ]
+    overrides = _overrides(layers, depthwise_max_taps, depthwise_max_pieces)
     try:
         for layer in switched:
             layer.implementation = "native"
-        for layer, call in calls.values():
-            layer.call = call
-        for layer in reparams:
-            layer._dw = _tiled_reparam_dw(layer, depthwise_max_taps, depthwise_max_pieces)
-        yield len(switched) + len(calls) + len(reparams)
+        for layer, attribute, replacement in overrides.values():
+            setattr(layer, attribute, replacement)
+        yield len(switched) + len(overrides)
     finally:
         for layer in switched:
             layer.implementation = "auto"
-        for layer, _ in calls.values():
-            if "call" in vars(layer):
-                del layer.call
-        for layer in reparams:
-            if "_dw" in vars(layer):
-                del layer._dw
+        for layer, attribute, _ in overrides.values():
+            if attribute in vars(layer):
+                delattr(layer, attribute)

@@ -298,11 +298,15 @@ class ContinuousConvBase(keras.layers.Layer):
         values = tf.reshape(values, tf.concat([taps, [self.filters, self.in_channels]], 0))
         return tf.transpose(values, list(range(self.dims)) + [self.dims + 1, self.dims])
 
+    def _depthwise(self, x, kernel):
+        """The depthwise convolution of the direct path (TFLite export tiles large baked kernels here)."""
+        return direct_depthwise_conv(x, kernel, self.causal)
+
     def _direct(self, x, kernel):
         if not self.separable:
             y = direct_conv(x, kernel, self.causal)
             return y + tf.cast(self.bias, y.dtype) if self.use_bias else y
-        y = direct_depthwise_conv(x, kernel, self.causal)
+        y = self._depthwise(x, kernel)
         if self.use_bias:
             y = y + tf.cast(self.bias, y.dtype)
         return tf.tensordot(y, tf.cast(self.pointwise_kernel, y.dtype), axes=1) + tf.cast(self.pointwise_bias, y.dtype)

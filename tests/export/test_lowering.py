@@ -5,10 +5,11 @@ import collections
 import numpy as np
 import pytest
 
-from keras_convzoo import export
+from keras_convzoo import deploy, export
 from keras_convzoo.backend import LEGACY_KERAS, keras
 from keras_convzoo.export.lowering import deployment_lowering, iter_layers
-from keras_convzoo.layers import DepthwiseConv2D, ReparamLargeKernelConv
+from keras_convzoo.layers import DepthwiseConv2D, ReparamLargeKernelConv, SeparableFlexConv
+from keras_convzoo.ops.depthwise import depthwise_tile_count
 
 pytestmark = [
     pytest.mark.export,
@@ -58,7 +59,7 @@ def test_tflite_tiles_large_depthwise_kernels_and_matches_keras(tmp_path):
     np.testing.assert_allclose(export.run_tflite(tiled.path, x)[0], export.run_tflite(whole.path, x)[0],
                                atol=1e-4 * float(np.abs(model(x)).max()))
     # The layers are themselves again after the export.
-    assert not any("call" in vars(layer) or "_dw" in vars(layer) for layer in iter_layers(model))
+    assert not any(set(vars(layer)) & {"call", "_dw", "_depthwise"} for layer in iter_layers(model))
 
 
 def test_int8_tflite_keeps_layer_norm_and_large_kernels_in_xnnpack_ops(tmp_path):
@@ -86,7 +87,7 @@ def test_lowering_restores_layers_when_tracing_fails():
         with deployment_lowering(model, depthwise_max_taps=25) as switched:
             assert switched == 5  # 3 depthwise kinds + the RepLK layer + the LayerNorm
             raise RuntimeError("boom")
-    assert not any("call" in vars(layer) or "_dw" in vars(layer) for layer in iter_layers(model))
+    assert not any(set(vars(layer)) & {"call", "_dw", "_depthwise"} for layer in iter_layers(model))
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "25", "Auto"])
@@ -108,3 +109,35 @@ def test_int8_kernel_larger_than_the_input_leaves_out_taps_that_only_see_padding
                               representative_data=rng.standard_normal((16, 3, 3, 8)).astype("float32"))
     assert report.snr_db >= export.INT8_MIN_SNR_DB
     assert _op_counts(report.path)["DEPTHWISE_CONV_2D"] == 1  # the 5x5 taps that reach the map, one piece
+
+
+def _depthwise_filter_shapes(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path)
+    shapes = {t["index"]: tuple(t["shape"]) for t in interpreter.get_tensor_details()}
+    return [shapes[op["inputs"][1]][1:3] for op in interpreter._get_ops_details()
+            if op["op_name"] == "DEPTHWISE_CONV_2D"]
+
+
+@pytest.mark.parametrize("shape, kernel_size, causal", [((20, 18, 6), 13, False), ((70, 6), 61, False),
+                                                        ((70, 6), 61, True)])
+def test_tflite_tiles_the_baked_kernel_of_a_fused_continuous_conv(shape, kernel_size, causal, tmp_path):
+    inputs = keras.Input(shape)
+    conv = SeparableFlexConv(8, kernel_size=kernel_size, causal=causal, mask_init=1.0, seed=0)
+    model = deploy.fuse(keras.Model(inputs, conv(inputs)))
+    (baked,) = [layer for layer in model.layers if isinstance(layer, SeparableFlexConv)]
+    taps = tuple(baked.baked_kernel.shape[:-1])
+    taps2d = (1,) + taps if len(taps) == 1 else taps
+    assert taps2d[0] * taps2d[1] > 25  # the test needs a kernel worth tiling
+    tiled = export.to_tflite(model, str(tmp_path / "tiled.tflite"))
+    assert tiled.relative_diff <= export.FP32_MAX_RELATIVE_DIFF
+    filters = _depthwise_filter_shapes(tiled.path)
+    assert len(filters) == depthwise_tile_count(taps2d) > 1
+    assert all(h * w <= 25 for h, w in filters) and sum(h * w for h, w in filters) == taps2d[0] * taps2d[1]
+    whole = export.to_tflite(model, str(tmp_path / "whole.tflite"), depthwise_max_taps=None)
+    assert _depthwise_filter_shapes(whole.path) == [taps2d]
+    x = np.random.default_rng(3).standard_normal((1,) + shape).astype("float32")
+    np.testing.assert_allclose(export.run_tflite(tiled.path, x)[0], export.run_tflite(whole.path, x)[0],
+                               atol=1e-4 * float(np.abs(model(x)).max()))
+    assert not any(set(vars(layer)) & {"call", "_dw", "_depthwise"} for layer in iter_layers(model))
