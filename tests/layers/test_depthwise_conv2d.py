@@ -185,6 +185,25 @@ def test_tiled_depthwise_uses_the_fewest_rectangular_pieces(kernel, max_taps, ex
     assert depthwise_ops.depthwise_tile_count(kernel, max_taps) == fewest == expected
 
 
+def test_tiled_depthwise_adds_the_pieces_smallest_first_with_tap_weights():
+    x = tf.constant(_random((1, 12, 12, 3)))
+    w = tf.constant(_random((9, 9, 3, 1), seed=1))
+    weights = np.abs(w.numpy()).sum(axis=(2, 3))
+    fn = tf.function(lambda t: depthwise_ops.depthwise_conv2d_tiled(t, w, tap_weights=weights))
+    graph = fn.get_concrete_function(tf.TensorSpec(x.shape)).graph
+    # The kernel slices in graph order, found back in the kernel by value.
+    slices = [op.inputs[1] for op in graph.get_operations() if op.type == "DepthwiseConv2dNative"]
+    sums = []
+    for sliced in slices:
+        begin = sliced.op.inputs[1]
+        start = tf.get_static_value(begin)
+        h, wd = sliced.shape[:2]
+        sums.append(weights[start[0] : start[0] + h, start[1] : start[1] + wd].sum())
+    assert len(sums) == 4 and sums == sorted(sums)
+    expected = tf.nn.depthwise_conv2d(x, w, (1, 1, 1, 1), "SAME")
+    np.testing.assert_allclose(fn(x).numpy(), expected.numpy(), atol=1e-4)
+
+
 def test_tiled_depthwise_rejects_bad_arguments():
     x, w = tf.zeros((1, 8, 8, 2)), tf.zeros((7, 7, 2, 1))
     with pytest.raises(ValueError, match="padding"):
@@ -192,3 +211,5 @@ def test_tiled_depthwise_rejects_bad_arguments():
     for bad in (0, 2.5, True, "25"):
         with pytest.raises(ValueError, match="max_taps"):
             depthwise_ops.depthwise_conv2d_tiled(x, w, max_taps=bad)
+    with pytest.raises(ValueError, match="tap_weights"):
+        depthwise_ops.depthwise_conv2d_tiled(x, w, tap_weights=np.ones((7, 6)))
