@@ -295,8 +295,7 @@ def build_parser():
                           help="calibration images (default 100)")
     p_export.add_argument("--depthwise-max-taps", type=int, metavar="N",
                           help="tflite only: write depthwise kernels of more taps as sums of smaller ones "
-                               "(default 25 = export.DEPTHWISE_MAX_TAPS, XNNPACK's one-pass limit, and in int8 only kernels "
-                               "of at most 3 pieces; 0 keeps them whole)")
+                               "(default 25 = export.DEPTHWISE_MAX_TAPS, XNNPACK's one-pass limit; 0 keeps them whole)")
     p_export.add_argument("--out", required=True, metavar="FILE", help="output file (a folder for saved_model)")
     p_export.add_argument("--weights", metavar="FILE", help="weights file to load (default: random init)")
     p_export.add_argument("--classes", type=int, metavar="N",

@@ -10,8 +10,7 @@ of pieces of at most 25), float32 and full int8. It prints milliseconds, the
 ratio tiled / whole, the op counts and the XNNPACK delegate partitions of
 each file, and each file's SNR against the Keras model (int8 loses some with
 tiling: every ADD of the pieces re-quantizes). "tiled" is
-``depthwise_max_taps=25`` in every file; ``to_tflite``'s default "auto" also
-keeps int8 kernels of more than ``INT8_DEPTHWISE_MAX_PIECES`` pieces whole.
+``depthwise_max_taps=25``, ``to_tflite``'s default ("auto") for float and int8.
 
 Part 1: one depthwise layer per kernel size (56x56x96, batch 1).
 Part 2: whole models from the registry (default ``convnext_tiny``; add
@@ -52,8 +51,8 @@ from benchmark_vs_anchors import cpu_model, keras_application  # noqa: E402
 VARIANTS = (("whole", None), ("tiled", kcz.export.DEPTHWISE_MAX_TAPS))
 LINES = []
 WHOLE_VS_TILED = (
-    '"whole": `depthwise_max_taps=None`; "tiled": `depthwise_max_taps=25` in every file (`to_tflite`\'s default '
-    '"auto" keeps int8 kernels of more than `INT8_DEPTHWISE_MAX_PIECES` = 3 pieces whole).'
+    '"whole": `depthwise_max_taps=None`; "tiled": `depthwise_max_taps=25`, `to_tflite`\'s default ("auto") '
+    'in float and int8 files.'
 )
 
 

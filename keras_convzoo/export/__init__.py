@@ -22,7 +22,7 @@ Example:
 True
 """
 
-from keras_convzoo.export.lowering import DEPTHWISE_MAX_TAPS, INT8_DEPTHWISE_MAX_PIECES, deployment_lowering
+from keras_convzoo.export.lowering import DEPTHWISE_MAX_TAPS, deployment_lowering
 from keras_convzoo.export.onnx import run_onnx, to_onnx
 from keras_convzoo.export.report import (
     DEFAULT_SPATIAL_SIZE,
@@ -53,7 +53,6 @@ __all__ = [
     "is_quantization_aware",
     "deployment_lowering",
     "DEPTHWISE_MAX_TAPS",
-    "INT8_DEPTHWISE_MAX_PIECES",
     "ExportReport",
     "ExportError",
     "VerificationError",

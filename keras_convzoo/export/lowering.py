@@ -26,8 +26,7 @@ XNNPACK runs int8 ``SUB``/``MUL`` but has no int8 ``SQUARED_DIFFERENCE``, so
 the int8 ConvNeXt-T file went from 66 to 44 delegate partitions and from
 119 to 73 ms (224x224, batch 1, 2 threads; float32 unchanged, 79 / 77 ms).
 
-TFLite only (``depthwise_max_taps``; int8 files by default only kernels of
-at most ``INT8_DEPTHWISE_MAX_PIECES`` pieces): depthwise convolutions with more than
+TFLite only (``depthwise_max_taps``): depthwise convolutions with more than
 25 taps (``keras.layers.DepthwiseConv2D``, so ``layers.DepthwiseConv2D``
 too; a Keras ``Conv2D`` with one input channel per group; the large kernel
 of ``layers.ReparamLargeKernelConv``; the baked kernel of a fused 1D or 2D
@@ -38,11 +37,13 @@ kernels go up to 25 taps, and its multipass kernel is about 20x slower per
 tap. Measured with ai-edge-litert 2.3.0 on the 2-core AVX2 CPU, ConvNeXt-T
 224x224 batch 1: float32 136 -> 102 ms, int8 298 -> 133 ms. The price is
 some int8 accuracy (each ADD of the pieces re-quantizes; one random 31x31
-layer: 34.7 -> 22.3 dB SNR against Keras, 7x7: 34.6 -> 30.3 dB); the pieces
-are added smallest first (by the magnitude of their weights, read at export
-time), which recovers about 3 dB where a kernel is concentrated at its
-centre; ``to_tflite`` still verifies the file. Keras models under tf_keras (QAT) are left as they
-are.
+layer: 34.7 -> 22.3 dB SNR against Keras, 7x7: 34.6 -> 30.3 dB; whole
+random-weight models with random BatchNorm statistics, logits: RepLKNet-31B
+26.1 -> 23.8 dB, CCNN_4,140 33.1 -> 33.3, ConvNeXt-T at 64x64 27.7 -> 27.7);
+the pieces are added smallest first (by the magnitude of their weights, read
+at export time), which recovers about 3 dB where a kernel is concentrated at
+its centre; ``to_tflite`` still verifies the file. Keras models under
+tf_keras (QAT) are left as they are.
 """
 
 import contextlib
@@ -53,16 +54,11 @@ from keras_convzoo.backend import LEGACY_KERAS, keras, tf
 from keras_convzoo.layers._continuous_conv import ContinuousConvBase
 from keras_convzoo.layers.group_conv2d import GroupConv2D
 from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
-from keras_convzoo.ops.depthwise import depthwise_conv2d_tiled, depthwise_tile_count
+from keras_convzoo.ops.depthwise import depthwise_conv2d_tiled
 
 #: Default ``depthwise_max_taps`` of the TFLite export: XNNPACK's largest
 #: one-pass depthwise kernel (5x5). See ``ops.depthwise.depthwise_conv2d_tiled``.
 DEPTHWISE_MAX_TAPS = 25
-#: Most pieces per kernel that ``to_tflite``'s default ("auto") tiles in an
-#: int8 file: every ADD of the pieces re-quantizes, so larger kernels stay
-#: whole there (7x7, 3 pieces: tiled; RepLKNet's 31x31, 44 pieces: whole; its
-#: int8 SNR against Keras measured 48 dB whole, 3 dB tiled).
-INT8_DEPTHWISE_MAX_PIECES = 3
 
 
 def iter_layers(model):
@@ -144,20 +140,18 @@ def _depthwise_kernel(layer):
     return tf.reshape(layer.kernel, (kh, kw, layer.groups, filters // layer.groups))
 
 
-def _worth_tiling(kernel_size, max_taps, max_pieces):
-    return _taps(kernel_size) > max_taps and (
-        max_pieces is None or depthwise_tile_count(kernel_size, max_taps) <= max_pieces
-    )
+def _worth_tiling(kernel_size, max_taps):
+    return _taps(kernel_size) > max_taps
 
 
-def _tileable_depthwise(layer, max_taps, max_pieces):
+def _tileable_depthwise(layer, max_taps):
     """True for a Keras 3 depthwise convolution of more than ``max_taps`` taps that can be tiled."""
     if LEGACY_KERAS or max_taps is None:
         return False
     depthwise = isinstance(layer, keras.layers.DepthwiseConv2D) or (
         type(layer) is keras.layers.Conv2D and layer.groups > 1 and layer.built and layer.kernel.shape[2] == 1
     )
-    return depthwise and _plain_2d(layer) and _worth_tiling(layer.kernel_size, max_taps, max_pieces)
+    return depthwise and _plain_2d(layer) and _worth_tiling(layer.kernel_size, max_taps)
 
 
 def _tap_weights(kernel):
@@ -180,14 +174,14 @@ def _tiled_depthwise_call(layer, max_taps):
     return call
 
 
-def _tiled_reparam_dw(layer, max_taps, max_pieces):
+def _tiled_reparam_dw(layer, max_taps):
     """``_dw`` of a ``ReparamLargeKernelConv`` that tiles kernels of more than ``max_taps`` taps."""
     original = layer._dw
     kernels = [getattr(layer, name, None) for name in ("large_kernel", "small_kernel_weight")]
     weights = {id(kernel): _tap_weights(kernel) for kernel in kernels if kernel is not None}
 
     def dw(x, kernel):
-        if not _worth_tiling(kernel.shape, max_taps, max_pieces):
+        if not _worth_tiling(kernel.shape, max_taps):
             return original(x, kernel)
         strides = (layer.strides, layer.strides)
         return depthwise_conv2d_tiled(x, tf.cast(kernel, x.dtype), strides, "same", max_taps, weights.get(id(kernel)))
@@ -195,14 +189,14 @@ def _tiled_reparam_dw(layer, max_taps, max_pieces):
     return dw
 
 
-def _tileable_continuous(layer, max_taps, max_pieces):
+def _tileable_continuous(layer, max_taps):
     """True for the baked depthwise kernel of a fused (``deploy=True``) 1D/2D separable continuous conv worth tiling."""
     if LEGACY_KERAS or max_taps is None or not isinstance(layer, ContinuousConvBase):
         return False
     if not (layer.built and layer.separable and layer.deploy and layer.dims in (1, 2)):
         return False
     taps = tuple(int(t) for t in layer.baked_kernel.shape[: layer.dims])
-    return _worth_tiling((1,) + taps if layer.dims == 1 else taps, max_taps, max_pieces)
+    return _worth_tiling((1,) + taps if layer.dims == 1 else taps, max_taps)
 
 
 def _tiled_continuous_depthwise(layer, max_taps):
@@ -230,17 +224,17 @@ def _tiled_continuous_depthwise(layer, max_taps):
     return depthwise
 
 
-def _overrides(layers, max_taps, max_pieces):
+def _overrides(layers, max_taps):
     """``{id: (layer, attribute, replacement)}``: the methods traced differently for export."""
     overrides = {}
     for layer in layers:
         if _rewritable_layer_norm(layer):
             overrides[id(layer)] = (layer, "call", _layer_norm_without_neg(layer))
-        elif _tileable_depthwise(layer, max_taps, max_pieces):
+        elif _tileable_depthwise(layer, max_taps):
             overrides[id(layer)] = (layer, "call", _tiled_depthwise_call(layer, max_taps))
         elif isinstance(layer, ReparamLargeKernelConv) and not LEGACY_KERAS and max_taps is not None:
-            overrides[id(layer)] = (layer, "_dw", _tiled_reparam_dw(layer, max_taps, max_pieces))
-        elif _tileable_continuous(layer, max_taps, max_pieces):
+            overrides[id(layer)] = (layer, "_dw", _tiled_reparam_dw(layer, max_taps))
+        elif _tileable_continuous(layer, max_taps):
             overrides[id(layer)] = (layer, "_depthwise", _tiled_continuous_depthwise(layer, max_taps))
     return overrides
 
@@ -255,7 +249,7 @@ def check_depthwise_max_taps(value, allow_auto=False):
 
 
 @contextlib.contextmanager
-def deployment_lowering(model, depthwise_max_taps=None, depthwise_max_pieces=None):
+def deployment_lowering(model, depthwise_max_taps=None):
     """Temporarily puts the layers of ``model`` in their deployment lowering (see module doc).
 
     ``"auto"`` ``GroupConv2D`` layers become ``"native"``; Keras 3
@@ -270,9 +264,6 @@ def deployment_lowering(model, depthwise_max_taps=None, depthwise_max_pieces=Non
         model: a Keras 3 or tf_keras model.
         depthwise_max_taps: None (no tiling) or an int >= 1: the most taps
             of one depthwise piece (TFLite: ``DEPTHWISE_MAX_TAPS``).
-        depthwise_max_pieces: None, or the most pieces a tiled kernel may
-            have; kernels needing more stay whole (int8 TFLite default:
-            ``INT8_DEPTHWISE_MAX_PIECES``).
 
     Yields:
         The number of layers switched.
@@ -289,7 +280,7 @@ def deployment_lowering(model, depthwise_max_taps=None, depthwise_max_pieces=Non
     switched = [
         layer for layer in layers if isinstance(layer, GroupConv2D) and layer.implementation == "auto"
     ]
-    overrides = _overrides(layers, depthwise_max_taps, depthwise_max_pieces)
+    overrides = _overrides(layers, depthwise_max_taps)
     try:
         for layer in switched:
             layer.implementation = "native"

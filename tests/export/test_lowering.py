@@ -67,7 +67,7 @@ def test_int8_tflite_keeps_layer_norm_and_large_kernels_in_xnnpack_ops(tmp_path)
     rng = np.random.default_rng(1)
     calibration = rng.standard_normal((16, 20, 18, 12)).astype("float32")
     counts = {}
-    for taps in ("auto", 25):
+    for taps in ("auto", None):
         report = export.to_tflite(model, str(tmp_path / f"q{taps}.tflite"), input_shape=(20, 18, 12),
                                   quantization="int8", representative_data=calibration, depthwise_max_taps=taps)
         assert report.snr_db >= export.INT8_MIN_SNR_DB
@@ -75,10 +75,9 @@ def test_int8_tflite_keeps_layer_norm_and_large_kernels_in_xnnpack_ops(tmp_path)
         # No int8 op XNNPACK lacks besides the LayerNorm's RSQRT (SQUARED_DIFFERENCE used to split the graph).
         assert "SQUARED_DIFFERENCE" not in ops and "NEG" not in ops and ops["RSQRT"] == 1
         counts[taps] = ops["DEPTHWISE_CONV_2D"]
-    # "auto" in int8 tiles only kernels of at most INT8_DEPTHWISE_MAX_PIECES pieces: the two 7x7s
-    # (3 each); the 9x9 (4 pieces) and the 13x13 (9) stay whole, as does the 5x5.
-    assert export.INT8_DEPTHWISE_MAX_PIECES == 3
-    assert counts == {"auto": 3 + 1 + 3 + 1 + 1, 25: 3 + 4 + 3 + 9 + 1}
+    # "auto" tiles int8 files as float ones: 7x7 in 3 pieces, 9x9 in 4, 13x13 in 9 (the grouped 7x7
+    # becomes depthwise pieces too); None keeps the four depthwise kernels whole.
+    assert counts == {"auto": 3 + 4 + 3 + 9 + 1, None: 4}
 
 
 def test_lowering_restores_layers_when_tracing_fails():
