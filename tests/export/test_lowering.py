@@ -26,11 +26,11 @@ def _op_counts(path):
 def _large_kernel_model():
     """One of each depthwise kind the TFLite lowering tiles, plus a LayerNorm."""
     inputs = keras.Input((None, None, 12))
-    x = DepthwiseConv2D(7, padding="same", name="ours_7x7")(inputs)  # 49 taps: bands of 3 + 3 + 1 rows
+    x = DepthwiseConv2D(7, padding="same", name="ours_7x7")(inputs)  # 49 taps: 3x7, 3x7, 1x7
     x = keras.layers.DepthwiseConv2D(9, strides=2, padding="same", depth_multiplier=2, activation="relu",
-                                     name="keras_9x9")(x)  # 81 taps, 24 channels: 5 bands of 2 rows (the last 1)
+                                     name="keras_9x9")(x)  # 81 taps, 24 channels: 4 pieces
     x = keras.layers.Conv2D(24, 7, padding="same", groups=24, name="grouped_7x7")(x)  # one channel per group
-    x = ReparamLargeKernelConv(13, small_kernel=5, name="replk_13x13")(x)  # 13 one-row bands + the 5x5 whole
+    x = ReparamLargeKernelConv(13, small_kernel=5, name="replk_13x13")(x)  # 9 pieces of 5x5 + the 5x5 whole
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
     x = keras.layers.Conv2D(12, 5, padding="same", name="dense_5x5")(x)  # not depthwise: untouched
     model = keras.Model(inputs, x)
