@@ -363,6 +363,39 @@ def test_to_onnx_raises_when_the_runtime_disagrees(tmp_path, monkeypatch):
         export.to_onnx(model, tmp_path / "m.onnx")
 
 
+def test_onnx_optimizer_runs_in_place_and_falls_back_to_copying(tmp_path, monkeypatch):
+    # tf2onnx deep-copies the graph before each optimizer pass unless
+    # TF2ONNX_CATCH_ERRORS is FALSE; to_onnx converts in place first and, when a
+    # pass raises, converts again with tf2onnx's copying (the pass is skipped).
+    import tf2onnx.optimizer as tf2onnx_optimizer
+
+    seen = []
+
+    class _Failing:
+        graph_been_opt = False
+
+        def optimize(self, graph, iteration):
+            seen.append(os.environ.get("TF2ONNX_CATCH_ERRORS"))
+            raise RuntimeError("pass failed")
+
+    real = tf2onnx_optimizer._get_optimizers
+    monkeypatch.setattr(
+        tf2onnx_optimizer, "_get_optimizers", lambda: {**real(), "failing": _Failing}
+    )
+    monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    model = _randomize(_group_conv_model("split"))
+    r = export.to_onnx(model, tmp_path / "m.onnx", num_samples=2)
+    assert r.relative_diff <= 1e-4
+    assert seen[0] == "FALSE" and set(seen[1:]) == {None}  # absent: tf2onnx copies
+    assert "TF2ONNX_CATCH_ERRORS" not in os.environ
+    seen.clear()
+    monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", "FALSE")  # the user's setting is kept
+    with pytest.raises(export.ExportError, match="pass failed"):
+        export.to_onnx(model, tmp_path / "u.onnx", num_samples=2)
+    assert seen == ["FALSE"] and os.environ["TF2ONNX_CATCH_ERRORS"] == "FALSE"
+    assert not (tmp_path / "u.onnx").exists()
+
+
 # ---------------------------------------------------------------------------
 # 5. Layers that cannot convert give a clear error, never a broken file.
 # ---------------------------------------------------------------------------
