@@ -11,13 +11,20 @@ Tolerances (float32, losses of 3 SGD steps at lr 0.01, global batch 8, tiny twin
   and the single-device model uses the same synchronised-BN formula).
 - steps 2-3 and the trainable weights after 3 steps: relative 1e-4 and 1e-3 of how far
   training moved the weights for the well-conditioned families (measured: ~1e-6).
-  The MobileNetV2 and RepLKNet tiny twins are ill-conditioned at 32x32: their last
+- The MobileNetV2 and RepLKNet tiny twins are ill-conditioned at 32x32: their last
   stages are 1x1 maps, so BN normalises 8 values per channel, some with a variance near
-  0, and the 1e-7 roundoff differences of the step-1 gradients grow to ~5e-4 relative
-  loss differences by step 3 (the same happens single-device between the two BN
-  variance formulas); for them 5e-3 and 10%. A faulty distribution (gradients summed
-  instead of averaged, a replica skipping its update, per-replica BN statistics) moves
-  the step-2/3 losses by the size of a training step (1e-2 to 5e-1 here).
+  0, the gradients are large (RepLKNet's weights move by 0.7 in 3 SGD steps at lr 0.01)
+  and the 1e-7 roundoff differences of the step-1 gradients grow chaotically. Step 2
+  still agrees to ~1e-4 (measured 1.2e-4 for RepLKNet on an AVX-512 Xeon), but step 3
+  and the weights after it do not: RepLKNet's step-3 loss is 2.0871 single-device and
+  1.7826 mirrored with oneDNN on that Xeon, 2.0823 and 2.0817 with TF_ENABLE_ONEDNN_OPTS=0;
+  two *single-device* runs differ by 0.2% (1% at 64x64) only through oneDNN's summation
+  order, and the weights end 37% of their change apart. For these families steps 1-2 are
+  compared (step 2 within 2e-3 relative) and step 3 and the weights are not.
+  A faulty distribution (gradients summed instead of averaged, a replica skipping its
+  update, per-replica BN statistics) moves the step-2 loss by the size of a training
+  step (1e-2 to 5e-1 here), so step 2 catches it in every family (summed gradients,
+  measured: step 2 off by 30% for RepLKNet and 7% for MobileNetV2 0.35).
 - MultiWorkerMirroredStrategy: the two workers end with bitwise identical trainable
   weights (every update is all-reduced), and their losses equal single-device training
   on the same global batches (synchronised BN) within 1e-5 relative.
@@ -110,11 +117,13 @@ def test_mirrored_matches_single_device(runs, name):
     assert single.shape == distributed.shape == (3,)
     assert np.all(np.isfinite(single))
     np.testing.assert_allclose(distributed[0], single[0], rtol=1e-5)
-    ill_conditioned = kcz.get_spec(name).family in ILL_CONDITIONED_FAMILIES
-    np.testing.assert_allclose(distributed, single, rtol=5e-3 if ill_conditioned else 1e-4)
     change = float(mirrored[f"{name}/weight_change"])
     assert change > 1e-3, "training did not move the weights"
-    assert float(mirrored[f"{name}/weight_diff"]) <= (0.1 if ill_conditioned else 1e-3) * change
+    if kcz.get_spec(name).family in ILL_CONDITIONED_FAMILIES:  # chaotic after step 2 (docstring)
+        np.testing.assert_allclose(distributed[1], single[1], rtol=2e-3)
+        return
+    np.testing.assert_allclose(distributed, single, rtol=1e-4)
+    assert float(mirrored[f"{name}/weight_diff"]) <= 1e-3 * change
 
 
 def test_multi_worker_mirrored_strategy(runs):
