@@ -261,7 +261,10 @@ class GroupConv2D(keras.layers.Layer):
         m = self.filters // g
         blocks = tf.reshape(kernel, (kh, kw, k, g, m))
         eye = tf.eye(g, dtype=kernel.dtype)
-        dense = tf.einsum("hwkgm,Gg->hwGkgm", blocks, eye)
+        # A broadcast product, not an einsum: the TFLite converter folds it into a
+        # constant filter, while an Einsum stays an op whose output int8
+        # quantization treats as an activation (asymmetric), which CONV_2D rejects.
+        dense = blocks[:, :, None] * eye[None, None, :, None, :, None]
         return tf.reshape(dense, (kh, kw, g * k, g * m))
 
     def compute_output_shape(self, input_shape):

@@ -101,6 +101,20 @@ def test_group_conv2d_exports_to_tflite_and_onnx(implementation, tmp_path):
     assert np.abs(onnx_out - expected).max() <= 1e-4 * scale
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_group_conv2d_exports_to_full_integer_tflite(implementation, tmp_path):
+    # Every lowering gives a constant filter that int8 quantizes symmetrically
+    # ("dense" used to build its block-diagonal filter with an Einsum that the
+    # converter kept as an op: an asymmetric int8 filter that CONV_2D rejects).
+    model = _randomize(_group_conv_model(implementation))
+    calibration = _random((16, 16, 16, 32), seed=11)
+    r = export.to_tflite(
+        model, tmp_path / "gconv_int8.tflite", quantization="int8",
+        representative_data=calibration, num_samples=4,
+    )
+    assert r.snr_db >= export.INT8_MIN_SNR_DB and r.float_ops == ()
+
+
 def test_onnx_keeps_dynamic_batch_and_spatial_dims(tmp_path):
     model = _randomize(_group_conv_model("depthwise", input_shape=(None, None, 32)))
     r = export.to_onnx(model, tmp_path / "dyn.onnx", input_shape=None, num_samples=2)
