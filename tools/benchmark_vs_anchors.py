@@ -309,15 +309,30 @@ def torch_versions(python):
     return out.stdout.split() if out.returncode == 0 else ["?", "?"]
 
 
+#: /proc/cpuinfo flags that decide fp32 / int8 kernel speed, with the names printed.
+SIMD_FLAGS = (
+    ("avx2", "AVX2"), ("fma", "FMA"), ("avx512f", "AVX-512"), ("avx512_vnni", "AVX-512 VNNI"),
+    ("avx_vnni", "AVX-VNNI"), ("amx_int8", "AMX-INT8"), ("asimddp", "ARM dot product"),
+)
+
+
 def cpu_model():
+    """The CPU's model name and the SIMD features that int8 and fp32 speed depend on."""
+    name, flags = None, set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and name is None:
+                    name = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = name or platform.processor() or platform.machine()
+    features = [label for flag, label in SIMD_FLAGS if flag in flags]
+    return f"{name} ({', '.join(features)})" if features else name
 
 
 # ---------------------------------------------------------------- reports
