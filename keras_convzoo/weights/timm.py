@@ -33,10 +33,16 @@ BatchNorm ``weight/bias/running_mean/running_var`` become
 
 Nothing here imports torch: torch tensors are converted through their own
 ``.numpy()``; ``read_state_dict`` reads ``.safetensors``/``.npz`` without it.
+timm's pretrained weights (``convert_timm_weights`` without a checkpoint) are
+fetched by timm in a child process: timm next to TensorFlow crashes the process.
 """
 
+import json
 import os
 import re
+import subprocess
+import sys
+import tempfile
 
 import numpy as np
 
@@ -376,28 +382,43 @@ def port_timm(model, state_dict, progress=None):
     return model
 
 
-def _pretrained_state_dict(timm_name):
-    """``timm.create_model(timm_name, pretrained=True).state_dict()`` as numpy arrays."""
-    try:
-        import timm
-    except ImportError as error:
-        raise ImportError(
-            "Porting without a checkpoint file downloads timm's pretrained weights and needs timm "
-            "(pip install torch torchvision timm); or pass a checkpoint file (.safetensors needs no torch)."
-        ) from error
-    if not timm.list_pretrained(f"{timm_name}.*"):
-        raise ValueError(
-            f"timm has no pretrained weights for {timm_name!r}; pass a checkpoint file of your own "
-            "(--checkpoint FILE)."
-        )
-    try:
-        reference = timm.create_model(timm_name, pretrained=True)
-    except Exception as error:  # network or hub errors
-        raise RuntimeError(
-            f"timm could not fetch the pretrained {timm_name!r} ({type(error).__name__}: {error}). Without a "
-            "network, download the checkpoint elsewhere and pass it with --checkpoint FILE."
-        ) from error
-    return to_numpy_state_dict(reference.state_dict())
+def _pretrained_state_dict(timm_name, pretrained=True):
+    """``timm.create_model(timm_name, pretrained=True).state_dict()`` as numpy arrays.
+
+    timm runs in a child process (``_timm_fetch.py``, this Python): importing
+    it next to TensorFlow crashes the process (see that file). ``pretrained=False``
+    returns a randomly initialised model's state dict (tests, no network).
+    """
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_timm_fetch.py")
+    with tempfile.TemporaryDirectory(prefix="convzoo_timm_") as out_dir:
+        command = [sys.executable, script, timm_name, out_dir] + ([] if pretrained else ["--random-init"])
+        result = subprocess.run(command, capture_output=True, text=True)
+        status_path = os.path.join(out_dir, "status.json")
+        if not os.path.exists(status_path):
+            raise RuntimeError(
+                f"The process fetching timm's {timm_name!r} ended with exit status {result.returncode} "
+                f"without a result: {(result.stderr or result.stdout)[-2000:]}"
+            )
+        with open(status_path) as handle:
+            status = json.load(handle)
+        if status.get("error") == "import":
+            raise ImportError(
+                "Porting without a checkpoint file downloads timm's pretrained weights and needs timm "
+                "(pip install torch torchvision timm); or pass a checkpoint file (.safetensors needs no torch). "
+                f"({status['message']})"
+            )
+        if status.get("error") == "unknown":
+            raise ValueError(
+                f"timm has no pretrained weights for {timm_name!r}; pass a checkpoint file of your own "
+                "(--checkpoint FILE)."
+            )
+        if status.get("error"):
+            raise RuntimeError(
+                f"timm could not fetch the pretrained {timm_name!r} ({status['message']}). Without a "
+                "network, download the checkpoint elsewhere and pass it with --checkpoint FILE."
+            )
+        with np.load(os.path.join(out_dir, "state.npz"), allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
 
 
 def convert_timm_weights(name, out=None, checkpoint=None, progress=None):

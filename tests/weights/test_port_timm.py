@@ -17,6 +17,7 @@ import keras_convzoo as kcz
 from keras_convzoo import cli
 from keras_convzoo.backend import keras
 from keras_convzoo.weights import WeightsMismatchError, port_timm, read_state_dict
+from keras_convzoo.weights.timm import _pretrained_state_dict, convert_timm_weights
 
 pytestmark = pytest.mark.parity
 
@@ -184,3 +185,26 @@ def test_model_not_built_for_timm_is_refused(refs):
     with pytest.raises(WeightsMismatchError, match="'stem_pool_conv'.*no counterpart"):
         port_timm(kcz.SEResNet18(input_shape=(SIZE, SIZE, 3), downsample="conv"),
                   read_state_dict(refs / "seresnet18.safetensors"))
+
+
+def test_timm_runs_in_a_child_process_and_its_state_dict_ports(tmp_path):
+    # timm imported next to TensorFlow segfaults (Triton); the weights come back from a child process
+    name = "mobilenetv2_035"
+    state = _pretrained_state_dict(kcz.get_spec(name).timm_name, pretrained=False)
+    assert "timm" not in sys.modules
+    model = kcz.create_model(name, classifier_activation=None, **kcz.get_spec(name).timm_config)
+    port_timm(model, state)  # all or nothing: every tensor found, every shape checked
+    np.testing.assert_array_equal(model.get_layer("stem_conv").kernel.numpy(),
+                                  state["conv_stem.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(model.get_layer("predictions").bias.numpy(), state["classifier.bias"])
+
+
+def test_pretrained_fetch_without_network_raises_naming_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no download attempt: timm finds nothing in the cache
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    out = tmp_path / "x.weights.h5"
+    with pytest.raises(RuntimeError, match="could not fetch the pretrained 'seresnet50'.*--checkpoint FILE"):
+        convert_timm_weights("seresnet50", out=out)
+    assert cli.main(["port-timm", "seresnet50", "--out", str(out)]) == 2
+    assert "--checkpoint FILE" in capsys.readouterr().err
+    assert not out.exists()
