@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from keras_convzoo import cli, export
+from keras_convzoo.applications import create_model, get_spec
+from keras_convzoo.layers import GroupConv2D
 
 pytestmark = pytest.mark.export
 
@@ -122,6 +124,28 @@ def test_export_tiles_large_depthwise_kernels_unless_told_not_to(capsys, tmp_pat
     assert f"default {export.DEPTHWISE_MAX_TAPS} = export.DEPTHWISE_MAX_TAPS" in " ".join(capsys.readouterr().out.split())
 
 
+def test_export_writes_grouped_convs_dense_when_asked(capsys, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    def grouped_convs(path):  # CONV_2D ops whose filter sees fewer channels than their input has
+        interpreter = Interpreter(model_path=str(path))
+        shapes = {t["index"]: tuple(t["shape"]) for t in interpreter.get_tensor_details()}
+        return sum(shapes[op["inputs"][1]][-1] < shapes[op["inputs"][0]][-1]
+                   for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D")
+
+    base = ["export", "resnext50_32x4d", "--tiny", "--input-size", "32"]
+    counts = {}
+    for limit in (None, "1000"):
+        out_file = tmp_path / f"r{limit}.tflite"
+        assert cli.main(base + (["--dense-group-channels", limit] if limit else []) + ["--out", str(out_file)]) == 0
+        assert float(_rows(capsys.readouterr().out)["relative_diff"]) <= 1e-4
+        counts[limit] = grouped_convs(out_file)
+    spec = get_spec("resnext50_32x4d")
+    model = create_model("resnext50_32x4d", input_shape=(32, 32, 3), **spec.test_overrides)
+    assert counts[None] == sum(isinstance(layer, GroupConv2D) and layer.groups > 1 for layer in model.layers) > 0
+    assert counts["1000"] == 0
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -134,6 +158,8 @@ def test_export_tiles_large_depthwise_kernels_unless_told_not_to(capsys, tmp_pat
         (["--input-size", "32", "32", "32"], "--input-size needs 1 or 2"),
         (["--format", "onnx", "--depthwise-max-taps", "9"], "--depthwise-max-taps applies to --format tflite only"),
         (["--depthwise-max-taps", "-1"], "--depthwise-max-taps applies to --format tflite only and must be >= 0"),
+        (["--format", "onnx", "--dense-group-channels", "8"], "--dense-group-channels applies to --format tflite"),
+        (["--dense-group-channels", "0"], "--dense-group-channels applies to --format tflite only and must be >= 1"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_code_2(extra, message, capsys, tmp_path):

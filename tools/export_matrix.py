@@ -18,6 +18,7 @@ Usage:
     python tools/export_matrix.py                                   # every registered model
     python tools/export_matrix.py --models mobilenetv2_100 resnext50_32x4d --csv matrix.csv
     python tools/export_matrix.py --models 'convnext*' --formats tflite_fp32 tflite_int8
+    python tools/export_matrix.py --models 'resnext*' --formats tflite_int8 --dense-group-channels 8
 """
 
 import argparse
@@ -63,8 +64,11 @@ def tflite_latency_ms(path, threads, warmup, repeats):
 
 
 def export_model(name, formats, folder, size=None, threads=2, calibration_samples=32,
-                 warmup=3, repeats=10, log=print):
-    """Exports one model in ``formats``; returns one row dict per format."""
+                 warmup=3, repeats=10, log=print, dense_group_channels=None):
+    """Exports one model in ``formats``; returns one row dict per format.
+
+    ``dense_group_channels`` is passed to ``export.to_tflite`` (TFLite formats).
+    """
     spec = kcz.get_spec(name)
     side = size or spec.default_size
     shape = (side,) * spec.spatial_dims + (spec.input_channels,)
@@ -85,6 +89,7 @@ def export_model(name, formats, folder, size=None, threads=2, calibration_sample
                     fused, path, quantization=quantization, input_shape=shape,
                     representative_data=calibration if quantization == "int8" else None,
                     num_samples=8 if quantization == "int8" else 4,
+                    dense_group_channels=dense_group_channels,
                 )
             row.update(
                 size_mb=report.file_size_bytes / 2**20,
@@ -145,6 +150,9 @@ def main(argv=None):
     parser.add_argument("--calibration-samples", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--dense-group-channels", type=int, metavar="N",
+                        help="TFLite: write grouped convs with <= N input channels per group as dense "
+                             "block-diagonal convs (export.to_tflite's dense_group_channels; default: grouped)")
     parser.add_argument("--csv", metavar="FILE", help="also write the rows to a CSV file")
     args = parser.parse_args(argv)
     names = []
@@ -155,7 +163,8 @@ def main(argv=None):
         names += [n for n in matched if n not in names]
     print(f"keras_convzoo export matrix: {len(names)} model(s), {', '.join(args.formats)}; "
           f"TFLite latency: ai_edge_litert + XNNPACK, {args.threads} threads, batch 1, "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}"
+          + (f"; dense_group_channels={args.dense_group_channels}" if args.dense_group_channels else ""))
     print(header())
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -163,7 +172,8 @@ def main(argv=None):
         for done, name in enumerate(names):
             bar(done, len(names))
             rows += export_model(name, args.formats, folder, args.size, args.threads,
-                                 args.calibration_samples, args.warmup, args.repeats)
+                                 args.calibration_samples, args.warmup, args.repeats,
+                                 dense_group_channels=args.dense_group_channels)
         bar(len(names), len(names))
     print("\nint8 / fp32 TFLite latency (target <= 0.5 for MobileNetV2 and ResNeXt50):")
     for line in latency_summary(rows):

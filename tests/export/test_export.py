@@ -440,3 +440,44 @@ def test_keras_grouped_conv2d_onnx_is_refused_not_written(tmp_path):
     with pytest.raises(export.ExportError, match="PartitionedCall.*GroupConv2D"):
         export.to_onnx(model, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def _conv_filter_shapes(path):
+    """The filter shapes ``(out, kh, kw, in/groups)`` of a TFLite file's CONV_2D ops, in order."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
+    return [shapes[op["inputs"][1]] for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D"]
+
+
+@pytest.mark.parametrize("quantization", [None, "int8"])
+def test_dense_group_channels_writes_narrow_groups_as_block_diagonal_convs(quantization, tmp_path):
+    inputs = keras.Input((12, 12, 32))
+    x = GroupConv2D(32, 3, padding="same", groups=8, name="narrow")(inputs)  # 4 channels per group
+    x = GroupConv2D(16, 3, strides=2, padding="same", groups=2, name="wide")(x)  # 16 channels per group
+    model = _randomize(keras.Model(inputs, x))
+    kwargs = {"quantization": quantization}
+    if quantization:
+        kwargs["representative_data"] = _random((16, 12, 12, 32), seed=5)
+    shapes = {}
+    for limit in (None, 4, 16):
+        report = export.to_tflite(model, tmp_path / f"g{limit}.tflite", dense_group_channels=limit, **kwargs)
+        if quantization:
+            assert report.snr_db >= export.INT8_MIN_SNR_DB and report.float_ops == ()
+        else:
+            assert report.relative_diff <= export.FP32_MAX_RELATIVE_DIFF
+        shapes[limit] = _conv_filter_shapes(report.path)
+    assert shapes[None] == [(32, 3, 3, 4), (16, 3, 3, 16)]  # grouped CONV_2D ops
+    assert shapes[4] == [(32, 3, 3, 32), (16, 3, 3, 16)]  # only the narrow groups go dense
+    assert shapes[16] == [(32, 3, 3, 32), (16, 3, 3, 32)]
+    assert [layer.implementation for layer in model.layers[1:]] == ["auto", "auto"]  # restored
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True, "8"])
+def test_bad_dense_group_channels_is_rejected_before_writing(bad, tmp_path):
+    model = _group_conv_model("auto")
+    path = tmp_path / "never.tflite"
+    with pytest.raises(ValueError, match="dense_group_channels"):
+        export.to_tflite(model, path, dense_group_channels=bad)
+    assert not path.exists()
