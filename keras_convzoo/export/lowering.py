@@ -19,11 +19,12 @@ a block-diagonal filter (``groups`` times the multiply-accumulates, zeros
 included). In full-integer files on x86 CPUs with int8 dot-product
 instructions this is much faster, because XNNPACK's int8 grouped kernel is
 slow for narrow groups: ResNeXt50-32x4d, 224x224, batch 1, 2 threads, on an
-Intel Xeon with AVX-512 VNNI and AMX, int8 16.96 ms native, 10.86 ms with
-``dense_group_channels=4`` (the 56x56 stage), 8.21 ms with 8 (56x56 and
-28x28), 8.87 ms with 16 (one layer alone, 128 channels at 56x56 in 32
-groups: 2.58 ms native, 0.32 ms dense). In float32 the dense form is about
-4x slower than the native one (4.02 vs 0.95 ms for that layer), and a CPU
+Intel Xeon with AVX-512 VNNI and AMX, int8 17.6 ms grouped, 7.8 ms with
+``dense_group_channels=8`` (the 56x56 and 28x28 stages; ``tools/export_matrix.py``);
+in another run 17.0 grouped, 10.9 with 4 (56x56 only), 8.2 with 8, 8.9 with 16.
+One layer alone, 128 channels at 56x56 in 32 groups: 2.58 ms grouped, 0.32 ms
+dense. In float32 the dense form is slower (that layer 4.02 vs 0.95 ms; the
+whole ResNeXt50 62.8 vs 41.1 ms), and a CPU
 without int8 dot products gains nothing, so the default stays native:
 measure on the target device (``tools/export_matrix.py --dense-group-channels N``).
 
