@@ -29,7 +29,7 @@ def _cmd_list(args):
 def _spatial_sizes(spec, input_size):
     """``--input-size`` values as one size per spatial dim of ``spec`` (None: the default size)."""
     if input_size is None:
-        return (spec.default_size,) * spec.spatial_dims
+        return spec.default_input_shape[:-1]
     if len(input_size) == 1:
         input_size = list(input_size) * spec.spatial_dims
     if len(input_size) != spec.spatial_dims or min(input_size) < 1:
@@ -121,7 +121,7 @@ def _interleaved_rows(args, specs):
         raise ValueError(f"--rounds compares two or more models. Received: {len(specs)} name")
     models = {}
     for spec in specs:
-        size = _spatial_sizes(spec, args.input_size) if args.input_size else (spec.default_size,) * spec.spatial_dims
+        size = _spatial_sizes(spec, args.input_size)
         kwargs = dict(spec.test_overrides) if args.tiny else {}
         models[spec.name] = create_model(spec.name, input_shape=size + (spec.input_channels,), weights=None,
                                          **kwargs)

@@ -26,7 +26,7 @@ def policy(request):
 
 def _tiny(name, **kwargs):
     spec = kcz.get_spec(name)
-    shape = (32,) * spec.spatial_dims + (spec.input_channels,)
+    shape = spec.input_shape_at(32)
     model = kcz.create_model(name, input_shape=shape, **spec.test_overrides, **kwargs)
     return model, shape
 

@@ -70,8 +70,7 @@ def export_model(name, formats, folder, size=None, threads=2, calibration_sample
     ``dense_group_channels`` is passed to ``export.to_tflite`` (TFLite formats).
     """
     spec = kcz.get_spec(name)
-    side = size or spec.default_size
-    shape = (side,) * spec.spatial_dims + (spec.input_channels,)
+    shape = spec.input_shape_at(size or spec.default_size)
     model = kcz.create_model(name, input_shape=shape, classifier_activation=None)
     randomize_batch_norms(model)
     fused = kcz.deploy.fuse(model)

@@ -268,8 +268,7 @@ def _resolve_input_shape(spec, input_shape, input_tensor, include_top):
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape)[1:]
     if input_shape is None:
-        size = spec.default_size if include_top else None
-        return (size,) * spec.spatial_dims + (spec.input_channels,)
+        return spec.input_shape_at(spec.default_size if include_top else None)
     if not isinstance(input_shape, (tuple, list)):
         raise TypeError(
             f"`input_shape` must be a tuple of {wanted} entries (spatial sizes, channels). "

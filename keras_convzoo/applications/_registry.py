@@ -90,6 +90,22 @@ class ModelSpec:
         if unknown:
             raise ValueError(f"`timm_config` of '{self.name}' names unknown config field(s): {unknown}")
 
+    def input_shape_at(self, size):
+        """Input shape without the batch axis, every spatial side ``size``.
+
+        Args:
+            size: an int, or None for sides of any size.
+
+        Returns:
+            ``(size,) * spatial_dims + (input_channels,)``, e.g. ``(64, 64, 3)``.
+        """
+        return (size,) * self.spatial_dims + (self.input_channels,)
+
+    @property
+    def default_input_shape(self) -> Tuple[int, ...]:
+        """``input_shape_at(default_size)``, e.g. ``(224, 224, 3)``."""
+        return self.input_shape_at(self.default_size)
+
     @property
     def config_fields(self) -> Tuple[str, ...]:
         """Names of the config fields the builder accepts as keyword arguments."""

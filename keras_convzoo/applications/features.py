@@ -232,7 +232,7 @@ def _stage_prefixes(registry_name):
     size = max(spec.min_size, 32)
     _, layers = _build_trunk(
         registry_name,
-        (size,) * spec.spatial_dims + (spec.input_channels,),
+        spec.input_shape_at(size),
         dict(spec.test_overrides),
     )
     prefixes = set()

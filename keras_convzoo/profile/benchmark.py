@@ -151,8 +151,8 @@ def _resolve_model(model_or_name, input_size, model_kwargs):
         from keras_convzoo.applications import create_model, get_spec
 
         spec = get_spec(model_or_name)
-        sizes = _check_input_size(input_size, spec.spatial_dims) or (spec.default_size,) * spec.spatial_dims
-        shape = sizes + (spec.input_channels,)
+        sizes = _check_input_size(input_size, spec.spatial_dims)
+        shape = sizes + (spec.input_channels,) if sizes else spec.default_input_shape
         kwargs = dict(model_kwargs or {})
         kwargs.setdefault("input_shape", shape)
         kwargs.setdefault("weights", None)

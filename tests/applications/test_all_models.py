@@ -1,5 +1,7 @@
 """Every registered variant, through its tiny twin, against keras.applications semantics."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -24,6 +26,7 @@ def test_default_shapes_and_names(name):
     assert tuple(top.output_shape) == (None, 1000)
     trunk = kcz.create_model(name, include_top=False, **overrides)
     assert tuple(trunk.input_shape) == (None, None, None, 3)
+    assert spec.default_input_shape == tuple(top.input_shape)[1:] and spec.input_shape_at(None) == (None, None, 3)
     names = [layer.name for layer in top.layers]
     assert len(names) == len(set(names))
     assert names[1].startswith("stem_")  # deterministic, hierarchical names
@@ -80,3 +83,8 @@ def test_stage_features_have_expected_strides():
     inputs = keras.Input((64, 64, 3))
     _, features = spec.body(inputs, spec.config)
     assert [features[k].shape[1] for k in ("stem", "stage1", "stage2", "stage3", "stage4")] == [16, 16, 8, 4, 2]
+
+
+def test_spec_input_shape_follows_spatial_dims_and_channels():
+    spec = dataclasses.replace(kcz.get_spec("ccnn_4_140"), spatial_dims=3, input_channels=1, default_size=20)
+    assert spec.input_shape_at(16) == (16, 16, 16, 1) and spec.default_input_shape == (20, 20, 20, 1)

@@ -26,7 +26,7 @@ def _body_features(name, shape):
 @pytest.mark.parametrize("name", FAMILY_MODELS)
 def test_every_family_matches_its_body(name):
     spec = kcz.get_spec(name)
-    shape = (64,) * spec.spatial_dims + (spec.input_channels,)
+    shape = spec.input_shape_at(64)
     expected_layers, oracle = _body_features(name, shape)
 
     extractor = create_feature_extractor(name, input_shape=shape, **_tiny_kwargs(name))

@@ -28,7 +28,7 @@ def main(name, out_dir):
     from keras_convzoo.testing import randomize_batch_norms
 
     spec = kcz.get_spec(name)
-    shape = (spec.default_size,) * spec.spatial_dims + (spec.input_channels,)
+    shape = spec.default_input_shape
     keras.utils.set_random_seed(0)
     model = randomize_batch_norms(
         kcz.create_model(name, input_shape=shape, classifier_activation=None), seed=0
