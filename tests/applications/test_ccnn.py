@@ -8,7 +8,7 @@ import pytest
 
 import keras_convzoo as kcz
 from keras_convzoo.backend import keras
-from keras_convzoo.weights import WeightsMismatchError, port_ccnn, read_state_dict
+from keras_convzoo.weights import WeightsMismatchError, port_ccnn
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "ccnn_reference"
 CASES = sorted(p.stem for p in FIXTURES.glob("*.json"))

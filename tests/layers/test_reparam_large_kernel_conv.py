@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_convzoo.backend import keras, tf
+from keras_convzoo.backend import tf
 from keras_convzoo.layers import ReparamLargeKernelConv
 from keras_convzoo.testing import run_layer_test
 
