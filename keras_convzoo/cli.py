@@ -73,6 +73,30 @@ def _cmd_info(args):
     return 0
 
 
+def _tflite_lowering(args, applies, where):
+    """The ``to_tflite`` lowering options of ``--depthwise-max-taps`` / ``--dense-group-channels``.
+
+    ``applies`` says whether the command writes TFLite files; ``where`` names
+    the arguments that make it do so (for the error message).
+    """
+    options = {}
+    if args.depthwise_max_taps is not None:
+        if not applies or args.depthwise_max_taps < 0:
+            raise ValueError(
+                f"--depthwise-max-taps applies to {where} only and must be >= 0 (0: keep kernels whole). "
+                f"Received: {args.depthwise_max_taps}"
+            )
+        options["depthwise_max_taps"] = args.depthwise_max_taps or None
+    if args.dense_group_channels is not None:
+        if not applies or args.dense_group_channels < 1:
+            raise ValueError(
+                f"--dense-group-channels applies to {where} only and must be >= 1. "
+                f"Received: {args.dense_group_channels}"
+            )
+        options["dense_group_channels"] = args.dense_group_channels
+    return options
+
+
 def _cmd_benchmark(args):
     from keras_convzoo.applications import get_spec
     from keras_convzoo.profile import benchmark, format_table, write_csv
@@ -81,8 +105,10 @@ def _cmd_benchmark(args):
     specs = [get_spec(name) for name in args.names]  # unknown names fail before any timing
     if args.plot and not args.plot.lower().endswith(".png"):
         raise ValueError(f"--plot must name a .png file. Received: {args.plot}")
+    lowering = _tflite_lowering(args, any(m.startswith("tflite") for m in args.modes),
+                                "--modes tflite/tflite_int8")
     if args.rounds is not None:
-        rows = _interleaved_rows(args, specs)
+        rows = _interleaved_rows(args, specs, lowering)
     else:
         rows = []
         for spec in specs:
@@ -98,6 +124,7 @@ def _cmd_benchmark(args):
                 num_threads=args.threads,
                 model_kwargs=dict(spec.test_overrides) if args.tiny else None,
                 progress=ProgressBar(f"benchmark {spec.name}"),
+                tflite_options=lowering,
             )
             rows += result
             print(format_table(result) if len(rows) == len(result) else format_table(result).split("\n", 1)[1],
@@ -112,7 +139,7 @@ def _cmd_benchmark(args):
     return 0
 
 
-def _interleaved_rows(args, specs):
+def _interleaved_rows(args, specs, lowering):
     """``benchmark --rounds``: the models timed together (``profile.compare``), then ratios to the first."""
     from keras_convzoo.applications import create_model
     from keras_convzoo.profile import compare, format_table
@@ -127,7 +154,7 @@ def _interleaved_rows(args, specs):
                                          **kwargs)
     rows = compare(models, batch_sizes=args.batch_sizes, input_size=None, modes=args.modes, warmup=args.warmup,
                    repeats=args.repeats, rounds=args.rounds, fuse=args.fuse, num_threads=args.threads,
-                   progress=ProgressBar("benchmark " + ", ".join(models)))
+                   progress=ProgressBar("benchmark " + ", ".join(models)), tflite_options=lowering)
     print(format_table(rows), flush=True)
     first = specs[0].name
     print(f"\nratio to {first} (timed in {args.rounds} alternating rounds)")
@@ -206,16 +233,7 @@ def _cmd_export(args):
         raise ValueError("--calibration is used with --quantize int8 only.")
     if args.calibration_samples < 1:
         raise ValueError(f"--calibration-samples must be positive. Received: {args.calibration_samples}")
-    if args.depthwise_max_taps is not None and (args.format != "tflite" or args.depthwise_max_taps < 0):
-        raise ValueError(
-            "--depthwise-max-taps applies to --format tflite only and must be >= 0 (0: keep kernels whole). "
-            f"Received: {args.depthwise_max_taps}"
-        )
-    if args.dense_group_channels is not None and (args.format != "tflite" or args.dense_group_channels < 1):
-        raise ValueError(
-            "--dense-group-channels applies to --format tflite only and must be >= 1. "
-            f"Received: {args.dense_group_channels}"
-        )
+    lowering = _tflite_lowering(args, args.format == "tflite", "--format tflite")
     spec = get_spec(args.name)
     sizes = _spatial_sizes(spec, args.input_size)
     shape = tuple(sizes) + (spec.input_channels,)
@@ -233,11 +251,9 @@ def _cmd_export(args):
         if quantization == "int8":
             calibration = _calibration_images(args.calibration, spec, shape, args.calibration_samples)
             progress = ProgressBar("calibration")
-        taps = "auto" if args.depthwise_max_taps is None else args.depthwise_max_taps or None
         report = export.to_tflite(
             model, args.out, quantization=quantization, representative_data=calibration,
-            input_shape=shape, progress=progress, depthwise_max_taps=taps,
-            dense_group_channels=args.dense_group_channels,
+            input_shape=shape, progress=progress, **lowering,
         )
     elif args.format == "onnx":
         report = export.to_onnx(model, args.out, input_shape=shape)
@@ -274,6 +290,11 @@ def build_parser():
     p_bench.add_argument("--threads", type=int, help="TFLite interpreter threads (default: TensorFlow's)")
     p_bench.add_argument("--rounds", type=int, metavar="N",
                          help="time the models together in N alternating rounds (fair ratios on a busy machine)")
+    p_bench.add_argument("--depthwise-max-taps", type=int, metavar="N",
+                         help="tflite modes: as export --depthwise-max-taps (default 25; 0 keeps kernels whole)")
+    p_bench.add_argument("--dense-group-channels", type=int, metavar="N",
+                         help="tflite modes: as export --dense-group-channels (grouped convs of at most N input "
+                              "channels per group written dense; default: grouped)")
     p_bench.add_argument("--tiny", action="store_true", help="the variants' tiny test twins (quick checks)")
     p_bench.add_argument("--csv", metavar="FILE", help="write the rows to a CSV file")
     p_bench.add_argument("--plot", metavar="FILE.png", help="plot latency vs MACs (needs matplotlib)")

@@ -75,3 +75,29 @@ def test_benchmark_rounds_times_the_models_together_and_prints_ratios(capsys):
         assert low - 0.005 <= printed[mode] <= high + 0.005, (mode, printed[mode], first, second)
     assert cli.main(["benchmark", "mobilenetv2_035", "--rounds", "2"]) == 2
     assert "--rounds compares two or more models" in capsys.readouterr().err
+
+
+def test_benchmark_passes_tflite_lowerings_and_rejects_them_without_a_tflite_mode(capsys, monkeypatch):
+    from keras_convzoo import export
+
+    real, asked = export.to_tflite, []
+
+    def to_tflite(model, path, **kwargs):
+        asked.append({k: kwargs.get(k) for k in ("dense_group_channels", "depthwise_max_taps")})
+        return real(model, path, **kwargs)
+
+    monkeypatch.setattr(export, "to_tflite", to_tflite)
+    argv = ["benchmark", "resnext50_32x4d", "--tiny", "--input-size", "32", "--batch-sizes", "1", "--modes",
+            "tflite", "--warmup", "0", "--repeats", "1", "--dense-group-channels", "8", "--depthwise-max-taps", "0"]
+    assert cli.main(argv) == 0
+    table = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("resnext50_32x4d")]
+    assert len(table) == 1 and float(table[0][3]) > 0
+    assert asked == [{"dense_group_channels": 8, "depthwise_max_taps": None}]
+    for extra, text in (
+        (["--modes", "graph", "--dense-group-channels", "8"], "--dense-group-channels applies to --modes tflite/tflite_int8"),
+        (["--dense-group-channels", "0"], "--dense-group-channels applies to --modes tflite/tflite_int8 only and must be >= 1"),
+        (["--depthwise-max-taps", "-1"], "--depthwise-max-taps applies to --modes tflite/tflite_int8 only and must be >= 0"),
+    ):
+        assert cli.main(["benchmark", "mobilenetv2_035"] + extra) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("convzoo benchmark: error: " + text) and err.count("\n") == 1

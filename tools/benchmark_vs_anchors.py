@@ -229,11 +229,11 @@ def per_type_ms(model, x, repeats):
     return dict(totals)
 
 
-def tflite_ops(model, size):
-    """The op names of the float32 TFLite file of ``model``, in execution order."""
+def tflite_ops(model, size, tflite_options=None):
+    """The op names of the float32 TFLite file of ``model`` (``to_tflite`` options), in execution order."""
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model.tflite")
-        kcz.export.to_tflite(model, path, input_shape=(size, size, 3), verify=False)
+        kcz.export.to_tflite(model, path, input_shape=(size, size, 3), verify=False, **(tflite_options or {}))
         text = io.StringIO()
         with contextlib.redirect_stdout(text):
             tf.lite.experimental.Analyzer.analyze(model_path=path)
@@ -364,14 +364,19 @@ def main(argv=None):
     parser.add_argument("--breakdown-repeats", type=int, default=5, help="repeats per layer in the breakdowns")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-op profile of missed targets")
     parser.add_argument("--torch-python", help="a Python with torch and timm for the paired PyTorch process")
+    parser.add_argument("--dense-group-channels", type=int, metavar="N",
+                        help="our TFLite files: grouped convs of at most N input channels per group written as "
+                             "dense block-diagonal convs (to_tflite dense_group_channels; faster int8 on VNNI/AMX "
+                             "x86 CPUs); default: grouped")
     parser.add_argument("--out", help="write the report as Markdown (e.g. BENCHMARKS.md)")
     parser.add_argument("--plot", help="save latency vs MACs as a PNG")
     args = parser.parse_args(argv)
     threads = default_threads()
     load_start = os.getloadavg()[0]
     inputs = same_inputs(args.batch_sizes, args.size)
+    lowering = {} if args.dense_group_channels is None else {"dense_group_channels": args.dense_group_channels}
     common = dict(batch_sizes=args.batch_sizes, input_size=None, modes=args.modes, warmup=args.warmup,
-                  repeats=args.repeats, num_threads=threads)
+                  repeats=args.repeats, num_threads=threads, tflite_options=lowering)
     print(f"{args.size}x{args.size}, batches {args.batch_sizes}, {threads} threads, medians of {args.repeats} (ms)",
           flush=True)
 
@@ -528,7 +533,7 @@ def main(argv=None):
                 for label, per_type in sides:
                     breakdown_lines.append(f"  - {label}: sum {sum(per_type.values()):.1f} ms; {top(per_type)}")
                 if any(side.startswith("keras tflite") and bb == b for bb, side in cases):
-                    files = [("ours", tflite_ops(built[name][0], args.size)),
+                    files = [("ours", tflite_ops(built[name][0], args.size, lowering)),
                              (anchor, tflite_ops(built[name][1], args.size))]
                     same = "the same op sequence" if files[0][1] == files[1][1] else "different op sequences"
                     counts = "; ".join(
@@ -572,7 +577,10 @@ def main(argv=None):
             f"float32 mode ({', '.join(m for m in FP32_MODES if m in args.modes)}) is then re-timed with the other "
             f"sides' best modes in {args.rounds} alternating rounds (`keras_convzoo.profile.interleaved_times`; timm "
             "in a PyTorch server process that waits idle while TensorFlow runs, timed there): the best-mode table "
-            "holds those times; ratio = ours / anchor (< 1: ours faster).",
+            "holds those times; ratio = ours / anchor (< 1: ours faster)."
+            + (f" Our TFLite files: `to_tflite(dense_group_channels={args.dense_group_channels})` (grouped convs "
+               f"of at most {args.dense_group_channels} input channels per group as dense block-diagonal convs; "
+               "keras.applications files have no grouped convs)." if lowering else ""),
             "",
             "## Best mode per side",
             *lines,

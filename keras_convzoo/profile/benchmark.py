@@ -27,6 +27,8 @@ from keras_convzoo.progress import check_progress
 MODES = ("eager", "graph", "xla", "tflite", "tflite_int8")
 #: Representative samples of the ``tflite_int8`` calibration (seeded random data).
 INT8_CALIBRATION_SAMPLES = 8
+#: ``keras_convzoo.export.to_tflite`` lowering options the TFLite modes accept (``tflite_options``).
+TFLITE_OPTIONS = ("depthwise_max_taps", "dense_group_channels")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +125,29 @@ def _check_modes(modes):
             f"`modes` must be a non-empty sequence of distinct modes from {list(MODES)}. Received: modes={modes!r}"
         )
     return modes
+
+
+def _check_tflite_options(tflite_options):
+    """``tflite_options`` checked: a dict of ``TFLITE_OPTIONS`` keys with valid values (a new dict)."""
+    from keras_convzoo.export.lowering import check_dense_group_channels, check_depthwise_max_taps
+
+    if tflite_options is None:
+        return {}
+    if not isinstance(tflite_options, dict):
+        raise TypeError(
+            f"`tflite_options` must be a dict of {list(TFLITE_OPTIONS)} values, or None. "
+            f"Received: tflite_options={tflite_options!r}"
+        )
+    unknown = sorted(k for k in tflite_options if k not in TFLITE_OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"`tflite_options` accepts the keys {list(TFLITE_OPTIONS)}. Received unknown keys: {unknown}"
+        )
+    if "depthwise_max_taps" in tflite_options:
+        check_depthwise_max_taps(tflite_options["depthwise_max_taps"], allow_auto=True)
+    if "dense_group_channels" in tflite_options:
+        check_dense_group_channels(tflite_options["dense_group_channels"])
+    return dict(tflite_options)
 
 
 def _check_input_size(input_size, spatial_dims):
@@ -276,7 +301,7 @@ def interleaved_times(calls, warmup=3, repeats=15, rounds=5):
     return result
 
 
-def mode_call(model, mode, x, num_threads=None):
+def mode_call(model, mode, x, num_threads=None, tflite_options=None):
     """A function of no arguments that runs ``model`` on the batch ``x`` in ``mode``.
 
     The same call ``benchmark`` times: TensorFlow modes bring the output to
@@ -290,6 +315,9 @@ def mode_call(model, mode, x, num_threads=None):
         mode: one of ``MODES``.
         x: the input batch, a float32 array of the model's input shape.
         num_threads: TFLite interpreter threads (default ``default_threads()``).
+        tflite_options: ``to_tflite`` lowering options of the TFLite modes,
+            a dict with keys of ``TFLITE_OPTIONS`` (e.g.
+            ``{"dense_group_channels": 8}``); None: its defaults.
 
     Returns:
         ``(call, note)``: ``note`` is None, or says how a TFLite file that
@@ -301,9 +329,10 @@ def mode_call(model, mode, x, num_threads=None):
     """
     (mode,) = _check_modes((mode,))
     num_threads = default_threads() if num_threads is None else _check_positive_int("num_threads", num_threads)
+    tflite_options = _check_tflite_options(tflite_options)
     x = np.asarray(x, dtype="float32")
     if mode.startswith("tflite"):
-        return _tflite_call(_tflite_content(model, tuple(x.shape[1:]), mode), x, num_threads)
+        return _tflite_call(_tflite_content(model, tuple(x.shape[1:]), mode, tflite_options), x, num_threads)
     return _host_call(_tf_function(model, mode), tf.constant(x)), None
 
 
@@ -343,8 +372,8 @@ def _quiet_native_output():
                 os.close(copy)
 
 
-def _tflite_content(model, shape, mode):
-    """The batch-1 TFLite flatbuffer ``keras_convzoo.export.to_tflite`` writes for ``mode``."""
+def _tflite_content(model, shape, mode, tflite_options=None):
+    """The batch-1 TFLite flatbuffer ``keras_convzoo.export.to_tflite`` writes for ``mode`` (with ``tflite_options``)."""
     from keras_convzoo.export import to_tflite
 
     with tempfile.TemporaryDirectory(prefix="convzoo_benchmark_") as folder:
@@ -354,9 +383,9 @@ def _tflite_content(model, shape, mode):
                 rng = np.random.default_rng(1)
                 samples = list(rng.standard_normal((INT8_CALIBRATION_SAMPLES, 1) + shape).astype("float32"))
                 to_tflite(model, path, quantization="int8", representative_data=samples, input_shape=shape,
-                          verify=False)
+                          verify=False, **(tflite_options or {}))
             else:
-                to_tflite(model, path, input_shape=shape, verify=False)
+                to_tflite(model, path, input_shape=shape, verify=False, **(tflite_options or {}))
         with open(path, "rb") as f:
             return f.read()
 
@@ -436,6 +465,7 @@ def benchmark(
     model_kwargs=None,
     count_macs=True,
     progress=None,
+    tflite_options=None,
 ):
     """Times a model in several execution modes and batch sizes.
 
@@ -474,14 +504,20 @@ def benchmark(
         count_macs: add ``count_flops`` MACs to the rows.
         progress: optional ``progress(done, total)`` called after each
             (mode, batch size), e.g. a ``keras_convzoo.progress.ProgressBar``.
+        tflite_options: ``keras_convzoo.export.to_tflite`` lowering options
+            of the TFLite files, a dict with keys of ``TFLITE_OPTIONS``
+            (``depthwise_max_taps``, ``dense_group_channels``); None: its
+            defaults.
 
     Returns:
         A list of ``BenchmarkResult`` rows, by mode then batch size.
 
     Raises:
         ValueError: for a bad ``batch_sizes``, ``input_size``, ``modes``,
-            ``warmup``, ``repeats``, ``num_threads`` or ``fuse``, or an unknown
-            model name; the message names the argument.
+            ``warmup``, ``repeats``, ``num_threads``, ``fuse`` or
+            ``tflite_options`` values, or an unknown model name; the message
+            names the argument.
+        TypeError: for a ``tflite_options`` that is not a dict.
 
     Example:
     >>> rows = benchmark("mobilenetv2_100", batch_sizes=(1,), modes=("graph", "xla"), fuse=True)
@@ -490,8 +526,9 @@ def benchmark(
     batch_sizes, modes, warmup, repeats, num_threads, progress = _check_timing_args(
         batch_sizes, modes, warmup, repeats, num_threads, progress
     )
+    tflite_options = _check_tflite_options(tflite_options)
     entry = _prepare(model_or_name, input_size, model_kwargs, fuse, count_macs)
-    return _time_entries([entry], batch_sizes, modes, warmup, repeats, 1, num_threads, progress)
+    return _time_entries([entry], batch_sizes, modes, warmup, repeats, 1, num_threads, progress, tflite_options)
 
 
 def compare(
@@ -506,6 +543,7 @@ def compare(
     num_threads=None,
     count_macs=True,
     progress=None,
+    tflite_options=None,
 ):
     """Times several models in the same modes, interleaved, for fair ratios.
 
@@ -532,6 +570,8 @@ def compare(
         num_threads: TFLite interpreter threads (default ``default_threads()``).
         count_macs: add ``count_flops`` MACs to the rows.
         progress: optional ``progress(done, total)`` per (mode, batch size).
+        tflite_options: ``to_tflite`` lowering options of every model's
+            TFLite files, as in ``benchmark``.
 
     Returns:
         A list of ``BenchmarkResult`` rows, by mode, then batch size, then
@@ -541,6 +581,7 @@ def compare(
         ValueError: for bad arguments (the message names the argument), fewer
             than two models, repeated labels, or models whose input shapes
             differ.
+        TypeError: for ``models`` or ``tflite_options`` of the wrong type.
 
     Example:
     >>> import keras
@@ -553,6 +594,7 @@ def compare(
         batch_sizes, modes, warmup, repeats, num_threads, progress
     )
     rounds = _check_rounds(repeats, rounds)
+    tflite_options = _check_tflite_options(tflite_options)
     if isinstance(models, dict):
         labelled = list(models.items())
     elif isinstance(models, (list, tuple)):
@@ -574,7 +616,7 @@ def compare(
     if len(shapes) != 1:
         received = dict(zip(labels, (e[2] for e in entries)))
         raise ValueError(f"`models` must take the same input shape. Received: {received}")
-    return _time_entries(entries, batch_sizes, modes, warmup, repeats, rounds, num_threads, progress)
+    return _time_entries(entries, batch_sizes, modes, warmup, repeats, rounds, num_threads, progress, tflite_options)
 
 
 def _check_timing_args(batch_sizes, modes, warmup, repeats, num_threads, progress):
@@ -606,7 +648,7 @@ def _prepare(model_or_name, input_size, model_kwargs, fuse, count_macs):
     return model, name, shape, macs
 
 
-def _time_entries(entries, batch_sizes, modes, warmup, repeats, rounds, num_threads, progress):
+def _time_entries(entries, batch_sizes, modes, warmup, repeats, rounds, num_threads, progress, tflite_options):
     """Rows for every (mode, batch, entry); the entries' calls alternate over ``rounds`` rounds."""
     shape = entries[0][2]
     rng = np.random.default_rng(0)
@@ -623,7 +665,7 @@ def _time_entries(entries, batch_sizes, modes, warmup, repeats, rounds, num_thre
                 sources.append(_tf_function(model, mode))  # one function per mode, traced once per batch size
                 continue
             try:
-                sources.append(_tflite_content(model, shape, mode))
+                sources.append(_tflite_content(model, shape, mode, tflite_options))
             except Exception as error:
                 sources.append(error)
         for b in batch_sizes:

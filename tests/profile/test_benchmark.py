@@ -11,6 +11,7 @@ import pytest
 from keras_convzoo.applications import create_model, get_spec
 from keras_convzoo.backend import keras, tf
 from keras_convzoo.profile import MODES, BenchmarkResult, benchmark, compare, count_flops, format_table, write_csv
+from keras_convzoo.layers import GroupConv2D
 from keras_convzoo.profile.benchmark import interleaved_times, mode_call
 
 TINY = dict(get_spec("mobilenetv2_035").test_overrides)
@@ -256,3 +257,77 @@ def test_mode_call_runs_the_model_in_each_mode():
     assert call().shape == expected.shape
     with pytest.raises(ValueError, match="`modes`"):
         mode_call(model, "turbo", x)
+
+
+# ------------------------------------------------------------ tflite_options
+def _grouped_model():
+    inputs = keras.Input((12, 12, 32))
+    x = GroupConv2D(32, 3, padding="same", groups=8, name="narrow")(inputs)  # 4 input channels per group
+    x = GroupConv2D(16, 3, strides=2, padding="same", groups=2, name="wide")(x)  # 16 per group
+    model = keras.Model(inputs, x, name="grouped")
+    rng = np.random.default_rng(4)
+    model.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def _recording_converter(monkeypatch):
+    """Wraps ``export.to_tflite``: each written file's CONV_2D filter shapes are appended to the returned list."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_convzoo import export
+
+    real, written = export.to_tflite, []
+
+    def to_tflite(model, path, **kwargs):
+        report = real(model, path, **kwargs)
+        interpreter = Interpreter(model_path=str(path))
+        shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
+        ops = interpreter._get_ops_details()
+        written.append([shapes[op["inputs"][1]] for op in ops if op["op_name"] == "CONV_2D"])
+        return report
+
+    monkeypatch.setattr(export, "to_tflite", to_tflite)
+    return written
+
+
+def test_tflite_options_shape_the_timed_files(monkeypatch):
+    model = _grouped_model()
+    written = _recording_converter(monkeypatch)
+    grouped, narrow_dense = [(32, 3, 3, 4), (16, 3, 3, 16)], [(32, 3, 3, 32), (16, 3, 3, 16)]
+    rows = benchmark(model, batch_sizes=(1, 2), input_size=None, modes=("tflite", "tflite_int8"), warmup=0, repeats=1)
+    assert all(r.ok for r in rows) and written == [grouped, grouped]
+    written.clear()
+    rows = benchmark(model, batch_sizes=(1, 2), input_size=None, modes=("tflite", "tflite_int8"), warmup=0, repeats=1,
+                     tflite_options={"dense_group_channels": 4})
+    assert all(r.ok for r in rows) and written == [narrow_dense, narrow_dense]
+    written.clear()
+    rows = compare({"a": model, "b": model}, batch_sizes=(1,), input_size=None, modes=("tflite",), warmup=0, repeats=1, rounds=1,
+                   tflite_options={"dense_group_channels": 16})
+    assert all(r.ok for r in rows) and written == [[(32, 3, 3, 32), (16, 3, 3, 32)]] * 2
+    written.clear()
+    x = np.random.default_rng(6).standard_normal((2, 12, 12, 32)).astype("float32")
+    call, note = mode_call(model, "tflite", x, tflite_options={"dense_group_channels": 4})
+    np.testing.assert_allclose(call(), model.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+    assert note is None and written == [narrow_dense]
+    assert [layer.implementation for layer in model.layers[1:]] == ["auto", "auto"]  # restored after each file
+
+
+@pytest.mark.parametrize(
+    "options, error, text",
+    [
+        ("dense", TypeError, "`tflite_options` must be a dict"),
+        ({"quantization": "int8"}, ValueError, "unknown keys: \\['quantization'\\]"),
+        ({"dense_group_channels": 0}, ValueError, "`dense_group_channels`"),
+        ({"dense_group_channels": 2.0}, ValueError, "`dense_group_channels`"),
+        ({"depthwise_max_taps": -1}, ValueError, "`depthwise_max_taps`"),
+    ],
+)
+def test_bad_tflite_options_are_rejected_before_timing(options, error, text):
+    for run in (
+        lambda: benchmark("mobilenetv2_035", tflite_options=options),
+        lambda: compare(["mobilenetv2_035", "mobilenetv2_050"], tflite_options=options),
+        lambda: mode_call(keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 1)]), "tflite",
+                          np.zeros((1, 4, 4, 3), "float32"), tflite_options=options),
+    ):
+        with pytest.raises(error, match=text):
+            run()
