@@ -6,6 +6,7 @@ from keras_convzoo.testing.helpers import (
     run_layer_test,
     run_model_saving_test,
     run_serialization_test,
+    tflite_filter_shapes,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "run_layer_test",
     "run_model_saving_test",
     "run_serialization_test",
+    "tflite_filter_shapes",
 ]

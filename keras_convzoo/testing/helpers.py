@@ -266,3 +266,32 @@ def randomize_batch_norms(model, seed=0):
                     weights.append(rng.normal(0.0, 0.2, w.shape))
             layer.set_weights([w.astype("float32") for w in weights])
     return model
+
+
+def tflite_filter_shapes(file, op_name="CONV_2D"):
+    """The filter shapes of a TFLite file's ``op_name`` ops, in execution order.
+
+    Shows which lowering a file carries: a grouped ``CONV_2D`` has filters
+    ``(out, kh, kw, in // groups)``, a dense one ``(out, kh, kw, in)``; a
+    ``DEPTHWISE_CONV_2D`` filter is ``(1, kh, kw, channels)``.
+
+    Args:
+        file: a ``.tflite`` path or the flatbuffer bytes.
+        op_name: the TFLite op name, e.g. ``"CONV_2D"``, ``"DEPTHWISE_CONV_2D"``.
+
+    Returns:
+        A list of int tuples, one per op (the op's second input).
+
+    Example:
+    >>> tflite_filter_shapes("resnext.tflite")[:2]
+    [(128, 1, 1, 64), (128, 3, 3, 4)]
+    """
+    from keras_convzoo.export.tflite import _interpreter_class
+
+    Interpreter = _interpreter_class()
+    if isinstance(file, (bytes, bytearray)):
+        interpreter = Interpreter(model_content=bytes(file))
+    else:
+        interpreter = Interpreter(model_path=os.fspath(file))
+    shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
+    return [shapes[op["inputs"][1]] for op in interpreter._get_ops_details() if op["op_name"] == op_name]

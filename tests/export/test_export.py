@@ -9,6 +9,7 @@ import keras_convzoo as kcz
 from keras_convzoo import export
 from keras_convzoo.backend import keras, tf
 from keras_convzoo.layers import GroupConv2D
+from keras_convzoo.testing import tflite_filter_shapes
 
 pytestmark = pytest.mark.export
 
@@ -442,15 +443,6 @@ def test_keras_grouped_conv2d_onnx_is_refused_not_written(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def _conv_filter_shapes(path):
-    """The filter shapes ``(out, kh, kw, in/groups)`` of a TFLite file's CONV_2D ops, in order."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
-    shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
-    return [shapes[op["inputs"][1]] for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D"]
-
-
 @pytest.mark.parametrize("quantization", [None, "int8"])
 def test_dense_group_channels_writes_narrow_groups_as_block_diagonal_convs(quantization, tmp_path):
     inputs = keras.Input((12, 12, 32))
@@ -467,7 +459,7 @@ def test_dense_group_channels_writes_narrow_groups_as_block_diagonal_convs(quant
             assert report.snr_db >= export.INT8_MIN_SNR_DB and report.float_ops == ()
         else:
             assert report.relative_diff <= export.FP32_MAX_RELATIVE_DIFF
-        shapes[limit] = _conv_filter_shapes(report.path)
+        shapes[limit] = tflite_filter_shapes(report.path)
     assert shapes[None] == [(32, 3, 3, 4), (16, 3, 3, 16)]  # grouped CONV_2D ops
     assert shapes[4] == [(32, 3, 3, 32), (16, 3, 3, 16)]  # only the narrow groups go dense
     assert shapes[16] == [(32, 3, 3, 32), (16, 3, 3, 32)]

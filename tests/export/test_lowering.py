@@ -10,6 +10,7 @@ from keras_convzoo.backend import LEGACY_KERAS, keras
 from keras_convzoo.export.lowering import deployment_lowering, iter_layers
 from keras_convzoo.layers import DepthwiseConv2D, ReparamLargeKernelConv, SeparableFlexConv
 from keras_convzoo.ops.depthwise import depthwise_tile_count
+from keras_convzoo.testing import tflite_filter_shapes
 
 pytestmark = [
     pytest.mark.export,
@@ -111,12 +112,7 @@ def test_int8_kernel_larger_than_the_input_leaves_out_taps_that_only_see_padding
 
 
 def _depthwise_filter_shapes(path):
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=path)
-    shapes = {t["index"]: tuple(t["shape"]) for t in interpreter.get_tensor_details()}
-    return [shapes[op["inputs"][1]][1:3] for op in interpreter._get_ops_details()
-            if op["op_name"] == "DEPTHWISE_CONV_2D"]
+    return [shape[1:3] for shape in tflite_filter_shapes(path, "DEPTHWISE_CONV_2D")]
 
 
 @pytest.mark.parametrize("shape, kernel_size, causal", [((20, 18, 6), 13, False), ((70, 6), 61, False),

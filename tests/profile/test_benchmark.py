@@ -13,6 +13,7 @@ from keras_convzoo.backend import keras, tf
 from keras_convzoo.profile import MODES, BenchmarkResult, benchmark, compare, count_flops, format_table, write_csv
 from keras_convzoo.layers import GroupConv2D
 from keras_convzoo.profile.benchmark import interleaved_times, mode_call
+from keras_convzoo.testing import tflite_filter_shapes
 
 TINY = dict(get_spec("mobilenetv2_035").test_overrides)
 
@@ -272,18 +273,13 @@ def _grouped_model():
 
 def _recording_converter(monkeypatch):
     """Wraps ``export.to_tflite``: each written file's CONV_2D filter shapes are appended to the returned list."""
-    from ai_edge_litert.interpreter import Interpreter
-
     from keras_convzoo import export
 
     real, written = export.to_tflite, []
 
     def to_tflite(model, path, **kwargs):
         report = real(model, path, **kwargs)
-        interpreter = Interpreter(model_path=str(path))
-        shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
-        ops = interpreter._get_ops_details()
-        written.append([shapes[op["inputs"][1]] for op in ops if op["op_name"] == "CONV_2D"])
+        written.append(tflite_filter_shapes(path))
         return report
 
     monkeypatch.setattr(export, "to_tflite", to_tflite)
