@@ -93,10 +93,11 @@ def test_benchmark_passes_tflite_lowerings_and_rejects_them_without_a_tflite_mod
     table = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("resnext50_32x4d")]
     assert len(table) == 1 and float(table[0][3]) > 0
     assert asked == [{"dense_group_channels": 8, "depthwise_max_taps": None}]
+    where = "applies to --modes tflite/tflite_int8"
     for extra, text in (
-        (["--modes", "graph", "--dense-group-channels", "8"], "--dense-group-channels applies to --modes tflite/tflite_int8"),
-        (["--dense-group-channels", "0"], "--dense-group-channels applies to --modes tflite/tflite_int8 only and must be >= 1"),
-        (["--depthwise-max-taps", "-1"], "--depthwise-max-taps applies to --modes tflite/tflite_int8 only and must be >= 0"),
+        (["--modes", "graph", "--dense-group-channels", "8"], f"--dense-group-channels {where}"),
+        (["--dense-group-channels", "0"], f"--dense-group-channels {where} only and must be >= 1"),
+        (["--depthwise-max-taps", "-1"], f"--depthwise-max-taps {where} only and must be >= 0"),
     ):
         assert cli.main(["benchmark", "mobilenetv2_035"] + extra) == 2
         err = capsys.readouterr().err

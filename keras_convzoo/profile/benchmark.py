@@ -373,7 +373,7 @@ def _quiet_native_output():
 
 
 def _tflite_content(model, shape, mode, tflite_options=None):
-    """The batch-1 TFLite flatbuffer ``keras_convzoo.export.to_tflite`` writes for ``mode`` (with ``tflite_options``)."""
+    """The batch-1 TFLite flatbuffer ``to_tflite`` writes for ``mode``, with the ``tflite_options`` lowerings."""
     from keras_convzoo.export import to_tflite
 
     with tempfile.TemporaryDirectory(prefix="convzoo_benchmark_") as folder:

@@ -297,8 +297,8 @@ def test_tflite_options_shape_the_timed_files(monkeypatch):
                      tflite_options={"dense_group_channels": 4})
     assert all(r.ok for r in rows) and written == [narrow_dense, narrow_dense]
     written.clear()
-    rows = compare({"a": model, "b": model}, batch_sizes=(1,), input_size=None, modes=("tflite",), warmup=0, repeats=1, rounds=1,
-                   tflite_options={"dense_group_channels": 16})
+    rows = compare({"a": model, "b": model}, batch_sizes=(1,), input_size=None, modes=("tflite",), warmup=0,
+                   repeats=1, rounds=1, tflite_options={"dense_group_channels": 16})
     assert all(r.ok for r in rows) and written == [[(32, 3, 3, 32), (16, 3, 3, 32)]] * 2
     written.clear()
     x = np.random.default_rng(6).standard_normal((2, 12, 12, 32)).astype("float32")
