@@ -88,6 +88,14 @@ def _interpreter_class():
     return Interpreter
 
 
+def _open_interpreter(content):
+    """A LiteRT interpreter of a TFLite file given as flatbuffer bytes or a path."""
+    Interpreter = _interpreter_class()
+    if isinstance(content, (bytes, bytearray)):
+        return Interpreter(model_content=bytes(content))
+    return Interpreter(model_path=os.fspath(content))
+
+
 def _check_quantization(quantization):
     if quantization not in QUANTIZATIONS:
         raise ValueError(
@@ -256,11 +264,7 @@ def float_ops(content):
     >>> float_ops(open("m_int8.tflite", "rb").read())
     ()
     """
-    Interpreter = _interpreter_class()
-    if isinstance(content, (bytes, bytearray)):
-        interpreter = Interpreter(model_content=bytes(content))
-    else:
-        interpreter = Interpreter(model_path=os.fspath(content))
+    interpreter = _open_interpreter(content)
     get_ops = getattr(interpreter, "_get_ops_details", None)
     if get_ops is None:  # pragma: no cover - older/newer interpreter
         raise ExportError("This LiteRT interpreter cannot list a file's ops.")

@@ -376,16 +376,15 @@ def _tflite_content(model, shape, mode, tflite_options=None):
     """The batch-1 TFLite flatbuffer ``to_tflite`` writes for ``mode``, with the ``tflite_options`` lowerings."""
     from keras_convzoo.export import to_tflite
 
+    kwargs = dict(tflite_options or {}, input_shape=shape, verify=False)
+    if mode == "tflite_int8":
+        rng = np.random.default_rng(1)
+        samples = list(rng.standard_normal((INT8_CALIBRATION_SAMPLES, 1) + shape).astype("float32"))
+        kwargs.update(quantization="int8", representative_data=samples)
     with tempfile.TemporaryDirectory(prefix="convzoo_benchmark_") as folder:
         path = os.path.join(folder, f"{mode}.tflite")
         with _quiet_native_output():
-            if mode == "tflite_int8":
-                rng = np.random.default_rng(1)
-                samples = list(rng.standard_normal((INT8_CALIBRATION_SAMPLES, 1) + shape).astype("float32"))
-                to_tflite(model, path, quantization="int8", representative_data=samples, input_shape=shape,
-                          verify=False, **(tflite_options or {}))
-            else:
-                to_tflite(model, path, input_shape=shape, verify=False, **(tflite_options or {}))
+            to_tflite(model, path, **kwargs)
         with open(path, "rb") as f:
             return f.read()
 
