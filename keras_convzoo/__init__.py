@@ -41,3 +41,4 @@ from keras_convzoo.applications import (  # noqa: F401
     preprocess_input,
 )
 from keras_convzoo.backend import KERAS_NAME  # noqa: F401
+from keras_convzoo.weights.pretrained import list_pretrained  # noqa: F401

@@ -1,4 +1,5 @@
-"""The ``convzoo`` command line: ``list``, ``info NAME``, ``benchmark NAME``, ``export NAME``.
+"""The ``convzoo`` command line: ``list``, ``info NAME``, ``download NAME``, ``port-timm NAME``,
+``benchmark NAME``, ``export NAME``.
 
 Errors print one readable line (exit code 2) unless ``--debug`` is given.
 """
@@ -70,7 +71,26 @@ def _cmd_info(args):
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+    _print_pretrained(spec.name)
     return 0
+
+
+def _print_pretrained(name):
+    """The variant's pretrained weights: tag, source, classes, input size, license (one line each)."""
+    from keras_convzoo.weights.pretrained import list_pretrained, table_metadata
+
+    entries = [e for e in list_pretrained(name) if e.name == name]
+    if not entries:
+        reasons = [row["reason"] for row in table_metadata()["unavailable"] if row["name"] == name]
+        print(f"\npretrained weights: none ({reasons[0] if reasons else 'no upstream weights'})")
+        return
+    print(f"\npretrained weights (weights=TAG; 'imagenet' = the first):")
+    tag_width = max(len(e.tag) for e in entries)
+    for entry in entries:
+        where = entry.hub_id or entry.url
+        size = "x".join(str(d) for d in entry.input_size)
+        print(f"  {entry.tag:<{tag_width}}  {entry.source:<6} {entry.num_classes:>6} classes  {size:>7}  "
+              f"{entry.license:<14} {where}")
 
 
 def _tflite_lowering(args, applies, where):
@@ -169,9 +189,34 @@ def _interleaved_rows(args, specs, lowering):
 def _cmd_port_timm(args):
     from keras_convzoo.weights.timm import convert_timm_weights
 
-    out = convert_timm_weights(args.name, out=args.out, checkpoint=args.checkpoint,
+    out = convert_timm_weights(args.name, args.out, checkpoint=args.checkpoint, tag=args.tag,
                                progress=ProgressBar(f"porting {args.name}"))
     print(f"wrote {out}")
+    return 0
+
+
+def _cmd_download(args):
+    from keras_convzoo.applications import get_spec, list_models
+    from keras_convzoo.weights import pretrained
+
+    if args.all == bool(args.names):
+        raise ValueError("Name the variants to download (e.g. `convzoo download resnext50_32x4d`) or pass --all.")
+    if args.all and args.tag != pretrained.DEFAULT_TAG:
+        raise ValueError(f"--tag applies to named variants only. Received: --all --tag {args.tag}")
+    if args.all:
+        names = sorted({e.name for e in pretrained.list_pretrained()})
+    else:
+        names = args.names
+        for name in names:
+            if name not in list_models():
+                get_spec(name)  # raises naming the known models
+    entries = [pretrained.resolve(name, args.tag) for name in names]
+    for entry in entries:
+        path = pretrained.fetch(entry)
+        line = f"{entry.key}: {path}"
+        if args.mirror:
+            line += f" -> {pretrained.copy_to_mirror(entry, path, args.mirror)}"
+        print(line, flush=True)
     return 0
 
 
@@ -299,15 +344,21 @@ def build_parser():
     p_bench.add_argument("--csv", metavar="FILE", help="write the rows to a CSV file")
     p_bench.add_argument("--plot", metavar="FILE.png", help="plot latency vs MACs (needs matplotlib)")
     p_bench.set_defaults(func=_cmd_benchmark)
-    p_port = sub.add_parser("port-timm", help="port timm ImageNet weights to a .weights.h5 file")
+    p_port = sub.add_parser("port-timm", help="port timm weights to a .weights.h5 file that records its layout")
     p_port.add_argument("name", help="registry name with a timm counterpart, e.g. seresnet50")
     p_port.add_argument("--checkpoint", metavar="FILE",
-                        help="timm state dict (.safetensors, .pth, .bin, .npz); default: timm's pretrained "
-                             "weights (needs timm and a network)")
-    p_port.add_argument("--out", metavar="FILE.weights.h5",
-                        help="output file (default: $KERAS_CONVZOO_HOME/NAME.weights.h5, which "
-                             "weights='imagenet' loads)")
+                        help="timm state dict (.safetensors, .pth, .bin, .npz; read without torch); default: "
+                             "download the tag's weights from the hub")
+    p_port.add_argument("--tag", help="timm tag to download (default: the variant's default timm tag)")
+    p_port.add_argument("--out", required=True, metavar="FILE.weights.h5", help="output file")
     p_port.set_defaults(func=_cmd_port_timm)
+    p_down = sub.add_parser("download", help="fetch pretrained weights into the cache (for offline machines)")
+    p_down.add_argument("names", nargs="*", metavar="NAME", help="registry names, e.g. resnext50_32x4d")
+    p_down.add_argument("--all", action="store_true", help="every variant's default weights")
+    p_down.add_argument("--tag", default="imagenet", help="tag to fetch (default: imagenet, the default)")
+    p_down.add_argument("--mirror", metavar="DIR",
+                        help="also copy the files into DIR, laid out for KERAS_CONVZOO_MIRROR=DIR")
+    p_down.set_defaults(func=_cmd_download)
     p_export = sub.add_parser("export", help="export to TFLite, ONNX or SavedModel, verified against Keras")
     p_export.add_argument("name", help="registry name, e.g. mobilenetv2_100")
     p_export.add_argument("--format", default="tflite", metavar="FORMAT",

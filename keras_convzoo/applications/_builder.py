@@ -4,13 +4,11 @@ import os
 
 from keras_convzoo.applications._registry import get_spec, list_models
 from keras_convzoo.backend import get_source_inputs, is_keras_tensor, keras
-from keras_convzoo.weights.loading import (
-    WeightsMismatchError,
-    check_weights_path,
-    imagenet_weights_path,
-    load,
-)
+from keras_convzoo.weights import pretrained
+from keras_convzoo.weights.keras_files import port_keras_file
+from keras_convzoo.weights.loading import WeightsMismatchError, check_weights_path, load, read_metadata
 from keras_convzoo.weights.state_dict import is_state_dict_path, read_state_dict
+from keras_convzoo.weights.timm import port_state_dict
 
 POOLING_MODES = (None, "avg", "max")
 
@@ -67,23 +65,27 @@ def build_application(
     Departure from keras.applications: ``include_top=True`` accepts ``None``
     spatial sizes (every head here pools globally, so no size is needed).
 
-    Weights from a reference implementation (``"imagenet"``, or a timm state
-    dict file) need the architecture to compute exactly what timm's does:
-    the builder then applies ``spec.timm_config`` (e.g. MobileNetV2's
-    ``padding_mode="torch", bn_epsilon=1e-5``) and refuses a conflicting
-    keyword argument.
+    Pretrained weights (``"imagenet"``, a tag, a state dict file, or a
+    ``.weights.h5`` that records its layout) need the architecture to compute
+    exactly what the source's does: the builder then applies the source's
+    layout (``spec.weight_formats[source].config``, e.g. MobileNetV2's
+    ``padding_mode="torch", bn_epsilon=1e-5`` for timm) and refuses a
+    conflicting keyword argument.
 
     Args:
         spec: the variant's ``ModelSpec``.
         include_top: whether to add the classifier.
-        weights: None (random initialisation), ``"imagenet"`` (weights
-            ported from timm, read from
-            ``$KERAS_CONVZOO_HOME/<name>.weights.h5``, made by ``convzoo
-            port-timm``; the head is skipped with ``include_top=False``), the
-            path to a ``.weights.h5`` file saved from the same architecture,
-            or, for families with a ``spec.port_weights`` (timm-ported
-            families, CCNN), a reference state dict file (``.npz``,
-            ``.safetensors``, ``.pth``, ``.bin``).
+        weights: None (random initialisation); ``"imagenet"`` (the
+            variant's default pretrained weights: keras.applications' file
+            where keras.applications has the variant, else timm's default
+            tag) or an upstream tag (``"a1h_in1k"``, ``"fb_in22k_ft_in1k"``,
+            see ``keras_convzoo.list_pretrained(name)``), downloaded once and
+            cached, loaded without torch; the path to a ``.weights.h5`` file
+            (one written by ``keras_convzoo.weights.save`` / ``convzoo
+            port-timm`` records its layout, which is rebuilt); or, for
+            families that read state dicts (timm, torchvision, official
+            CCNN), a state dict file (``.npz``, ``.safetensors``, ``.pth``,
+            ``.bin``).
         input_tensor: optional tensor to use as the model input (a Keras
             tensor, e.g. the output of ``keras.Input``).
         input_shape: shape without the batch axis, e.g. ``(224, 224, 3)`` or
@@ -124,14 +126,16 @@ def build_application(
             "keras_convzoo models are channels_last only; set "
             "keras.backend.set_image_data_format('channels_last')."
         )
-    if _is_imagenet(weights) and include_top and classes != 1000:
-        raise ValueError(
-            "With weights='imagenet' and include_top=True, `classes` must be 1000 (the ImageNet "
-            f"classifier); use include_top=False for another head. Received: classes={classes!r}"
-        )
-    weights_kind, weights_path = _check_weights(weights, spec)
-    if weights_kind in ("imagenet", "state_dict") and spec.timm_name is not None:
-        spec = _apply_timm_config(spec, kwargs, weights)
+    weights_kind, weights_path, weights_info = _check_weights(weights, spec)
+    if weights_kind == "pretrained":
+        _check_pretrained_classes(weights_info, weights, include_top, classes)
+        layout = spec.weight_formats[weights_info.source].config
+        spec = _apply_layout(spec, kwargs, layout, f"weights={weights!r} ({weights_info.source}'s {weights_info.key})")
+    elif weights_kind == "state_dict":
+        source = next(s for s in ("timm", "torchvision", "official") if s in spec.weight_formats)
+        spec = _apply_layout(spec, kwargs, spec.weight_formats[source].config, f"weights={weights!r} ({source})")
+    elif weights_kind == "file" and weights_info is not None:
+        spec = _apply_layout(spec, kwargs, weights_info.get("config") or {}, f"weights={weights!r}")
     if pooling not in POOLING_MODES:
         raise ValueError(f"`pooling` must be one of {POOLING_MODES}. Received: pooling={pooling!r}")
     if include_top:
@@ -142,9 +146,10 @@ def build_application(
         raise TypeError(f"`name` must be a str or None. Received: name={name!r}")
 
     input_shape = _resolve_input_shape(spec, input_shape, input_tensor, include_top)
-    if weights_kind == "imagenet" and input_shape[-1] != spec.input_channels:
+    if weights_kind == "pretrained" and input_shape[-1] != spec.input_channels:
         raise ValueError(
-            f"ImageNet weights need {spec.input_channels} input channels. Received: input_shape={input_shape}"
+            f"Pretrained weights ({weights_info.key}) need {spec.input_channels} input channels. "
+            f"Received: input_shape={input_shape}"
         )
     if input_tensor is None:
         inputs = keras.Input(shape=input_shape, name="input")
@@ -161,65 +166,101 @@ def build_application(
         if len(model_inputs) == 1:
             model_inputs = model_inputs[0]
     model = keras.Model(model_inputs, x, name=name or spec.name)
-    if weights_kind == "state_dict":
+    model.convzoo_name = spec.name
+    model.pretrained_cfg = None
+    if weights_kind == "pretrained":
+        _load_pretrained(model, spec, weights_info)
+    elif weights_kind == "state_dict":
         spec.port_weights(model, read_state_dict(weights_path))
-    elif weights_kind == "imagenet" and not include_top:
-        _load_without_top(model, spec, weights_path, input_shape)
+    elif weights_kind == "file" and weights_info is not None and weights_info.get("include_top") and not include_top:
+        _load_without_top(model, spec, weights_path, input_shape, weights_info.get("classes", 1000))
     elif weights_path is not None:
         _load_weights(model, weights_path, include_top, classes, input_shape)
+    if weights_kind == "file" and weights_info is not None and weights_info.get("tag"):
+        model.pretrained_cfg = _entry_or_none(spec.name, weights_info["tag"])
     return model
 
 
-def _is_imagenet(weights):
-    return isinstance(weights, str) and weights == "imagenet"
-
-
 def _check_weights(weights, spec):
-    """Returns ``(kind, path)``: kind None, ``"file"``, ``"state_dict"`` or ``"imagenet"``."""
+    """Returns ``(kind, path, info)``: kind None, ``"pretrained"`` (info: the table entry), ``"file"`` (info:
+    the file's layout record or None) or ``"state_dict"``."""
     if weights is None:
-        return None, None
-    if _is_imagenet(weights):
-        if spec.timm_name is None:
-            available = [n for n in list_models() if get_spec(n).timm_name]
-            raise ValueError(
-                f"No ImageNet weights exist for '{spec.name}'; weights='imagenet' is available for "
-                f"{available}. Received: weights='imagenet'"
-            )
-        path = imagenet_weights_path(spec.name)
-        if not os.path.isfile(path):
-            raise ValueError(
-                f"weights='imagenet' loads {path!r}, which does not exist (keras_convzoo downloads "
-                f"nothing by itself). Create it once with `convzoo port-timm {spec.name} --out {path}` "
-                f"(or `python tools/port_timm_weights.py {spec.name} --out {path}`), which downloads timm's "
-                f"pretrained {spec.timm_name!r} where timm publishes one (needs timm and a network), or add `--checkpoint FILE` with "
-                "a timm checkpoint (.safetensors, .pth, .bin, .npz) you have. The directory is "
-                "$KERAS_CONVZOO_HOME (default ~/.keras/convzoo)."
-            )
-        return "imagenet", path
+        return None, None, None
+    if isinstance(weights, str) and pretrained.looks_like_tag(weights):
+        return "pretrained", None, pretrained.resolve(spec.name, weights)
     if spec.port_weights is not None and is_state_dict_path(weights):
         path = os.fspath(weights)
         if not os.path.isfile(path):
             raise ValueError(f"The weights file does not exist. Received: weights={path!r}")
-        return "state_dict", path
-    return "file", check_weights_path(weights)
+        return "state_dict", path, None
+    path = check_weights_path(weights)
+    record = read_metadata(path)
+    if record is not None and record.get("name") != spec.name:
+        raise ValueError(
+            f"The weights file {path!r} holds weights of '{record.get('name')}' (recorded when it was written), "
+            f"not of '{spec.name}': build create_model({record.get('name')!r}, weights=...). Received: weights={path!r}"
+        )
+    return "file", path, record
 
 
-def _apply_timm_config(spec, kwargs, weights):
-    """Applies ``spec.timm_config``, refusing keyword arguments that contradict it."""
-    for field, value in spec.timm_config.items():
+def _check_pretrained_classes(entry, weights, include_top, classes):
+    if not include_top:
+        return
+    if entry.num_classes == 0:
+        raise ValueError(
+            f"weights={weights!r} ({entry.key}) is a feature extractor without classifier; pass include_top=False."
+        )
+    if classes != entry.num_classes:
+        raise ValueError(
+            f"With weights={weights!r} ({entry.key}) and include_top=True, `classes` must be {entry.num_classes} "
+            "(the pretrained classifier); use include_top=False for another head. "
+            f"Received: classes={classes!r}"
+        )
+
+
+def _apply_layout(spec, kwargs, layout, what):
+    """Applies the config overrides under which the weights compute right, refusing contradicting kwargs."""
+    for field, value in layout.items():
         if field in kwargs and kwargs[field] != value:
             raise ValueError(
-                f"weights={weights!r} holds timm's {spec.timm_name!r}, which {spec.entrypoint} reproduces "
-                f"only with {field}={value!r} (applied automatically). Received: {field}={kwargs[field]!r}"
+                f"{what} holds weights that {spec.entrypoint} reproduces only with {field}={value!r} "
+                f"(applied automatically). Received: {field}={kwargs[field]!r}"
             )
-    return spec.with_config(**spec.timm_config) if spec.timm_config else spec
+    return spec.with_config(**layout) if layout else spec
 
 
-def _load_without_top(model, spec, path, input_shape):
-    """Loads the trunk of a full-model ImageNet weights file into a model without top (all or none)."""
+def _entry_or_none(name, tag):
+    try:
+        return pretrained.resolve(name, tag)
+    except ValueError:
+        return None
+
+
+def _load_pretrained(model, spec, entry):
+    """Fetches (or finds cached) and loads a pretrained table entry into the model; records it on the model."""
+    path = pretrained.fetch(entry)
+    weight_format = spec.weight_formats[entry.source]
+    try:
+        if weight_format.keras_reference is not None:
+            port_keras_file(model, path, weight_format, spec, entry.num_classes)
+        elif weight_format.port is not None:
+            weight_format.port(model, read_state_dict(path))
+        else:
+            port_state_dict(model, read_state_dict(path), weight_format.key_map, entry.source)
+    except pretrained.UnreadableFileError as error:
+        pretrained.discard(path)
+        raise pretrained.CorruptDownloadError(
+            f"{error} The cached file was removed; run the same call again to download it anew."
+        ) from None
+    model.pretrained_cfg = entry
+
+
+def _load_without_top(model, spec, path, input_shape, classes):
+    """Loads the trunk of a weights file saved with the top into a model without top (all or none)."""
     full_shape = (None,) * (len(input_shape) - 1) + (input_shape[-1],)
-    full = build_application(spec, include_top=True, input_shape=full_shape, classifier_activation=None)
-    _load_weights(full, path, True, 1000, input_shape)
+    full = build_application(spec, include_top=True, input_shape=full_shape, classes=classes,
+                             classifier_activation=None)
+    _load_weights(full, path, True, classes, input_shape)
     updates = []
     for layer in model.layers:
         if not layer.weights:
@@ -228,7 +269,7 @@ def _load_without_top(model, spec, path, input_shape):
             source = full.get_layer(layer.name)
         except ValueError:
             raise WeightsMismatchError(
-                f"Layer {layer.name!r} has no counterpart in the ImageNet weights file {path!r}.",
+                f"Layer {layer.name!r} has no counterpart in the weights file {path!r}.",
                 layer=layer.name,
             ) from None
         values = source.get_weights()
@@ -236,7 +277,7 @@ def _load_without_top(model, spec, path, input_shape):
         wanted = [tuple(int(d) for d in w.shape) for w in layer.weights]
         if shapes != wanted:
             raise WeightsMismatchError(
-                f"Layer {layer.name!r} has weight shapes {wanted} but the ImageNet weights file {path!r} "
+                f"Layer {layer.name!r} has weight shapes {wanted} but the weights file {path!r} "
                 f"gives {shapes}. No weight was changed.",
                 layer=layer.name,
             )
@@ -382,13 +423,13 @@ _ARGS_DOC = """
     Args:
         include_top: whether to add the classifier (global average pooling,
             ``Dense(classes, name="predictions")``).
-        weights: None (random initialisation), ``"imagenet"`` (timm's
-            weights, ported once by ``convzoo port-timm NAME`` to
-            ``$KERAS_CONVZOO_HOME/NAME.weights.h5``; nothing is downloaded
-            here), the path to a ``.weights.h5`` file saved from the same
-            architecture, or, for families with a porter (the timm ones;
-            CCNN: the official checkpoints), a state dict file
-            (``.safetensors``, ``.pth``, ``.bin``, ``.npz``).
+        weights: None (random initialisation), ``"imagenet"`` (the
+            default pretrained weights, downloaded once and cached; see
+            ``keras_convzoo.list_pretrained``), an upstream tag (e.g.
+            ``"a1h_in1k"``), the path to a ``.weights.h5`` file, or, for
+            families that read state dicts (timm's; CCNN: the official
+            checkpoints), a state dict file (``.safetensors``, ``.pth``,
+            ``.bin``, ``.npz``).
         input_tensor: optional Keras tensor to use as the model input.
         input_shape: shape without batch, e.g. ``(224, 224, 3)`` or
             ``(None, None, 3)``; default ``(224, 224, 3)`` with the top and

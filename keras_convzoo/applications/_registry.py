@@ -4,6 +4,8 @@ import dataclasses
 import fnmatch
 from typing import Any, Callable, Mapping, Optional, Tuple
 
+from keras_convzoo.weights.formats import SOURCES, WeightFormat
+
 _REGISTRY = {}
 
 #: Input scalings of ``keras.applications.imagenet_utils.preprocess_input``.
@@ -40,18 +42,14 @@ class ModelSpec:
             was counted on, when not the defaults (e.g. ``{"classes": 10}``).
         paper: citation of the architecture.
         test_overrides: config overrides that make the variant's tiny twin.
-        port_weights: optional ``port(model, state_dict)`` that loads a
-            reference implementation's state dict (then ``weights=`` also
-            accepts ``.npz``/``.safetensors``/``.pth`` files).
-        timm_name: name of the timm model whose state dict
-            ``weights.port_timm`` maps onto this variant, or None when timm
-            has no such model. Enables ``weights="imagenet"`` (weights ported
-            from timm, see ``convzoo port-timm``).
-        timm_config: config overrides under which the architecture computes
-            exactly what timm's does (e.g. MobileNetV2's symmetric padding and
-            BN epsilon). The builder applies them when ``weights=`` is a timm
-            checkpoint or ``"imagenet"``; ``port_timm`` refuses a model built
-            without them.
+        timm_name: name of the timm model whose weights the variant can
+            load, or None when timm has no such model; the pretrained table
+            (``tools/make_pretrained_table.py``) reads timm's tags under it.
+        weight_formats: source name (``"timm"``, ``"keras"``,
+            ``"torchvision"``, ``"official"``) -> ``WeightFormat``: how the
+            family reads that source's weights (key map, layout config). The
+            family declares them in its own module; ``weights=`` accepts a
+            state dict file when one of them reads state dicts.
         preprocessing: input scaling expected by the variant's ImageNet
             weights, a mode of ``keras.applications.imagenet_utils``:
             ``"torch"`` (0-255 to 0-1, then ImageNet mean/std), ``"tf"``
@@ -75,9 +73,8 @@ class ModelSpec:
     reference_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     paper: str = ""
     test_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    port_weights: Optional[Callable] = None
     timm_name: Optional[str] = None
-    timm_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    weight_formats: Mapping[str, WeightFormat] = dataclasses.field(default_factory=dict)
     preprocessing: Optional[str] = None
 
     def __post_init__(self):
@@ -86,9 +83,40 @@ class ModelSpec:
                 f"`preprocessing` must be one of {PREPROCESSING_MODES} or None. "
                 f"Received: preprocessing={self.preprocessing!r} for '{self.name}'"
             )
-        unknown = sorted(set(self.timm_config) - set(self.config_fields))
-        if unknown:
-            raise ValueError(f"`timm_config` of '{self.name}' names unknown config field(s): {unknown}")
+        for source, weight_format in self.weight_formats.items():
+            if source not in SOURCES or not isinstance(weight_format, WeightFormat):
+                raise ValueError(
+                    f"`weight_formats` of '{self.name}' must map sources {SOURCES} to WeightFormat objects. "
+                    f"Received: {source!r}: {weight_format!r}"
+                )
+            unknown = sorted(set(weight_format.config) - set(self.config_fields))
+            if unknown:
+                raise ValueError(f"The {source} layout of '{self.name}' names unknown config field(s): {unknown}")
+
+    @property
+    def timm_config(self):
+        """Config overrides under which the variant computes what timm's model does ({} without timm weights)."""
+        weight_format = self.weight_formats.get("timm")
+        return dict(weight_format.config) if weight_format is not None else {}
+
+    @property
+    def port_weights(self):
+        """``port(model, state_dict)`` of the variant's state-dict source (timm, torchvision, official), or None."""
+        for source in ("timm", "torchvision", "official"):
+            weight_format = self.weight_formats.get(source)
+            if weight_format is None or not weight_format.reads_state_dicts:
+                continue
+            if weight_format.port is not None:
+                return weight_format.port
+            key_map = weight_format.key_map
+
+            def port(model, state_dict, progress=None, key_map=key_map, source=source):
+                from keras_convzoo.weights.timm import port_state_dict
+
+                return port_state_dict(model, state_dict, key_map, source, progress)
+
+            return port
+        return None
 
     def input_shape_at(self, size):
         """Input shape without the batch axis, every spatial side ``size``.

@@ -1,11 +1,13 @@
 """Shared stem and stages of the ResNet families (ResNeXt, SE-ResNet, SE-ResNeXt)."""
 
 import dataclasses
+import re
 from typing import Optional, Tuple
 
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.residual import basic_block, bottleneck_block
+from keras_convzoo.weights.formats import KeyMap, WeightFormat
 
 RESNET_PAPER = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
 RESNEXT_PAPER = "Xie et al., Aggregated Residual Transformations for Deep Neural Networks, CVPR 2017"
@@ -144,3 +146,37 @@ def residual_body(x, config):
             x = block_fn(x, planes, strides, name=f"stage{stage}_block{index + 1}", **block_options)
         features[f"stage{stage}"] = x
     return x, features
+
+
+_BLOCK = re.compile(r"^stage(\d+)_block(\d+)_(\w+)$")
+_BLOCK_MODULES = {
+    "downsample_conv": "downsample.0",
+    "downsample_bn": "downsample.1",
+    "se_fc1": "se.fc1",
+    "se_fc2": "se.fc2",
+}
+
+
+def timm_module_name(name, layer_names):
+    """timm/torchvision module of one of our residual layers (None if it has none).
+
+    ``stem_conv``/``stem_bn`` -> ``conv1``/``bn1``;
+    ``stage{S}_block{B}_conv{i}``/``_bn{i}`` -> ``layer{S}.{B-1}.conv{i}``/``bn{i}``;
+    ``..._downsample_conv``/``_bn`` -> ``layer{S}.{B-1}.downsample.0``/``.1``;
+    ``..._se_fc1``/``_fc2`` -> ``layer{S}.{B-1}.se.fc1``/``.fc2``; ``predictions`` -> ``fc``.
+    """
+    fixed = {"stem_conv": "conv1", "stem_bn": "bn1", "predictions": "fc"}
+    if name in fixed:
+        return fixed[name]
+    match = _BLOCK.match(name)
+    if not match:
+        return None
+    stage, block, part = int(match[1]), int(match[2]), match[3]
+    prefix = f"layer{stage}.{block - 1}"
+    if re.fullmatch(r"(conv|bn)\d", part):
+        return f"{prefix}.{part}"
+    return f"{prefix}.{_BLOCK_MODULES[part]}" if part in _BLOCK_MODULES else None
+
+
+#: timm's (and torchvision's: same module names) state dicts of the residual families.
+TIMM_FORMAT = WeightFormat(key_map=KeyMap(module_name=timm_module_name, head_prefixes=("fc.",)))

@@ -10,6 +10,7 @@ from keras_convzoo.blocks.ccnn import ccnn_block, dropout_layer
 from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.separable_flex_conv import SeparableFlexConv
 from keras_convzoo.weights.ccnn import port_ccnn
+from keras_convzoo.weights.formats import WeightFormat
 
 PAPER = (
     "Knigge, Romero et al., Modelling Long Range Dependencies in ND: From Task-Specific to a "
@@ -164,7 +165,7 @@ SPECS = {
             paper=PAPER,
             test_overrides=_TINY,
             reference_kwargs={"classes": 10, "input_shape": (32, 32, 3)},
-            port_weights=port_ccnn,
+            weight_formats={"official": WeightFormat(port=port_ccnn)},
         )
     )
     for name, depth, width, hidden, omega, params in _VARIANTS

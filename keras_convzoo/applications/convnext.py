@@ -7,7 +7,7 @@ from keras_convzoo.applications._builder import make_entrypoint
 from keras_convzoo.applications._registry import ModelSpec, register
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.convnext import convnext_block
-from keras_convzoo.weights.timm import port_timm
+from keras_convzoo.weights.formats import KeyMap, WeightFormat
 
 PAPER = "Liu et al., A ConvNet for the 2020s, CVPR 2022"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -98,6 +98,57 @@ def convnext_head(x, config):
     return keras.layers.LayerNormalization(epsilon=config.norm_epsilon, name="head_norm")(x)
 
 
+_TIMM_FIXED = {"stem_conv": "stem.0", "stem_norm": "stem.1", "head_norm": "head.norm", "predictions": "head.fc"}
+_TIMM_BLOCK = {"dw_conv": ".conv_dw", "norm": ".norm", "pw_conv1": ".mlp.fc1", "pw_conv2": ".mlp.fc2",
+               "layer_scale": ""}
+
+
+def timm_module_name(name, layer_names):
+    """timm module of one of our ConvNeXt layers (None if it has none).
+
+    ``stem_conv``/``stem_norm`` -> ``stem.0``/``stem.1``;
+    ``stage{S}_downsample_norm``/``_conv`` -> ``stages.{S-1}.downsample.0``/``.1``;
+    ``stage{S}_block{B}_dw_conv``/``_norm``/``_pw_conv1``/``_pw_conv2``/``_layer_scale``
+    -> ``stages.{S-1}.blocks.{B-1}.conv_dw``/``norm``/``mlp.fc1``/``mlp.fc2``/``gamma``;
+    ``head_norm`` -> ``head.norm``; ``predictions`` -> ``head.fc``.
+    """
+    if name in _TIMM_FIXED:
+        return _TIMM_FIXED[name]
+    parts = name.split("_", 2)
+    if len(parts) < 3 or not parts[0].startswith("stage") or not parts[0][len("stage"):].isdigit():
+        return None
+    stage = int(parts[0][len("stage"):])
+    if parts[1] == "downsample" and parts[2] in ("norm", "conv"):
+        return f"stages.{stage - 1}.downsample.{0 if parts[2] == 'norm' else 1}"
+    block = parts[1][len("block"):]
+    if not parts[1].startswith("block") or not block.isdigit() or parts[2] not in _TIMM_BLOCK:
+        return None
+    return f"stages.{stage - 1}.blocks.{int(block) - 1}{_TIMM_BLOCK[parts[2]]}"
+
+
+def keras_reference(spec, classes):
+    """keras.applications' ConvNeXt of the variant (input normalisation inside), whose ``.h5`` files we load."""
+    return getattr(keras.applications, spec.entrypoint)(
+        weights=None, include_preprocessing=True, classes=classes, classifier_activation=None,
+        input_shape=(224, 224, 3),
+    )
+
+
+def keras_convert(path, array):
+    """keras.applications' depthwise kernels are ``(k, k, 1, C)``; ours ``(k, k, C, 1)``."""
+    return array.transpose(0, 1, 3, 2) if "depthwise" in path and array.ndim == 4 else array
+
+
+#: keras.applications' files: the model normalises its 0-255 input itself.
+KERAS_FORMAT = WeightFormat(
+    config={"include_preprocessing": True}, keras_reference=keras_reference, keras_convert=keras_convert,
+    preprocessing="none",
+)
+TIMM_FORMAT = WeightFormat(
+    key_map=KeyMap(module_name=timm_module_name, head_prefixes=("head.fc.",), head_norm_prefixes=("head.norm.",),
+                   ln_epsilon=1e-6)
+)
+
 # name, entrypoint, depths, dims, timm trainable params
 _VARIANTS = (
     ("convnext_tiny", "ConvNeXtTiny", (3, 3, 9, 3), (96, 192, 384, 768), 28_589_128),
@@ -121,8 +172,8 @@ SPECS = {
             reference=f"timm {name}",
             paper=PAPER,
             test_overrides=_TINY,
-            port_weights=port_timm,
             timm_name=name,
+            weight_formats={"keras": KERAS_FORMAT, "timm": TIMM_FORMAT},
             preprocessing="torch",
         )
     )

@@ -18,6 +18,7 @@ import numpy as np
 
 from keras_convzoo.applications._registry import PREPROCESSING_MODES, get_spec
 from keras_convzoo.backend import LEGACY_KERAS, is_keras_tensor, keras, tf
+from keras_convzoo.weights import pretrained
 
 #: Per-channel (R, G, B) mean and std of "torch" mode, on inputs scaled to 0-1.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -28,31 +29,59 @@ CLASS_INDEX_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "dat
 NUM_CLASSES = 1000
 
 
-def _resolve_mode(model_name, mode):
-    spec = get_spec(model_name)
-    if mode is None:
-        if spec.preprocessing is None:
-            raise ValueError(
-                f"'{model_name}' has no ImageNet weights, hence no preprocessing of its own; pass `mode=` "
-                f"(one of {PREPROCESSING_MODES}) to choose one."
+def _pretrained_entry(model):
+    """The pretrained table entry a model (or a ``"name"`` / ``"name.tag"`` string) stands for, or None."""
+    if not isinstance(model, str):
+        entry = getattr(model, "pretrained_cfg", None)
+        if entry is not None:
+            return entry
+        model = getattr(model, "convzoo_name", None) or getattr(model, "name", None)
+        if not isinstance(model, str):
+            raise TypeError(
+                "`model_name` must be a registry name, 'name.tag', or a model built by keras_convzoo. "
+                f"Received: {model!r}"
             )
-        return spec.preprocessing
-    if mode not in PREPROCESSING_MODES:
-        raise ValueError(f"`mode` must be None or one of {PREPROCESSING_MODES}. Received: mode={mode!r}")
-    return mode
+    name, _, tag = model.partition(".")
+    get_spec(name)  # unknown names raise here
+    try:
+        return pretrained.resolve(name, tag or pretrained.DEFAULT_TAG)
+    except ValueError:
+        if tag:
+            raise
+        return None
 
 
-def _numpy_preprocess(x, mode):
+def _resolve_mode(model_name, mode):
+    """``(mode, mean, std)`` of the weights ``model_name`` stands for, or of ``mode``."""
+    if mode is not None:
+        if mode not in PREPROCESSING_MODES:
+            raise ValueError(f"`mode` must be None or one of {PREPROCESSING_MODES}. Received: mode={mode!r}")
+        return mode, IMAGENET_MEAN, IMAGENET_STD
+    entry = _pretrained_entry(model_name)
+    if entry is not None:
+        return entry.preprocessing, entry.mean or IMAGENET_MEAN, entry.std or IMAGENET_STD
+    name = model_name if isinstance(model_name, str) else model_name.convzoo_name
+    spec = get_spec(name.partition(".")[0])
+    if spec.preprocessing is None:
+        raise ValueError(
+            f"'{name}' has no ImageNet weights, hence no preprocessing of its own; pass `mode=` "
+            f"(one of {PREPROCESSING_MODES}) to choose one."
+        )
+    return spec.preprocessing, IMAGENET_MEAN, IMAGENET_STD
+
+
+def _numpy_preprocess(x, mode, mean, std):
     x = np.array(x, copy=True)  # keras.applications scales float arrays in place; we never do
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(keras.backend.floatx())
+    if mode == "none":
+        return x
     if mode == "tf":
         x /= 127.5
         x -= 1.0
         return x
     if mode == "torch":
         x /= 255.0
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
     else:
         x = np.ascontiguousarray(x[..., ::-1])  # RGB -> BGR
         mean, std = CAFFE_MEAN, None
@@ -70,18 +99,19 @@ def _is_tensor(x):
     return tf.is_tensor(x) or isinstance(x, tf.Variable) or is_keras_tensor(x)
 
 
-def _tensor_preprocess(x, mode):
+def _tensor_preprocess(x, mode, mean, std):
     cast = tf.cast if LEGACY_KERAS or not is_keras_tensor(x) else keras.ops.cast
     dtype = tf.as_dtype(x.dtype)
     if not dtype.is_floating:
         x = cast(x, keras.backend.floatx())
         dtype = tf.as_dtype(keras.backend.floatx())
     numpy_dtype = dtype.as_numpy_dtype
+    if mode == "none":
+        return x
     if mode == "tf":
         return x / np.asarray(127.5, numpy_dtype) - np.asarray(1.0, numpy_dtype)
     if mode == "torch":
         x = x / np.asarray(255.0, numpy_dtype)
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
     else:
         x = x[..., ::-1]
         mean, std = CAFFE_MEAN, None
@@ -92,37 +122,35 @@ def _tensor_preprocess(x, mode):
 
 
 def preprocess_input(x, model_name, mode=None):
-    """Scales a batch of RGB images (0-255) for a registered model's ImageNet weights.
+    """Scales a batch of RGB images (0-255) as the model's pretrained weights expect.
 
-    The scaling comes from the registry (``get_spec(model_name).preprocessing``)
-    and each mode computes exactly what
-    ``keras.applications.imagenet_utils.preprocess_input`` does:
+    The scaling follows the weights: a model built with ``weights=`` carries
+    its table entry (``model.pretrained_cfg``) and is scaled as that entry
+    says; a registry name stands for its ``weights="imagenet"`` entry and
+    ``"name.tag"`` for that tag's (see ``keras_convzoo.list_pretrained``):
 
-    - ``"torch"`` (ResNeXt, SE-ResNet(X), MobileNetV2 and ConvNeXt, whose
-      ImageNet weights are timm's; RepLKNet; ShuffleNetV2): divide by 255,
-      subtract the ImageNet mean ``(0.485, 0.456, 0.406)``, divide by the std
-      ``(0.229, 0.224, 0.225)``.
-    - ``"tf"``: divide by 127.5 and subtract 1, to -1..1
-      (``keras.applications.mobilenet_v2.preprocess_input``).
-    - ``"caffe"``: RGB to BGR, subtract ``(103.939, 116.779, 123.68)``.
+    - ``"torch"`` (timm's weights): divide by 255, subtract the entry's
+      mean, divide by its std (ImageNet's ``(0.485, 0.456, 0.406)`` /
+      ``(0.229, 0.224, 0.225)`` for most; CLIP-trained tags differ).
+    - ``"tf"`` (keras.applications' MobileNetV2): divide by 127.5 and
+      subtract 1, to -1..1, as ``keras.applications.mobilenet_v2.preprocess_input``.
+    - ``"none"`` (keras.applications' ConvNeXt, built with its input
+      normalisation inside): the images pass unchanged, as
+      ``keras.applications.convnext.preprocess_input``.
+    - ``"caffe"`` (``mode=`` only): RGB to BGR, subtract ``(103.939, 116.779, 123.68)``.
 
-    Differences from keras.applications, on purpose: MobileNetV2's default is
-    ``"torch"`` here (keras: ``"tf"``) because ``weights="imagenet"`` loads
-    timm's MobileNetV2, trained with ImageNet mean/std; pass ``mode="tf"`` for
-    weights copied from keras.applications. ConvNeXt is built with
-    ``include_preprocessing=False`` by default, so this function normalises
-    (keras.applications' ConvNeXt normalises inside the model and its
-    ``preprocess_input`` is the identity); with ``include_preprocessing=True``
-    feed raw 0-255 images instead. The input is never modified in place
+    Variants without pretrained weights use their family's scaling
+    (``ModelSpec.preprocessing``). The input is never modified in place
     (keras.applications scales float numpy arrays in place).
 
     Args:
         x: images, channels last, RGB, values 0-255: a numpy array (or
             anything ``np.asarray`` takes) or a tensor (TensorFlow or
             symbolic Keras). Integer inputs become ``keras.backend.floatx()``.
-        model_name: registry name, e.g. ``"convnext_tiny"``.
-        mode: None (the model's mode) or one of ``"torch"``, ``"tf"``,
-            ``"caffe"`` to override it.
+        model_name: a model built by keras_convzoo, a registry name
+            (``"convnext_tiny"``) or ``"name.tag"`` (``"convnext_tiny.fb_in1k"``).
+        mode: None (the weights' scaling) or one of ``"torch"`` (ImageNet
+            mean/std), ``"tf"``, ``"caffe"`` to override it.
 
     Returns:
         The scaled images: a numpy array for array input, else a tensor.
@@ -137,17 +165,17 @@ def preprocess_input(x, model_name, mode=None):
     >>> preprocess_input(x, "seresnet50").shape
     (1, 224, 224, 3)
     """
-    mode = _resolve_mode(model_name, mode)
+    mode, mean, std = _resolve_mode(model_name, mode)
     tensor = _is_tensor(x)
     if not tensor:
         x = np.asarray(x)
     channels = x.shape[-1] if len(x.shape) else None
-    if mode != "tf" and channels != 3:
+    if mode in ("torch", "caffe") and channels != 3:
         raise ValueError(
             f"preprocess_input in '{mode}' mode needs RGB images with 3 channels, channels last. "
             f"Received: x.shape={tuple(x.shape)}"
         )
-    return _tensor_preprocess(x, mode) if tensor else _numpy_preprocess(x, mode)
+    return _tensor_preprocess(x, mode, mean, std) if tensor else _numpy_preprocess(x, mode, mean, std)
 
 
 @functools.lru_cache(maxsize=1)

@@ -5,10 +5,11 @@ from typing import Tuple
 
 from keras_convzoo.applications._builder import build_application, entrypoint_arguments
 from keras_convzoo.applications._registry import ModelSpec, register
+from keras_convzoo.backend import keras
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.inverted_residual import inverted_residual_block
 from keras_convzoo.ops.divisible import make_divisible
-from keras_convzoo.weights.timm import TIMM_BN_EPSILON, port_timm
+from keras_convzoo.weights.formats import KeyMap, WeightFormat
 
 PAPER = "Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018"
 
@@ -108,8 +109,54 @@ ALPHAS = {0.35: "mobilenetv2_035", 0.5: "mobilenetv2_050", 0.75: "mobilenetv2_07
 #: trainable parameters of keras.applications.MobileNetV2 (= timm's where it exists).
 _REFERENCE_PARAMS = {0.35: 1_677_128, 0.5: 1_968_680, 0.75: 2_636_424,
                      1.0: 3_504_872, 1.3: 5_386_792, 1.4: 6_108_776}
-#: What makes the architecture compute timm's MobileNetV2 (symmetric padding, PyTorch BN epsilon).
-TIMM_CONFIG = {"padding_mode": "torch", "bn_epsilon": TIMM_BN_EPSILON}
+#: What makes the architecture compute timm's MobileNetV2: PyTorch's symmetric padding and BN epsilon.
+TIMM_CONFIG = {"padding_mode": "torch", "bn_epsilon": 1e-5}
+_TIMM_FIXED = {"stem_conv": "conv_stem", "stem_bn": "bn1", "head_conv": "conv_head", "head_bn": "bn2",
+               "predictions": "classifier"}
+#: Our block layers -> timm's InvertedResidual modules.
+_TIMM_INVERTED = {"expand_conv": "conv_pw", "expand_bn": "bn1", "dw_conv": "conv_dw", "dw_bn": "bn2",
+                  "project_conv": "conv_pwl", "project_bn": "bn3"}
+#: Our first block (no expansion) -> timm's DepthwiseSeparableConv.
+_TIMM_SEPARABLE = {"dw_conv": "conv_dw", "dw_bn": "bn1", "project_conv": "conv_pw", "project_bn": "bn2"}
+
+
+def timm_module_name(name, layer_names):
+    """timm module of one of our MobileNetV2 layers (None if it has none).
+
+    ``stem_conv``/``stem_bn`` -> ``conv_stem``/``bn1``; blocks
+    ``stage{S}_block{B}`` -> ``blocks.{S-1}.{B-1}``: ``expand_conv``/``_bn`` ->
+    ``conv_pw``/``bn1``, ``dw_conv``/``_bn`` -> ``conv_dw``/``bn2``,
+    ``project_conv``/``_bn`` -> ``conv_pwl``/``bn3``; in a block without
+    expansion (timm's depthwise-separable block) ``dw_conv``/``_bn`` ->
+    ``conv_dw``/``bn1`` and ``project_conv``/``_bn`` -> ``conv_pw``/``bn2``;
+    ``head_conv``/``head_bn`` -> ``conv_head``/``bn2``; ``predictions`` -> ``classifier``.
+    """
+    if name in _TIMM_FIXED:
+        return _TIMM_FIXED[name]
+    parts = name.split("_", 2)
+    if len(parts) != 3 or not parts[0].startswith("stage") or not parts[1].startswith("block"):
+        return None
+    stage, block, part = parts[0][len("stage"):], parts[1][len("block"):], parts[2]
+    if not (stage.isdigit() and block.isdigit()):
+        return None
+    expands = f"stage{stage}_block{block}_expand_conv" in layer_names
+    table = _TIMM_INVERTED if expands else _TIMM_SEPARABLE
+    return f"blocks.{int(stage) - 1}.{int(block) - 1}.{table[part]}" if part in table else None
+
+
+def keras_reference(spec, classes):
+    """keras.applications' MobileNetV2 of the variant's alpha, whose ``.h5`` files we load."""
+    return keras.applications.MobileNetV2(
+        input_shape=(224, 224, 3), alpha=spec.config.alpha, weights=None, classes=classes,
+        classifier_activation=None,
+    )
+
+
+#: keras.applications' files: same architecture and layout, -1..1 inputs.
+KERAS_FORMAT = WeightFormat(keras_reference=keras_reference, preprocessing="tf")
+TIMM_FORMAT = WeightFormat(
+    config=TIMM_CONFIG, key_map=KeyMap(module_name=timm_module_name, head_prefixes=("classifier.",))
+)
 _TINY = {
     "block_settings": ((1, 8, 1, 1), (6, 12, 2, 2), (6, 16, 1, 2), (6, 24, 1, 2),
                        (6, 32, 1, 1), (6, 40, 1, 2), (6, 48, 1, 1)),
@@ -128,11 +175,10 @@ SPECS = {
             reference="keras.applications.MobileNetV2 (trainable)",
             paper=PAPER,
             test_overrides=_TINY,
-            # timm has these variants except 1.3 (whose only ImageNet weights are keras.applications')
-            port_weights=port_timm if alpha != 1.3 else None,
+            # timm has these variants except 1.3; keras.applications has all six
             timm_name=name if alpha != 1.3 else None,
-            timm_config=TIMM_CONFIG if alpha != 1.3 else {},
-            preprocessing="torch" if alpha != 1.3 else None,
+            weight_formats={"keras": KERAS_FORMAT, **({"timm": TIMM_FORMAT} if alpha != 1.3 else {})},
+            preprocessing="tf",
         )
     )
     for alpha, name in ALPHAS.items()

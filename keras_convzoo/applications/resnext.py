@@ -5,10 +5,10 @@ from keras_convzoo.applications._registry import ModelSpec, register
 from keras_convzoo.applications._residual import (
     RESNET_TINY,
     RESNEXT_PAPER,
+    TIMM_FORMAT,
     ResNetConfig,
     residual_body,
 )
-from keras_convzoo.weights.timm import port_timm
 
 _TINY = dict(RESNET_TINY, cardinality=4, base_width=32)
 
@@ -25,8 +25,8 @@ def _resnext(name, entrypoint, depths, base_width, reference_params):
             reference=f"torchvision/timm {name}",
             paper=RESNEXT_PAPER,
             test_overrides=_TINY,
-            port_weights=port_timm,
             timm_name=name,
+            weight_formats={"timm": TIMM_FORMAT},
             preprocessing="torch",
         )
     )

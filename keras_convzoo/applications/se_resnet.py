@@ -6,10 +6,10 @@ from keras_convzoo.applications._residual import (
     RESNET_TINY,
     RESNEXT_PAPER,
     SENET_PAPER,
+    TIMM_FORMAT,
     ResNetConfig,
     residual_body,
 )
-from keras_convzoo.weights.timm import port_timm
 
 # name, entrypoint, block, depths, cardinality, base_width, timm trainable params
 _VARIANTS = (
@@ -45,8 +45,8 @@ for _name, _entry, _block, _depths, _cardinality, _base_width, _params in _VARIA
             reference=f"timm {_name}",
             paper=SENET_PAPER + ("; " + RESNEXT_PAPER if _cardinality > 1 else ""),
             test_overrides=_tiny,
-            port_weights=port_timm,
             timm_name=_name,
+            weight_formats={"timm": TIMM_FORMAT},
             preprocessing="torch",
         )
     )

@@ -6,33 +6,10 @@ import warnings
 
 import numpy as np
 
+from keras_convzoo.weights.pretrained import UnreadableFileError
+
 
 WEIGHT_SUFFIXES = (".weights.h5", ".h5")
-
-#: Environment variable naming the directory of cached ImageNet weights.
-HOME_ENV = "KERAS_CONVZOO_HOME"
-
-
-def weights_home():
-    """Directory of the cached ImageNet weights: ``$KERAS_CONVZOO_HOME`` or ``~/.keras/convzoo``."""
-    return os.environ.get(HOME_ENV) or os.path.join(os.path.expanduser("~"), ".keras", "convzoo")
-
-
-def imagenet_weights_path(name):
-    """Where ``weights="imagenet"`` looks for the weights of registered model ``name``.
-
-    Args:
-        name: registry name, e.g. ``"seresnet50"``.
-
-    Returns:
-        ``<weights_home()>/<name>.weights.h5`` (the file need not exist).
-
-    Example:
-    >>> imagenet_weights_path("convnext_tiny")  # doctest: +SKIP
-    '/home/me/.keras/convzoo/convnext_tiny.weights.h5'
-    """
-    return os.path.join(weights_home(), f"{name}.weights.h5")
-
 
 class WeightsMismatchError(ValueError):
     """A weights file does not fit a model; the model was left unchanged.
@@ -74,17 +51,121 @@ def check_weights_path(weights):
     return path
 
 
+#: HDF5 attribute of the file root where ``save`` records what a weights file was made for.
+METADATA_ATTRIBUTE = "keras_convzoo"
+
+
+def open_h5(path):
+    """Opens an HDF5 file for reading; a truncated or corrupt file raises a ValueError naming it."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        reason = str(error).splitlines()[0]
+        raise UnreadableFileError(
+            f"The weights file {path!r} is not a readable HDF5 file (truncated or corrupt?): {reason}"
+        ) from None
+
+
 def _count_keras3_arrays(path):
     """Number of arrays in a ``.weights.h5`` file of the Keras 3 layout (also written by
     tf_keras for that suffix), or None for the legacy HDF5 layout."""
     import h5py
 
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         if "layers" not in f:
             return None
         count = []
         f["layers"].visititems(lambda _, obj: count.append(1) if isinstance(obj, h5py.Dataset) else None)
         return len(count)
+
+
+def read_metadata(path):
+    """What a weights file written by ``save`` was made for, or None for other files.
+
+    Args:
+        path: a ``.weights.h5`` file.
+
+    Returns:
+        A dict with ``name`` (registry name), ``source``, ``tag``,
+        ``config`` (the layout: config overrides the model was built with),
+        ``classes`` and ``include_top``; None when the file has no record.
+
+    Raises:
+        ValueError: naming the file when it is not a readable HDF5 file.
+
+    Example:
+    >>> read_metadata("seresnet50.weights.h5")["config"]  # doctest: +SKIP
+    {}
+    """
+    import json
+
+    with open_h5(os.fspath(path)) as f:
+        raw = f.attrs.get(METADATA_ATTRIBUTE)
+    if raw is None:
+        return None
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def save(model, path, metadata):
+    """Writes ``model.save_weights`` to ``path`` with a record of what the weights are for, atomically.
+
+    The file is written beside the target under a temporary name, the
+    record (``metadata`` as JSON) is added to its root, and it replaces
+    ``path`` only once complete: an interrupted write never leaves a partial
+    file at ``path``.
+
+    Args:
+        model: the model.
+        path: target path ending with ``.weights.h5``.
+        metadata: JSON-serialisable dict (see ``read_metadata``).
+
+    Returns:
+        The path written.
+
+    Example:
+    >>> save(model, "m.weights.h5", {"name": "seresnet50", "config": {}, "classes": 1000})  # doctest: +SKIP
+    'm.weights.h5'
+    """
+    import json
+
+    import h5py
+
+    path = os.fspath(path)
+    if not path.endswith(".weights.h5"):
+        raise ValueError(f"The weights file must end with '.weights.h5'. Received: path={path!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = os.path.join(directory, f".{os.path.basename(path)[:-len('.weights.h5')]}.{os.getpid()}.part.weights.h5")
+    try:
+        model.save_weights(temporary)
+        with h5py.File(temporary, "a") as f:
+            f.attrs[METADATA_ATTRIBUTE] = json.dumps(metadata, sort_keys=True)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def _check_finite(path):
+    """Refuses a weights file holding NaN or infinite values, naming the first array."""
+    import h5py
+
+    problems = []
+
+    def visit(name, obj):
+        if not problems and isinstance(obj, h5py.Dataset) and obj.dtype.kind == "f" and not np.isfinite(obj[()]).all():
+            problems.append(name)
+
+    with open_h5(path) as f:
+        f.visititems(visit)
+    if problems:
+        raise WeightsMismatchError(
+            f"The weights file {path!r} holds non-finite values (NaN or inf) in {problems[0]!r}. No weight was changed.",
+            detail="non-finite",
+        )
 
 
 def load(model, path):
@@ -111,6 +192,7 @@ def load(model, path):
     """
     path = check_weights_path(path)
     count = _count_keras3_arrays(path)
+    _check_finite(path)
     if count is not None and count != len(model.weights):
         raise WeightsMismatchError(
             f"The weights file {path!r} holds {count} arrays but model '{model.name}' has "

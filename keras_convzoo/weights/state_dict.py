@@ -27,10 +27,14 @@ def to_numpy_state_dict(state_dict):
 def read_state_dict(path):
     """Reads a state dict file into ``{name: numpy array}``.
 
-    ``.npz`` and ``.safetensors`` need no torch (``safetensors`` package for
-    the latter); ``.pth``/``.pt``/``.bin`` are read with ``torch.load``
-    (``weights_only=True``); a checkpoint that wraps the state dict under
-    ``"state_dict"`` or ``"model"`` is unwrapped. Keys of an ``.npz`` saved
+    No format needs torch or any package beyond numpy: ``.safetensors`` is
+    read by ``read_safetensors`` (memory-mapped; bfloat16 becomes float32).
+    ``.pth``/``.pt``/``.bin`` are ``torch.save`` zip checkpoints
+    (PyTorch >= 1.6), read by ``read_torch_checkpoint``: their pickle may only
+    hold tensors, so an untrusted file cannot run code (like ``torch.load``
+    with ``weights_only=True``); a checkpoint that wraps the state dict under
+    ``"state_dict"`` or ``"model"`` is unwrapped, non-tensor values are
+    dropped and bfloat16 becomes float32. Keys of an ``.npz`` saved
     with a ``state/`` prefix lose it; other arrays of an ``.npz`` (e.g. an
     ``input`` or ``output`` kept beside the weights) are dropped when the
     prefix is used.
@@ -42,8 +46,9 @@ def read_state_dict(path):
         A dict of numpy arrays.
 
     Raises:
-        ValueError: unknown suffix or missing file.
-        ImportError: naming the package a format needs.
+        ValueError: unknown suffix, missing file, a truncated or corrupt
+            file (naming it), or a ``.pth``/``.pt``/``.bin`` file that refers
+            to a global other than a tensor's (see ``read_torch_checkpoint``).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -55,21 +60,11 @@ def read_state_dict(path):
                 return {n[len("state/"):]: data[n] for n in names if n.startswith("state/")}
             return {n: data[n] for n in names}
     if path.endswith(".safetensors"):
-        try:
-            from safetensors.numpy import load_file
-        except ImportError as error:
-            raise ImportError("Reading .safetensors needs the `safetensors` package: pip install safetensors") from error
-        return load_file(path)
+        from keras_convzoo.weights.safetensors_io import read_safetensors
+
+        return read_safetensors(path)
     if path.endswith((".pth", ".pt", ".bin")):
-        try:
-            import torch
-        except ImportError as error:
-            raise ImportError(
-                f"Reading {path!r} needs PyTorch (pip install torch); or save the state dict as .npz or .safetensors."
-            ) from error
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        return to_numpy_state_dict(state)
+        from keras_convzoo.weights.torch_zip import read_torch_checkpoint
+
+        return read_torch_checkpoint(path)
     raise ValueError(f"State dict files must end with one of {STATE_DICT_SUFFIXES}. Received: {path!r}")

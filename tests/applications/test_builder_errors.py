@@ -40,15 +40,8 @@ def test_bad_arguments(kwargs, error, match):
         _tiny(**kwargs)
 
 
-def test_imagenet_weights_come_from_the_cache_or_say_how_to_make_them(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_CONVZOO_HOME", str(tmp_path))
-    expected = str(tmp_path / f"{NAME}.weights.h5")
-    with pytest.raises(ValueError, match=f"convzoo port-timm {NAME} --out {expected}") as info:
-        _tiny(weights="imagenet")
-    assert f"python tools/port_timm_weights.py {NAME}" in str(info.value)
-    with pytest.raises(ValueError, match="No ImageNet weights exist for 'ccnn_4_140'"):
-        kcz.create_model("ccnn_4_140", weights="imagenet")
-    with pytest.raises(ValueError, match="weights.h5"):  # no porter: only our own files
+def test_weights_without_porter_take_only_our_files():
+    with pytest.raises(ValueError, match="weights.h5"):  # no state-dict porter: only our own files
         kcz.create_model("replknet31_base", weights="model.pt")
 
 

@@ -146,17 +146,15 @@ def test_argument_errors():
         create_feature_extractor(foreign)
 
 
-def test_imagenet_weights_without_top(tmp_path, monkeypatch):
-    """weights="imagenet" with include_top=False makes the builder run the body a second time
-    (the full model the file is loaded into); the stages must still be the trunk's."""
+def test_weights_file_with_top_loads_without_top(tmp_path):
+    """A recorded weights file saved with the top, loaded with include_top=False: the builder runs the
+    body a second time (the full model the file is loaded into); the stages must still be the trunk's."""
     name = "seresnet18"
-    spec = kcz.get_spec(name)
-    monkeypatch.setenv("KERAS_CONVZOO_HOME", str(tmp_path))
-    full = kcz.create_model(
-        name, input_shape=(None, None, 3), classifier_activation=None, **_tiny_kwargs(name), **spec.timm_config
-    )
-    full.save_weights(str(tmp_path / f"{name}.weights.h5"))
-    extractor = create_feature_extractor(name, weights="imagenet", **_tiny_kwargs(name))
+    full = kcz.create_model(name, input_shape=(None, None, 3), classifier_activation=None, **_tiny_kwargs(name))
+    path = kcz.weights.save(full, str(tmp_path / f"{name}.weights.h5"),
+                            {"name": name, "source": None, "tag": None, "config": {}, "classes": 1000,
+                             "include_top": True})
+    extractor = create_feature_extractor(name, weights=path, **_tiny_kwargs(name))
     expected, _ = _body_features(name, (None, None, 3))
     assert extractor.feature_layers == expected
     trunk_of_full = keras.Model(full.input, full.get_layer(expected["stage4"]).output)

@@ -16,13 +16,13 @@ def _images(dtype="float32", shape=(2, 8, 9, 3)):
     return np.random.default_rng(0).uniform(0, 255, shape).astype(dtype)
 
 
-def test_each_timm_family_reads_its_mode_from_the_spec():
-    for name in kcz.list_models():
-        spec = kcz.get_spec(name)
-        if spec.timm_name:
-            assert spec.preprocessing == "torch", name  # timm's weights: ImageNet mean/std
-    assert kcz.get_spec("mobilenetv2_130").preprocessing is None  # no ImageNet weights here
-    assert kcz.get_spec("ccnn_4_140").preprocessing is None
+def test_each_variant_scales_as_its_default_weights_expect():
+    x = _images()
+    for entry in kcz.list_pretrained():
+        if entry.default:  # the registry name stands for its weights="imagenet" entry
+            np.testing.assert_array_equal(kcz.preprocess_input(x, entry.name), kcz.preprocess_input(x, entry.key))
+    assert {e.preprocessing for e in kcz.list_pretrained() if e.source == "timm"} == {"torch"}
+    assert kcz.get_spec("ccnn_4_140").preprocessing is None  # no ImageNet scaling of its own
 
 
 @keras3_only
@@ -30,10 +30,12 @@ def test_each_timm_family_reads_its_mode_from_the_spec():
     "name,mode,reference",
     [
         ("mobilenetv2_100", "tf", "mobilenet_v2"),  # keras.applications' MobileNetV2 scaling
+        ("mobilenetv2_100", None, "mobilenet_v2"),  # weights="imagenet" is keras.applications' file
         ("resnext50_32x4d", None, "torch"),
         ("seresnet50", None, "torch"),
-        ("mobilenetv2_100", None, "torch"),
-        ("convnext_tiny", None, "torch"),
+        ("mobilenetv2_100.ra_in1k", None, "torch"),  # timm's tag: ImageNet mean/std
+        ("convnext_tiny.fb_in1k", None, "torch"),
+        ("convnext_tiny", "torch", "torch"),
         ("resnext50_32x4d", "caffe", "resnet50"),
     ],
 )
@@ -65,19 +67,21 @@ def test_equals_keras_applications(name, mode, reference):
 
 @keras3_only
 def test_convnext_differs_from_keras_on_purpose():
-    """keras' ConvNeXt normalises inside the model (its preprocess_input is the identity); ours does not by
-    default, so preprocess_input normalises, and include_preprocessing=True on raw pixels gives the same."""
+    """keras' ConvNeXt normalises inside the model (its preprocess_input is the identity, as ours for its
+    weights="imagenet" file); built without weights ours does not, and timm's tags want preprocess_input's
+    normalisation, which equals include_preprocessing=True on raw pixels."""
     import keras as keras3
 
     x = _images(shape=(1, 32, 32, 3))
     np.testing.assert_array_equal(keras3.applications.convnext.preprocess_input(x), x)
-    assert not np.allclose(kcz.preprocess_input(x, "convnext_tiny"), x)
+    np.testing.assert_array_equal(kcz.preprocess_input(x, "convnext_tiny"), x)
+    assert not np.allclose(kcz.preprocess_input(x, "convnext_tiny.fb_in1k"), x)
     tiny = kcz.get_spec("convnext_tiny").test_overrides
     plain = kcz.ConvNeXtTiny(input_shape=(32, 32, 3), **tiny)
     with_layer = kcz.ConvNeXtTiny(input_shape=(32, 32, 3), include_preprocessing=True, **tiny)
     assert len(with_layer.weights) == len(plain.weights)  # Keras 3's Normalization holds constants only
     with_layer.set_weights(plain.get_weights())
-    np.testing.assert_allclose(with_layer(x).numpy(), plain(kcz.preprocess_input(x, "convnext_tiny")).numpy(),
+    np.testing.assert_allclose(with_layer(x).numpy(), plain(kcz.preprocess_input(x, "convnext_tiny.fb_in1k")).numpy(),
                                atol=1e-5, rtol=0)
 
 
@@ -99,7 +103,9 @@ def test_preprocess_errors():
         kcz.preprocess_input(x, "ccnn_4_140")
     np.testing.assert_allclose(kcz.preprocess_input(x, "ccnn_4_140", mode="tf"), x / 127.5 - 1, atol=1e-5)
     with pytest.raises(ValueError, match="3 channels"):
-        kcz.preprocess_input(_images(shape=(1, 4, 4, 1)), "convnext_tiny")
+        kcz.preprocess_input(_images(shape=(1, 4, 4, 1)), "convnext_tiny.fb_in1k")
+    with pytest.raises(ValueError, match=r"Unknown pretrained tag 'fb_in1' for 'convnext_tiny'.*'fb_in1k'"):
+        kcz.preprocess_input(x, "convnext_tiny.fb_in1")
 
 
 def test_decode_predictions_on_one_hot():
