@@ -58,34 +58,19 @@ def resize_images(images, size, channels=None):
     return images
 
 
-#: ImageNet mean and std of the "torch" scaling (``kcz.preprocess_input``).
-_TORCH_MEAN = (0.485, 0.456, 0.406)
-_TORCH_STD = (0.229, 0.224, 0.225)
+def input_scaling(model):
+    """Standard Keras layers computing ``kcz.preprocess_input(x, model)`` (0-255 RGB in).
 
-
-def input_scaling(model_name):
-    """Standard Keras layers computing ``kcz.preprocess_input(x, model_name)`` (0-255 RGB in).
-
-    Returns a list of layers to apply in order (flat in the graph, so
-    ``kcz.deploy.fuse`` still sees one functional model). Standard layers keep
-    a saved ``.keras`` file self-contained and convert to TFLite / ONNX.
-    Models without ImageNet preprocessing (e.g. CCNN) get the "tf" scaling to
-    -1..1.
+    ``model`` is a registry name or a built model (then the scaling of the
+    weights it loaded). Flat standard layers keep a saved ``.keras`` file
+    self-contained and convert to TFLite / ONNX. Models without ImageNet
+    preprocessing (e.g. CCNN) get the "tf" scaling to -1..1.
     """
     import keras_convzoo as kcz
-    from keras_convzoo.backend import keras
 
-    mode = kcz.get_spec(model_name).preprocessing or "tf"
-    if mode == "torch":
-        return [
-            keras.layers.Rescaling(1.0 / 255.0, name="preprocess_rescale"),
-            keras.layers.Normalization(
-                mean=_TORCH_MEAN, variance=[s * s for s in _TORCH_STD], name="preprocess_normalize"
-            ),
-        ]
-    if mode == "tf":
-        return [keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess_rescale")]
-    raise ValueError(f"No layer form of the {mode!r} scaling of '{model_name}' in these examples.")
+    name = model if isinstance(model, str) else model.convzoo_name
+    has_scaling = kcz.get_spec(name).preprocessing or kcz.list_pretrained(name)
+    return kcz.preprocessing_layers(model, mode=None if has_scaling else "tf")
 
 
 def apply_layers(layers, x):

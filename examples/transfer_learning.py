@@ -10,17 +10,19 @@
 Data: ``--data DIR`` (one sub-folder of images per class, read with
 ``keras.utils.image_dataset_from_directory``, 20% held out) or, by default,
 scikit-learn's digits resized to RGB images (they ship with scikit-learn).
-Without ``--weights`` the backbone starts from random weights (nothing is
-downloaded), so the frozen phase only trains a classifier on random
-features; pass ImageNet weights (``--weights imagenet`` after ``convzoo
-port-timm NAME``, or a ``.weights.h5`` file) for real transfer.
+The backbone starts from its ImageNet weights (``--weights imagenet``, the
+default: downloaded once and cached; any upstream tag or a weights file
+works too). ``--weights none`` starts from random weights (offline
+machines; then the frozen phase only trains a classifier on random
+features); ``--smoke`` uses the tiny twin, which has no pretrained weights.
 
 Writes ``<out>/<model>_transfer.keras`` (the whole model, reloadable with
 ``keras.models.load_model`` after ``import keras_convzoo``) and
 ``<out>/<model>_transfer_curves.png`` (accuracy and loss per epoch).
 
 Usage:
-    python examples/transfer_learning.py                       # mobilenetv2_035 on digits, 64x64
+    python examples/transfer_learning.py                       # mobilenetv2_035 (ImageNet) on digits, 64x64
+    python examples/transfer_learning.py --weights none        # random init: no download (offline)
     python examples/transfer_learning.py --model convnext_tiny --weights imagenet \\
         --data ./flowers --image-size 224 --epochs 5 --fine-tune-epochs 5
     python examples/transfer_learning.py --strategy mirrored   # every visible GPU
@@ -50,8 +52,9 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", default="mobilenetv2_035", help="registry name (see `convzoo list`)")
-    parser.add_argument("--weights", default=None,
-                        help="backbone weights: 'imagenet' or a .weights.h5 / timm checkpoint (default: random)")
+    parser.add_argument("--weights", default="imagenet",
+                        help="backbone weights: 'imagenet' (default), an upstream tag (see `convzoo info NAME`), a "
+                             ".weights.h5 / state dict file, or 'none' for random init (offline machines)")
     parser.add_argument("--data", default=None, help="folder with one sub-folder of images per class (default: digits)")
     parser.add_argument("--image-size", type=int, default=None, help="input side (default 64; 32 with --smoke)")
     parser.add_argument("--batch-size", type=int, default=32, help="per replica")
@@ -74,8 +77,11 @@ def parse_args(argv=None):
     parser.add_argument("--smoke", action="store_true",
                         help="quick check: tiny twin, 32x32, 1+1 epochs of 8 steps on 256 images")
     args = parser.parse_args(argv)
+    if args.weights in ("none", "None", ""):
+        args.weights = None
     if args.smoke:
         args.tiny = True
+        args.weights = None  # the tiny twin has no pretrained weights
         args.image_size = args.image_size or 32
         args.epochs = 1 if args.epochs is None else args.epochs
         args.fine_tune_epochs = 1 if args.fine_tune_epochs is None else args.fine_tune_epochs
@@ -150,7 +156,7 @@ def build_model(args, num_classes):
     backbone.trainable = False
     inputs = keras.Input(shape, name="image")
     x = augmentation(args)(inputs)
-    x = _common.apply_layers(_common.input_scaling(args.model), x)
+    x = _common.apply_layers(_common.input_scaling(backbone), x)  # the scaling of the loaded weights
     # training=False: BatchNormalization keeps its statistics even once unfrozen.
     x = backbone(x, training=False)
     x = keras.layers.Dropout(args.dropout, seed=args.seed)(x)

@@ -39,6 +39,7 @@ from keras_convzoo.applications import (  # noqa: F401
     get_spec,
     list_models,
     preprocess_input,
+    preprocessing_layers,
 )
 from keras_convzoo.backend import KERAS_NAME  # noqa: F401
 from keras_convzoo.weights.pretrained import list_pretrained  # noqa: F401

@@ -379,7 +379,9 @@ def build_parser():
                                "dense block-diagonal convs (faster int8 on x86 CPUs with VNNI/AMX; slower in "
                                "float; default: grouped)")
     p_export.add_argument("--out", required=True, metavar="FILE", help="output file (a folder for saved_model)")
-    p_export.add_argument("--weights", metavar="FILE", help="weights file to load (default: random init)")
+    p_export.add_argument("--weights", metavar="TAG|FILE",
+                          help="'imagenet', an upstream tag (see `convzoo info NAME`) or a weights file "
+                               "(default: random init)")
     p_export.add_argument("--classes", type=int, metavar="N",
                           help="classifier size, e.g. of fine-tuned --weights (default: the variant's, 1000)")
     p_export.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True,

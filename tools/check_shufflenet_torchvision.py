@@ -8,10 +8,16 @@ The PyTorch and TensorFlow environments are separate, so the check runs twice:
    identity), runs it in eval mode on seeded random images and writes the
    state dicts, the images (NHWC) and the logits to an ``.npz``.
 2. ``compare`` (in the keras_convzoo environment, no torch needed): builds
-   ``kcz.ShuffleNetV2(width, classifier_activation=None)``, copies the
-   weights by layer name (``port_torchvision``), runs the same images and
-   prints the max abs / relative logit difference per width; exits 1 if any
-   relative difference exceeds ``--tolerance``.
+   ``kcz.ShuffleNetV2(width, classifier_activation=None)`` in the family's
+   torchvision layout, ports the state dict with the family's key map
+   (``shufflenet_v2.TORCHVISION_FORMAT``, i.e. ``torchvision_module_name``,
+   through ``keras_convzoo.weights.port_state_dict``: all or nothing, every
+   tensor used), runs the same images and prints the max abs / relative
+   logit difference per width; exits 1 if any relative difference exceeds
+   ``--tolerance``.
+
+A torchvision ``.pth`` file loads the same way without this tool:
+``kcz.ShuffleNetV2(1.0, weights="shufflenet_v2_x1_0.pth")``.
 
 Usage::
 
@@ -20,37 +26,11 @@ Usage::
 """
 
 import argparse
-import re
 import sys
 
 import numpy as np
 
 WIDTH_NAMES = {0.5: "x0_5", 1.0: "x1_0", 1.5: "x1_5", 2.0: "x2_0"}
-
-#: torchvision InvertedResidual sub-module index -> our layer suffix.
-_BRANCH1 = {"0": "branch1_dw_conv", "1": "branch1_dw_bn", "2": "branch1_pw_conv", "3": "branch1_pw_bn"}
-_BRANCH2 = {
-    "0": "branch2_pw1_conv",
-    "1": "branch2_pw1_bn",
-    "3": "branch2_dw_conv",
-    "4": "branch2_dw_bn",
-    "5": "branch2_pw2_conv",
-    "6": "branch2_pw2_bn",
-}
-_TOP = {"conv1.0": "stem_conv", "conv1.1": "stem_bn", "conv5.0": "head_conv", "conv5.1": "head_bn", "fc": "predictions"}
-
-
-def keras_layer_name(module):
-    """Maps a torchvision module path (``stage2.0.branch2.3``) to our layer name."""
-    if module in _TOP:
-        return _TOP[module]
-    match = re.fullmatch(r"stage(\d)\.(\d+)\.(branch[12])\.(\d+)", module)
-    if not match:
-        raise KeyError(f"unmapped torchvision module: {module}")
-    stage, index, branch, sub = match.groups()
-    table = _BRANCH1 if branch == "branch1" else _BRANCH2
-    return f"stage{stage}_block{int(index) + 1}_{table[sub]}"
-
 
 def dump(args):
     import torch
@@ -83,30 +63,9 @@ def dump(args):
     print(f"wrote {args.out}")
 
 
-def port_torchvision(model, state_dict):
-    """Copies a torchvision ShuffleNetV2 state dict (numpy arrays) into our model."""
-    from keras_convzoo.backend import keras
-
-    modules = {}
-    for key, value in state_dict.items():
-        module, _, field = key.rpartition(".")
-        modules.setdefault(module, {})[field] = value
-    for module, tensors in modules.items():
-        layer = model.get_layer(keras_layer_name(module))
-        if isinstance(layer, keras.layers.BatchNormalization):
-            weights = [tensors[k] for k in ("weight", "bias", "running_mean", "running_var")]
-        elif isinstance(layer, keras.layers.Dense):
-            weights = [tensors["weight"].T, tensors["bias"]]
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            weights = [tensors["weight"].transpose(2, 3, 0, 1)]  # (C,1,kh,kw) -> (kh,kw,C,1)
-        else:
-            weights = [tensors["weight"].transpose(2, 3, 1, 0)]  # OIHW -> HWIO
-        layer.set_weights(weights)
-    return len(modules)
-
-
 def compare(args):
     import keras_convzoo as kcz
+    from keras_convzoo.weights import port_state_dict
 
     data = np.load(args.npz)
     images = data["images"]
@@ -114,8 +73,12 @@ def compare(args):
     for width, suffix in WIDTH_NAMES.items():
         prefix = f"{suffix}/"
         state = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix) and k != f"{suffix}/logits"}
-        model = kcz.ShuffleNetV2(width, classifier_activation=None, input_shape=images.shape[1:])
-        ported = port_torchvision(model, state)
+        weight_format = kcz.get_spec(f"shufflenet_v2_{suffix}").weight_formats["torchvision"]
+        model = kcz.ShuffleNetV2(
+            width, classifier_activation=None, input_shape=images.shape[1:], **weight_format.config
+        )
+        port_state_dict(model, state, weight_format.key_map, "torchvision")
+        ported = len({key.rpartition(".")[0] for key in state})
         ours = model(images, training=False).numpy()
         reference = data[f"{suffix}/logits"]
         diff = float(np.abs(ours - reference).max())

@@ -9,6 +9,9 @@ Every row comes from upstream metadata, never typed here:
   shapes of the architecture our variant reproduces (checked here on
   PyTorch's meta device, outside the classifier); the others are listed as
   unavailable with the keys that differ.
+- torchvision: ``torchvision.models.get_model_weights(name)`` of the installed
+  torchvision (URL, whose file name carries the first hex digits of the
+  file's sha256 as torch.hub checks them, transforms, classes).
 - keras.applications: ``BASE_WEIGHT(S)_PATH``, the file naming and
   ``WEIGHTS_HASHES`` of ``keras.src.applications.mobilenet_v2`` /
   ``convnext`` of the installed Keras (224 px files with the top).
@@ -17,7 +20,7 @@ Every row comes from upstream metadata, never typed here:
 keras.applications has the variant (the drop-in promise: equal outputs), else
 timm's default tag when it has 1000 classes.
 
-timm runs in a child process (``--timm-part``): timm imports Triton, whose
+timm and torchvision run in a child process (``--timm-part``): timm imports Triton, whose
 native library crashes when it loads after TensorFlow's.
 
 Usage::
@@ -40,15 +43,39 @@ BEGIN, END = "<!-- pretrained table: begin -->", "<!-- pretrained table: end -->
 #: Licenses of keras.applications' weight files, which keras' code does not state: the upstream releases'
 #: (MobileNetV2: tensorflow/models, Apache-2.0; ConvNeXt: facebookresearch/ConvNeXt, MIT).
 KERAS_LICENSES = {"mobilenetv2": "apache-2.0", "convnext": "mit"}
+#: torchvision's license (BSD-3-Clause), which its weights metadata does not state.
+TORCHVISION_LICENSE = "bsd-3-clause"
 #: Families whose upstream weights cannot be fetched by a stable URL with a hash, and why.
 NOT_AVAILABLE = {
     "replknet": ("official", "the official RepLKNet release links Google Drive / Baidu pages, not a stable URL "
                              "with a published hash; port a downloaded checkpoint with weights=FILE"),
     "ccnn": ("official", "the official CCNN repository publishes no checkpoints (trained runs stay in the "
                          "authors' Weights & Biases projects); port your own with weights=FILE"),
-    "shufflenetv2": ("torchvision", "torchvision's files are not yet mapped (no torchvision key map for "
-                                    "ShuffleNetV2 in keras_convzoo)"),
 }
+
+
+def torchvision_part(names):
+    """Child process: torchvision's weights of each model, in its enum's order."""
+    import re
+
+    import torchvision
+
+    result = {}
+    for name in names:
+        rows = []
+        for weights in torchvision.models.get_model_weights(name):
+            transforms = weights.transforms()
+            crop, resize = int(transforms.crop_size[0]), int(transforms.resize_size[0])
+            filename = weights.url.rsplit("/", 1)[1]
+            prefix = re.search(r"-([0-9a-f]{6,})\.pth$", filename)
+            rows.append({"tag": weights.name.lower(), "url": weights.url, "filename": filename,
+                         "sha256_prefix": prefix.group(1) if prefix else None,
+                         "num_classes": len(weights.meta["categories"]), "input_size": [crop, crop],
+                         "crop_pct": round(crop / resize, 4), "interpolation": transforms.interpolation.value,
+                         "mean": list(transforms.mean), "std": list(transforms.std),
+                         "origin_url": weights.meta.get("recipe")})
+        result[name] = rows
+    return {"torchvision_version": torchvision.__version__, "models": result}
 
 
 def timm_part(arch_names):
@@ -156,6 +183,10 @@ def build_table(variants, keras_version, timm_info):
                 "origin_url": cfg.get("url") or cfg.get("origin_url"),
                 "notes": "timm's default tag" if row["timm_default"] else "",
             })
+        for row in timm_info.get("torchvision", {}).get(name, []) if "torchvision" in variant["sources"] else []:
+            rows.append(dict(row, name=name, source="torchvision", default=False, preprocessing="torch",
+                             license=TORCHVISION_LICENSE, crop_mode="center",
+                             notes="torch.hub checks the sha256 prefix in the file name"))
         if not rows:
             source, reason = NOT_AVAILABLE.get(variant["family"], ("timm", "timm publishes no weights for it"))
             unavailable.append({"name": name, "source": source, "tag": None, "reason": reason})
@@ -167,7 +198,8 @@ def build_table(variants, keras_version, timm_info):
         entries.extend(rows)
     return {
         "generated_by": "tools/make_pretrained_table.py",
-        "generated_from": {"timm": timm_info["timm_version"], "keras": keras_version},
+        "generated_from": {"timm": timm_info["timm_version"], "torchvision": timm_info.get("torchvision_version"),
+                           "keras": keras_version},
         "entries": entries,
         "unavailable": unavailable,
     }
@@ -198,11 +230,16 @@ def main(argv=None):
     parser.add_argument("--timm-part", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.timm_part:
-        print(json.dumps(timm_part(json.loads(args.timm_part))))
+        request = json.loads(args.timm_part)
+        info = timm_part(request["timm"])
+        vision = torchvision_part(request["torchvision"])
+        info.update(torchvision=vision["models"], torchvision_version=vision["torchvision_version"])
+        print(json.dumps(info))
         return 0
     variants, keras_version = registry_part()
-    archs = sorted({v["timm_name"] for v in variants if v["timm_name"]})
-    result = subprocess.run([sys.executable, os.path.abspath(__file__), "--timm-part", json.dumps(archs)],
+    request = {"timm": sorted({v["timm_name"] for v in variants if v["timm_name"]}),
+               "torchvision": [v["name"] for v in variants if "torchvision" in v["sources"]]}
+    result = subprocess.run([sys.executable, os.path.abspath(__file__), "--timm-part", json.dumps(request)],
                             capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stderr[-4000:])

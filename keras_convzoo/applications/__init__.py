@@ -10,7 +10,7 @@ from keras_convzoo.applications._registry import (
 )
 from keras_convzoo.applications.ccnn import CCNN
 from keras_convzoo.applications.features import FeatureInfo, create_feature_extractor
-from keras_convzoo.applications.imagenet_utils import decode_predictions, preprocess_input
+from keras_convzoo.applications.imagenet_utils import decode_predictions, preprocess_input, preprocessing_layers
 from keras_convzoo.applications.convnext import (
     ConvNeXtBase,
     ConvNeXtLarge,
@@ -42,6 +42,7 @@ __all__ = [
     "get_spec",
     "list_models",
     "preprocess_input",
+    "preprocessing_layers",
     "register",
     "CCNN",
     "ConvNeXtBase",

@@ -178,6 +178,46 @@ def preprocess_input(x, model_name, mode=None):
     return _tensor_preprocess(x, mode, mean, std) if tensor else _numpy_preprocess(x, mode, mean, std)
 
 
+def preprocessing_layers(model_name, mode=None, name="preprocess"):
+    """Standard Keras layers that compute ``preprocess_input(x, model_name, mode)`` inside a model.
+
+    Put them in front of a backbone so a saved ``.keras`` file and its
+    TFLite / ONNX exports take 0-255 RGB images (``Rescaling`` and
+    ``Normalization`` convert everywhere). The scaling follows the weights,
+    as ``preprocess_input`` does.
+
+    Args:
+        model_name: a model built by keras_convzoo, a registry name or ``"name.tag"``.
+        mode: None (the weights' scaling) or ``"torch"`` / ``"tf"`` to choose one.
+        name: prefix of the layer names.
+
+    Returns:
+        A list of layers to apply in order (empty when the model scales its
+        0-255 input itself, e.g. keras.applications' ConvNeXt weights).
+
+    Raises:
+        ValueError: for ``"caffe"`` scaling (BGR) or a model without scaling
+            of its own and no ``mode``.
+
+    Example:
+    >>> backbone = keras_convzoo.MobileNetV2(weights="imagenet", include_top=False, pooling="avg")
+    >>> x = inputs = keras.Input((224, 224, 3))
+    >>> for layer in preprocessing_layers(backbone):
+    ...     x = layer(x)
+    """
+    mode, mean, std = _resolve_mode(model_name, mode)
+    if mode == "none":
+        return []
+    if mode == "tf":
+        return [keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name=f"{name}_rescale")]
+    if mode == "torch":
+        return [
+            keras.layers.Rescaling(1.0 / 255.0, name=f"{name}_rescale"),
+            keras.layers.Normalization(mean=list(mean), variance=[s * s for s in std], name=f"{name}_normalize"),
+        ]
+    raise ValueError(f"`preprocessing_layers` has no layer form of the {mode!r} scaling (BGR); use preprocess_input.")
+
+
 @functools.lru_cache(maxsize=1)
 def imagenet_class_index():
     """Returns the 1000 ``(wnid, name)`` pairs of ImageNet-1k in class order (package data).

@@ -1,6 +1,7 @@
 """ShuffleNetV2 with torchvision's exact layout (``shufflenet_v2_x0_5`` .. ``x2_0``)."""
 
 import dataclasses
+import re
 from typing import Tuple
 
 from keras_convzoo.applications._builder import build_application, entrypoint_arguments
@@ -9,6 +10,7 @@ from keras_convzoo.applications._residual import DOWNSAMPLE_MODES, stem_downsamp
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.shuffle import shufflenet_v2_block
 from keras_convzoo.ops.padding import PADDING_MODES
+from keras_convzoo.weights.formats import KeyMap, WeightFormat
 
 PAPER = (
     "Ma et al., ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design, ECCV 2018"
@@ -130,6 +132,63 @@ def shufflenet_v2_body(x, config):
     return x, features
 
 
+_BLOCK = re.compile(r"^stage(\d+)_block(\d+)_(branch[12])_(\w+)$")
+
+#: Our branch layer suffix -> index in torchvision's ``InvertedResidual.branch1`` / ``branch2``
+#: ``nn.Sequential`` (the ReLUs, ``branch2.2`` and ``.7``, ``branch1.4``, hold no weights).
+_BRANCH_MODULES = {
+    "branch1": {"dw_conv": 0, "dw_bn": 1, "pw_conv": 2, "pw_bn": 3},
+    "branch2": {"pw1_conv": 0, "pw1_bn": 1, "dw_conv": 3, "dw_bn": 4, "pw2_conv": 5, "pw2_bn": 6},
+}
+
+#: Layers outside the stages -> torchvision module.
+_TOP_MODULES = {
+    "stem_conv": "conv1.0",
+    "stem_bn": "conv1.1",
+    "head_conv": "conv5.0",
+    "head_bn": "conv5.1",
+    "predictions": "fc",
+}
+
+
+def torchvision_module_name(name, layer_names):
+    """torchvision ``shufflenet_v2_x*`` module of one of our ShuffleNetV2 layers (None if it has none).
+
+    ``stem_conv``/``stem_bn`` -> ``conv1.0``/``conv1.1``;
+    ``stage{S}_block{B}_branch1_dw_conv``/``_dw_bn``/``_pw_conv``/``_pw_bn`` -> ``stage{S}.{B-1}.branch1.0`` .. ``.3``;
+    ``stage{S}_block{B}_branch2_pw1_conv``/``_pw1_bn`` -> ``stage{S}.{B-1}.branch2.0``/``.1``;
+    ``stage{S}_block{B}_branch2_dw_conv``/``_dw_bn`` -> ``stage{S}.{B-1}.branch2.3``/``.4``;
+    ``stage{S}_block{B}_branch2_pw2_conv``/``_pw2_bn`` -> ``stage{S}.{B-1}.branch2.5``/``.6``;
+    ``head_conv``/``head_bn`` -> ``conv5.0``/``conv5.1``; ``predictions`` -> ``fc``;
+    anything else (``stem_pool_conv`` of ``downsample="conv"``, weightless layers) -> None.
+
+    Args:
+        name: one of our layer names, e.g. ``"stage2_block1_branch2_dw_bn"``.
+        layer_names: the model's layer names (unused: the mapping is by name only).
+
+    Returns:
+        The module prefix in the state dict (``"stage2.0.branch2.4"``), or None.
+
+    Example:
+    >>> torchvision_module_name("stage3_block2_branch2_pw2_conv", frozenset())
+    'stage3.1.branch2.5'
+    """
+    del layer_names  # the mapping depends on the name alone
+    if name in _TOP_MODULES:
+        return _TOP_MODULES[name]
+    match = _BLOCK.match(name)
+    if not match:
+        return None
+    stage, block, branch, part = match[1], int(match[2]), match[3], match[4]
+    index = _BRANCH_MODULES[branch].get(part)
+    return None if index is None else f"stage{stage}.{block - 1}.{branch}.{index}"
+
+
+#: torchvision's ``shufflenet_v2_x*`` state dicts. The default config already computes what torchvision's
+#: model does (symmetric padding of the strided convs, BN epsilon 1e-5, the 3x3 max pool), so no override.
+TORCHVISION_FORMAT = WeightFormat(key_map=KeyMap(module_name=torchvision_module_name, head_prefixes=("fc.",)))
+
+
 SPECS = {
     width: register(
         ModelSpec(
@@ -143,6 +202,7 @@ SPECS = {
             paper=PAPER,
             test_overrides=_TINY,
             preprocessing="torch",  # torchvision's ImageNet mean/std
+            weight_formats={"torchvision": TORCHVISION_FORMAT},
         )
     )
     for width, (name, channels) in WIDTHS.items()
@@ -168,8 +228,9 @@ def ShuffleNetV2(
     3x3 / 1x1 branch, concat, channel shuffle; the first unit of a stage has
     stride 2 and two branches), a 1x1 conv + BN + ReLU, global average
     pooling and the classifier. PyTorch's symmetric padding and BN epsilon
-    1e-5, so torchvision weights port one to one
-    (``tools/check_shufflenet_torchvision.py``).
+    1e-5, so torchvision weights port one to one: ``weights="x.pth"``
+    (``TORCHVISION_FORMAT``, checked by ``tools/check_shufflenet_torchvision.py``
+    and ``tests/applications/test_shufflenet_v2.py``).
 
     Trainable parameters (equal to torchvision's): 1,366,792 (0.5),
     2,278,604 (1.0), 3,503,624 (1.5), 7,393,996 (2.0).
@@ -178,7 +239,10 @@ def ShuffleNetV2(
         width_multiplier: one of 0.5, 1.0, 1.5, 2.0; selects the registered
             variant ``shufflenet_v2_x0_5`` .. ``shufflenet_v2_x2_0``.
         include_top: whether to add the classifier.
-        weights: None or the path to a ``.weights.h5`` file.
+        weights: None, the path to a ``.weights.h5`` file, or a torchvision
+            ``shufflenet_v2_x*`` state dict of the same width (``.pth`` as
+            ``torch.save(model.state_dict())`` writes it, ``.safetensors``,
+            ``.npz``), ported by ``torchvision_module_name`` without torch.
         input_tensor: optional Keras tensor to use as the model input.
         input_shape: shape without batch, e.g. ``(224, 224, 3)`` or
             ``(None, None, 3)``; default ``(224, 224, 3)`` with the top and

@@ -78,6 +78,8 @@ class PretrainedEntry:
         url: download URL (keras.applications, torchvision), or None.
         sha256: published sha256 of the file, or None (hub files are
             checked against the hub's own sha256 of the file instead).
+        sha256_prefix: the leading hex digits of the sha256 that
+            torchvision puts in its file names (torch.hub checks them), or None.
         license: license of the weights as upstream states it.
         num_classes: classifier width (0: a feature extractor without one).
         input_size: ``(height, width)`` the weights were evaluated at.
@@ -102,6 +104,7 @@ class PretrainedEntry:
     hub_id: Optional[str] = None
     url: Optional[str] = None
     sha256: Optional[str] = None
+    sha256_prefix: Optional[str] = None
     crop_pct: Optional[float] = None
     crop_mode: Optional[str] = None
     interpolation: Optional[str] = None
@@ -266,7 +269,7 @@ def _remove(*paths):
 
 
 def _check_hash(entry, path, expected, remove=()):
-    if expected and _sha256(path) != expected:
+    if expected and not _sha256(path).startswith(expected):
         _remove(path, *remove)
         raise CorruptDownloadError(
             f"The downloaded {entry.key} weights ({entry.download_url}) do not match their sha256 {expected}: "
@@ -336,7 +339,7 @@ def _fetch_url(entry, url, expected):
     cache = keras_cache_dir()
     target = os.path.join(cache, entry.filename)
     if os.path.isfile(target):
-        if expected is None or _sha256(target) == expected:
+        if expected is None or _sha256(target).startswith(expected):
             return target
         _remove(target)  # a stale or damaged copy: fetched again below
     os.makedirs(cache, exist_ok=True)  # else keras falls back to /tmp/.keras for a cache folder it cannot write
@@ -358,7 +361,7 @@ def _mirror(entry):
         return None
     if re.match(r"^https?://", mirror):
         url = mirror.rstrip("/") + "/" + entry.mirror_path
-        expected = entry.sha256 or _read_remote_hash(url + ".sha256")
+        expected = entry.sha256 or entry.sha256_prefix or _read_remote_hash(url + ".sha256")
         return _fetch_url(entry, url, expected)
     path = os.path.join(mirror, *entry.mirror_path.split("/"))
     if not os.path.isfile(path):
@@ -366,11 +369,11 @@ def _mirror(entry):
             f"{MIRROR_ENV}={mirror!r} has no {entry.mirror_path} for the {entry.key} weights; fill it on a machine "
             f"with a network with `convzoo download {entry.name} --tag {entry.tag} --mirror {mirror}`."
         )
-    expected = entry.sha256
+    expected = entry.sha256 or entry.sha256_prefix
     if expected is None and os.path.isfile(path + ".sha256"):
         with open(path + ".sha256", encoding="ascii") as handle:
             expected = handle.read().split()[0]
-    if expected and _sha256(path) != expected:
+    if expected and not _sha256(path).startswith(expected):
         raise CorruptDownloadError(
             f"The mirror's {path} does not match its sha256 {expected}; download it again into the mirror."
         )
@@ -416,7 +419,7 @@ def fetch(entry):
         return mirrored
     if entry.hub_id:
         return _fetch_hub(entry)
-    return _fetch_url(entry, entry.download_url, entry.sha256)
+    return _fetch_url(entry, entry.download_url, entry.sha256 or entry.sha256_prefix)
 
 
 def copy_to_mirror(entry, path, mirror):

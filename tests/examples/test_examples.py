@@ -80,10 +80,14 @@ def test_input_scaling_equals_preprocess_input():
     finally:
         sys.path.remove(EXAMPLES)
     x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
-    for name in ("mobilenetv2_035", "convnext_tiny", "ccnn_4_140"):
-        got = np.asarray(_common.apply_layers(_common.input_scaling(name), x))
-        expected = kcz.preprocess_input(x, name) if kcz.get_spec(name).preprocessing else x / 127.5 - 1
+    for name in ("mobilenetv2_035", "convnext_tiny", "convnext_tiny.fb_in1k", "resnext50_32x4d", "ccnn_4_140"):
+        layers = (kcz.preprocessing_layers(name) if name != "ccnn_4_140" else _common.input_scaling(name))
+        got = np.asarray(_common.apply_layers(layers, x))
+        expected = kcz.preprocess_input(x, name) if name != "ccnn_4_140" else x / 127.5 - 1
         np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert kcz.preprocessing_layers("convnext_tiny") == []  # keras' ConvNeXt weights: scaling inside the model
+    with pytest.raises(ValueError, match="no ImageNet weights"):
+        kcz.preprocessing_layers("ccnn_4_140")
 
 
 def test_transfer_learning_strategies():
