@@ -340,7 +340,7 @@ def check_report(report):
         f"{metric}={n(value)} fails {tolerance} (max_abs_diff={n(report.max_abs_diff)}, "
         f"mean_abs_diff={n(report.mean_abs_diff)}, output_scale={n(report.output_scale)}, "
         f"relative_diff={n(report.relative_diff)}, snr_db={n(report.snr_db)}, "
-        f"top1_agreement={top1}, {report.num_samples} random samples). The file was "
+        f"top1_agreement={top1}, {report.num_samples} samples). The file was "
         "written and left for inspection; verify=False skips this check."
     )
 

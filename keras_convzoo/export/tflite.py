@@ -439,7 +439,9 @@ def to_tflite(
         input_shape: shape without batch, e.g. ``(64, 64, 3)``, fixing the
             model's ``None`` dimensions; known dimensions must agree.
         verify: run the file and raise when it is out of tolerance.
-        num_samples: number of random verification inputs.
+        num_samples: number of verification inputs: with
+            ``quantization="int8"`` that many of the ``representative_data``
+            samples (spread over the set), else seeded unit-normal inputs.
         seed: seed of the verification inputs.
         int8_io: ``"int8"`` only: make the file's input and output int8
             (for integer-only accelerators) instead of float32.
@@ -552,7 +554,11 @@ def to_tflite(
         convert_seconds=seconds,
     )
     batches = None
-    if verify:
+    if verify and samples:
+        # int8 files are checked on inputs like the real ones: the calibration samples, spread over the set
+        picks = np.linspace(0, len(samples) - 1, min(num_samples, len(samples))).round().astype(int)
+        batches = [np.asarray(samples[i], dtype.as_numpy_dtype) for i in sorted(set(picks.tolist()))]
+    elif verify:
         x = random_inputs(shape, num_samples, seed, dtype.as_numpy_dtype)
         batches = [x[i : i + 1] for i in range(num_samples)]
     return finish_report(fields, model, batches, run_tflite, verify)
