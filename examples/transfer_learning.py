@@ -237,6 +237,10 @@ def main(argv=None):
     with strategy.scope():
         model, backbone = build_model(args, len(class_names))
         compile_model(model, args.lr)
+    if backbone.pretrained_cfg is not None:
+        entry = backbone.pretrained_cfg
+        print(f"pretrained weights: {entry.key} ({entry.source}, license {entry.license}), "
+              f"input scaling '{entry.preprocessing}'")
     sample = next(iter(val_ds))[0][:4]
 
     history = {}

@@ -87,7 +87,7 @@ def _print_pretrained(name):
     print(f"\npretrained weights (weights=TAG; 'imagenet' = the first):")
     tag_width = max(len(e.tag) for e in entries)
     for entry in entries:
-        where = entry.hub_id or entry.url
+        where = entry.download_url
         size = "x".join(str(d) for d in entry.input_size)
         print(f"  {entry.tag:<{tag_width}}  {entry.source:<6} {entry.num_classes:>6} classes  {size:>7}  "
               f"{entry.license:<14} {where}")
@@ -211,12 +211,20 @@ def _cmd_download(args):
             if name not in list_models():
                 get_spec(name)  # raises naming the known models
     entries = [pretrained.resolve(name, args.tag) for name in names]
+    failed = []
     for entry in entries:
-        path = pretrained.fetch(entry)
-        line = f"{entry.key}: {path}"
+        try:
+            path = pretrained.fetch(entry)
+        except OSError as error:  # go on with the others; report them all at the end
+            failed.append(entry.key)
+            print(f"{entry.key}: failed: {error}", file=sys.stderr, flush=True)
+            continue
+        line = f"{entry.key}: {path} ({os.path.getsize(path) / 1e6:.1f} MB)"
         if args.mirror:
             line += f" -> {pretrained.copy_to_mirror(entry, path, args.mirror)}"
         print(line, flush=True)
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(entries)} downloads failed: {', '.join(failed)}")
     return 0
 
 

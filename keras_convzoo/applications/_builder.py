@@ -1,8 +1,10 @@
 """``build_application``: the one path every family's constructor goes through."""
 
+import dataclasses
 import os
 
 from keras_convzoo.applications._registry import get_spec, list_models
+from keras_convzoo.applications.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 from keras_convzoo.backend import get_source_inputs, is_keras_tensor, keras
 from keras_convzoo.weights import pretrained
 from keras_convzoo.weights.keras_files import port_keras_file
@@ -113,8 +115,9 @@ def build_application(
     """
     unknown = sorted(set(kwargs) - set(spec.config_fields))
     if unknown:
+        hint = " (timm's pretrained=True is weights='imagenet' here)" if "pretrained" in unknown else ""
         raise TypeError(
-            f"{spec.entrypoint}() got unknown argument(s): {unknown}. Allowed: "
+            f"{spec.entrypoint}() got unknown argument(s): {unknown}{hint}. Allowed: "
             f"{list(APPLICATION_ARGS)} and the {spec.family} options {list(spec.config_fields)}."
         )
     if kwargs:
@@ -172,12 +175,14 @@ def build_application(
         _load_pretrained(model, spec, weights_info)
     elif weights_kind == "state_dict":
         spec.port_weights(model, read_state_dict(weights_path))
+        model.pretrained_cfg = _local_entry(spec, weights_path, classes if include_top else 1000)
     elif weights_kind == "file" and weights_info is not None and weights_info.get("include_top") and not include_top:
         _load_without_top(model, spec, weights_path, input_shape, weights_info.get("classes", 1000))
     elif weights_path is not None:
         _load_weights(model, weights_path, include_top, classes, input_shape)
-    if weights_kind == "file" and weights_info is not None and weights_info.get("tag"):
-        model.pretrained_cfg = _entry_or_none(spec.name, weights_info["tag"])
+    if weights_kind == "file" and weights_info is not None:
+        model.pretrained_cfg = (_entry_or_none(spec.name, weights_info["tag"]) if weights_info.get("tag") else None) \
+            or _local_entry(spec, weights_path, weights_info.get("classes", 1000), weights_info.get("source"))
     return model
 
 
@@ -229,6 +234,25 @@ def _apply_layout(spec, kwargs, layout, what):
     return spec.with_config(**layout) if layout else spec
 
 
+def _local_entry(spec, path, classes, source=None):
+    """The pretrained config of a local file of a PyTorch source (timm, torchvision): the scaling of that source's
+    default tag for the variant, else PyTorch's ImageNet mean/std; None for other files."""
+    if source is None:
+        source = next((s for s in ("timm", "torchvision") if s in spec.weight_formats), None)
+    if source not in ("timm", "torchvision"):
+        return None
+    rows = [e for e in pretrained.list_pretrained(spec.name) if e.name == spec.name and e.source == source]
+    base = next((e for e in rows if e.default), rows[0] if rows else None)
+    local = dict(tag="local", default=False, filename=os.path.basename(path), hub_id=None, url=None, sha256=None,
+                 sha256_prefix=None, num_classes=classes)
+    if base is not None:
+        return dataclasses.replace(base, notes=f"a local file, scaled as {base.key}", **local)
+    return pretrained.PretrainedEntry(
+        name=spec.name, source=source, license="unknown", input_size=(spec.default_size,) * 2, preprocessing="torch",
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, notes=f"a local {source} file: PyTorch's ImageNet mean/std", **local
+    )
+
+
 def _entry_or_none(name, tag):
     try:
         return pretrained.resolve(name, tag)
@@ -250,7 +274,8 @@ def _load_pretrained(model, spec, entry):
     except pretrained.UnreadableFileError as error:
         pretrained.discard(path)
         raise pretrained.CorruptDownloadError(
-            f"{error} The cached file was removed; run the same call again to download it anew."
+            f"{str(error).rstrip('.')}; it came from {entry.download_url} and was removed from the cache: run the "
+            "same call again to download it anew."
         ) from None
     model.pretrained_cfg = entry
 

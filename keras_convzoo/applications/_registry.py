@@ -195,6 +195,12 @@ def get_spec(name):
         ValueError: naming the known models when ``name`` is unknown.
     """
     if name not in _REGISTRY:
+        base, _, tag = str(name).partition(".")
+        if tag and base in _REGISTRY:
+            raise ValueError(
+                f"Unknown model name: {name!r}: '{base}' is the model and {tag!r} a pretrained tag; use "
+                f"create_model({base!r}, weights={tag!r})."
+            )
         raise ValueError(f"Unknown model name: {name!r}. Known models: {list_models()}")
     return _REGISTRY[name]
 

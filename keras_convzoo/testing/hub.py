@@ -7,8 +7,8 @@ so tests can exercise ``huggingface_hub.hf_hub_download`` and
 What the server does, and why (from ``huggingface_hub`` 2.4's
 ``file_download.py`` and ``utils/_http.py``):
 
-- ``hf_hub_download`` makes exactly two requests for a file that is not yet in
-  the cache, and no ``/api/...`` call: ``HEAD {endpoint}/{repo_id}/resolve/
+- ``hf_hub_download`` makes two requests for a file that is not yet in
+  the cache (a telemetry ``GET /api/...`` may come besides; it gets a 404): ``HEAD {endpoint}/{repo_id}/resolve/
   {revision}/{filename}`` (``get_hf_file_metadata``), then
   ``GET`` on the same URL (``http_get``), or on the ``Location`` of the HEAD
   response if the HEAD answered with a redirect to another host (a CDN).

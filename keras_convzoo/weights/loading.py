@@ -37,14 +37,16 @@ def check_weights_path(weights):
     """
     if not isinstance(weights, (str, os.PathLike)):
         raise TypeError(
-            "`weights` must be None or the path to a '.weights.h5' file. "
+            "`weights` must be None, 'imagenet', a pretrained tag or the path to a weights file. "
             f"Received: weights={weights!r} of type {type(weights).__name__}"
         )
     path = os.fspath(weights)
     if not path.endswith(WEIGHT_SUFFIXES):
         raise ValueError(
-            "`weights` must be None or the path to a '.weights.h5' file "
-            f"(saved with model.save_weights). Received: weights={path!r}"
+            "`weights` must be None, 'imagenet', a pretrained tag (keras_convzoo.list_pretrained(NAME)) or the path "
+            "to a '.weights.h5' file (model.save_weights) or, where the family reads them, a state dict file "
+            f"(.safetensors, .pth, .bin, .npz){'' if os.path.exists(path) else '; no such file exists'}. "
+            f"Received: weights={path!r}"
         )
     if not os.path.isfile(path):
         raise ValueError(f"The weights file does not exist. Received: weights={path!r}")

@@ -232,8 +232,9 @@ def resolve(name, weights=DEFAULT_TAG, source=None):
         if entry.tag == tag:
             return entry
     tags = [DEFAULT_TAG] + [e.tag for e in entries]
-    close = difflib.get_close_matches(tag, tags, n=1, cutoff=0.5)
-    hint = f"Did you mean {close[0]!r}? " if close else ""
+    lowered = {t.lower(): t for t in tags}
+    close = difflib.get_close_matches(tag.lower(), list(lowered), n=1, cutoff=0.5)
+    hint = f"Did you mean {lowered[close[0]]!r}? " if close else ""
     raise ValueError(
         f"Unknown pretrained tag {tag!r} for '{name}'. {hint}Tags: {tags} (see keras_convzoo.list_pretrained"
         f"({name!r})), or a path to a weights file. Received: weights={weights!r}"
@@ -277,11 +278,25 @@ def _check_hash(entry, path, expected, remove=()):
         )
 
 
-def _offline_error(entry, reason, cache):
+def offline():
+    """True when ``HF_HUB_OFFLINE`` is set: nothing is downloaded, hub or not (only caches and the mirror)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _offline_error(entry, reason, cache, url=None):
+    if offline():
+        reason = f"HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']} is set"
     return DownloadError(
-        f"Could not fetch the {entry.key} weights from {entry.download_url} ({reason}) and nothing is cached at "
-        f"{cache}. On a machine with a network run `convzoo download {entry.name} --tag {entry.tag}` and copy the "
-        f"cache, or `convzoo download {entry.name} --tag {entry.tag} --mirror DIR` and set {MIRROR_ENV}=DIR here."
+        f"Could not fetch the {entry.key} weights from {url or entry.download_url} ({reason}) and nothing is cached "
+        f"at {cache}. On a machine with a network run `convzoo download {entry.name} --tag {entry.tag}` and copy the "
+        f"cache, or `convzoo download {entry.name} --tag {entry.tag} --mirror DIR` and set {MIRROR_ENV}=DIR here"
+        + ("." if offline() else "; set HF_HUB_OFFLINE=1 to fail at once instead of retrying.")
+    )
+
+
+def _server_error(entry, reason, url=None):
+    return DownloadError(
+        f"The server refused the {entry.key} weights at {url or entry.download_url} ({reason}); nothing was cached."
     )
 
 
@@ -311,6 +326,8 @@ def _fetch_hub(entry):
     cached = huggingface_hub.try_to_load_from_cache(entry.hub_id, entry.filename, cache_dir=cache)
     if isinstance(cached, str) and os.path.isfile(cached):
         return cached
+    if offline():
+        raise _offline_error(entry, "", os.path.join(cache, "models--" + entry.hub_id.replace("/", "--")))
     try:
         path = huggingface_hub.hf_hub_download(
             entry.hub_id, entry.filename, cache_dir=cache, endpoint=os.environ.get("HF_ENDPOINT") or None
@@ -323,8 +340,15 @@ def _fetch_hub(entry):
             f"The hub has no {entry.filename} in {entry.hub_id} ({type(error).__name__}) for the {entry.key} weights "
             f"({entry.download_url})."
         ) from None
-    except (OSError, ValueError, hub_errors.HfHubHTTPError) as error:
+    except hub_errors.HfHubHTTPError as error:
+        raise _server_error(entry, str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+    except (OSError, ValueError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "Consistency check failed" in reason:  # fewer bytes than the hub announced: nothing was kept
+            raise CorruptDownloadError(
+                f"The download of the {entry.key} weights ({entry.download_url}) was truncated ({reason}); "
+                "nothing was kept: run the same call again."
+            ) from None
         raise _offline_error(entry, reason, os.path.join(cache, "models--" + entry.hub_id.replace("/", "--"))) from None
     blob = os.path.realpath(path)
     etag = os.path.basename(blob)
@@ -334,23 +358,30 @@ def _fetch_hub(entry):
 
 
 def _fetch_url(entry, url, expected):
+    """Fetches ``url`` into Keras' cache with ``keras.utils.get_file``; hub files (from an HTTP mirror) go to
+    ``models/<hub id>/`` there, since every hub file is called ``model.safetensors``."""
     from keras_convzoo.backend import keras
 
-    cache = keras_cache_dir()
+    subdir = os.path.join("models", *entry.hub_id.split("/")) if entry.hub_id else "models"
+    cache = os.path.join(os.path.dirname(keras_cache_dir()), subdir)
     target = os.path.join(cache, entry.filename)
     if os.path.isfile(target):
         if expected is None or _sha256(target).startswith(expected):
             return target
         _remove(target)  # a stale or damaged copy: fetched again below
+    if offline():
+        raise _offline_error(entry, "", target, url)
     os.makedirs(cache, exist_ok=True)  # else keras falls back to /tmp/.keras for a cache folder it cannot write
     try:
         path = keras.utils.get_file(
-            entry.filename, url, cache_subdir="models", cache_dir=os.path.dirname(cache), file_hash=None
+            entry.filename, url, cache_subdir=subdir, cache_dir=os.path.dirname(keras_cache_dir()), file_hash=None
         )
     except Exception as error:  # keras raises a bare Exception for URL and HTTP errors
         _remove(target)
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise _offline_error(entry, reason, target) from None
+        if re.search(r": \d{3} -- ", reason):  # "URL fetch failure on URL: 404 -- Not Found": the server answered
+            raise _server_error(entry, reason, url) from None
+        raise _offline_error(entry, reason, target, url) from None
     _check_hash(entry, path, expected)
     return path
 

@@ -161,7 +161,7 @@ def test_corrupted_hub_download_is_refused_and_removed(caches, served):
         kcz.MobileNetV2(alpha=1.0, weights="ra_in1k")
     assert _cached_files(caches / "hf") == []  # neither the blob nor the snapshot link is left
     hub.corrupt(entry.hub_id, entry.filename, mode="truncate")
-    with pytest.raises(pretrained.DownloadError, match="Consistency check failed"):
+    with pytest.raises(pretrained.CorruptDownloadError, match="was truncated.*Consistency check failed"):
         kcz.MobileNetV2(alpha=1.0, weights="ra_in1k")
     assert _cached_files(caches / "hf") == []
 
@@ -209,21 +209,45 @@ def test_keras_convnext_equals_keras_applications_and_hash_is_checked(caches, se
     np.testing.assert_allclose(notop(images).numpy(), trunk(images).numpy(), atol=TOLERANCE, rtol=0)
 
 
-def test_offline_without_cache_names_url_cache_and_command(caches, served):
+def test_offline_without_cache_names_url_cache_and_command(caches, monkeypatch):
     hub = LocalHub().start()
     url = hub.url
     hub.stop()  # a port where nothing answers
-    os.environ["HF_ENDPOINT"] = url
-    os.environ["KERAS_CONVZOO_KERAS_ORIGIN"] = url
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setenv("KERAS_CONVZOO_KERAS_ORIGIN", url)
+    with pytest.raises(pretrained.DownloadError) as info:
+        kcz.MobileNetV2(alpha=0.35, weights="imagenet")
+    message = str(info.value)
+    assert "\n" not in message and "Connection refused" in message
+    assert f"{url}/mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224.h5" in message
+    assert str(caches / "keras" / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224.h5") in message
+    assert "`convzoo download mobilenetv2_035 --tag keras`" in message and "set HF_HUB_OFFLINE=1" in message
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing is contacted: the hub (no retries) and plain URLs
     with pytest.raises(pretrained.DownloadError) as info:
         kcz.ResNeXt50(weights="imagenet")
     message = str(info.value)
-    assert "\n" not in message
-    assert f"{url}/timm/resnext50_32x4d.a1h_in1k/resolve/main/model.safetensors" in message
+    assert f"{url}/timm/resnext50_32x4d.a1h_in1k/resolve/main/model.safetensors (HF_HUB_OFFLINE=1 is set)" in message
     assert str(caches / "hf" / "hub" / "models--timm--resnext50_32x4d.a1h_in1k") in message
     assert "convzoo download resnext50_32x4d --tag a1h_in1k" in message
-    with pytest.raises(pretrained.DownloadError, match=r"mobilenet_v2_weights.*0\.35_224\.h5.*convzoo download"):
+    with pytest.raises(pretrained.DownloadError, match=r"0\.35_224\.h5 \(HF_HUB_OFFLINE=1 is set\)"):
         kcz.MobileNetV2(alpha=0.35, weights="imagenet")
+
+
+def test_http_mirror_keeps_each_hub_file_apart_and_reports_a_missing_one(caches, served, monkeypatch):
+    hub = served["hub"]
+    entry = pretrained.resolve("mobilenetv2_050", "lamb_in1k")
+    data = (served["refs"] / "mobilenetv2_050.safetensors").read_bytes()
+    hub.add_file(f"mirror/{entry.mirror_path}", data)
+    hub.add_file(f"mirror/{entry.mirror_path}.sha256", hashlib.sha256(data).hexdigest().encode() + b"  x\n")
+    monkeypatch.setenv(pretrained.MIRROR_ENV, hub.url + "/mirror")
+    reference = np.load(served["refs"] / "mobilenetv2_050.npz")
+    model = kcz.MobileNetV2(alpha=0.5, weights="lamb_in1k", input_shape=(SIZE, SIZE, 3), classifier_activation=None)
+    np.testing.assert_allclose(model(reference["inputs"]).numpy(), reference["logits"], atol=TOLERANCE, rtol=0)
+    assert (caches / "keras" / "models" / "timm" / "mobilenetv2_050.lamb_in1k" / "model.safetensors").is_file()
+    # another hub file of the same name, absent from the mirror: the server's 404, never the cached file
+    with pytest.raises(pretrained.DownloadError, match=r"server refused the mobilenetv2_100\.ra_in1k.*404"):
+        kcz.MobileNetV2(alpha=1.0, weights="ra_in1k")
 
 
 def test_download_command_fills_a_mirror_that_serves_an_air_gapped_machine(caches, served, capsys, monkeypatch):
@@ -266,6 +290,14 @@ def test_ported_file_records_its_layout_and_loads_right_or_refuses(served, tmp_p
     model = kcz.MobileNetV2(alpha=0.5, weights=str(out), input_shape=(SIZE, SIZE, 3), classifier_activation=None)
     np.testing.assert_allclose(model(reference["inputs"]).numpy(), reference["logits"], atol=TOLERANCE, rtol=0)
     assert model.get_layer("stem_conv_pad") is not None  # timm's symmetric padding, rebuilt from the record
+    # the model carries timm's scaling (the variant's weights="imagenet" is keras' "tf" one)
+    assert (model.pretrained_cfg.source, model.pretrained_cfg.tag, model.pretrained_cfg.preprocessing) == (
+        "timm", "local", "torch")
+    images = np.random.default_rng(1).uniform(0, 255, (1, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(kcz.preprocess_input(images, model), kcz.preprocess_input(images, "seresnet50"),
+                               rtol=1e-6)
+    from_state_dict = kcz.MobileNetV2(alpha=0.5, weights=str(refs / "mobilenetv2_050.safetensors"))
+    assert from_state_dict.pretrained_cfg.preprocessing == "torch"
     notop = kcz.MobileNetV2(alpha=0.5, weights=str(out), include_top=False, pooling="avg")
     trunk = keras.Model(model.input, model.get_layer("avg_pool").output)
     np.testing.assert_allclose(notop(reference["inputs"]).numpy(), trunk(reference["inputs"]).numpy(), atol=1e-6)
@@ -298,6 +330,9 @@ def _datasets(handle):
     "name, kwargs, match",
     [
         ("mobilenetv2_035", {"weights": "imagnet"}, r"Unknown pretrained tag 'imagnet'.*Did you mean 'imagenet'\?"),
+        ("mobilenetv2_035", {"weights": "IMAGENET"}, r"Did you mean 'imagenet'\?"),
+        ("mobilenetv2_035", {"weights": "ckpt/best"}, r"'imagenet', a pretrained tag.*no such file exists"),
+        ("mobilenetv2_100.ra_in1k", {}, r"use create_model\('mobilenetv2_100', weights='ra_in1k'\)"),
         ("resnext50_32x4d", {"weights": "a1h_in1"}, r"Did you mean 'a1h_in1k'\?"),
         ("seresnet18", {"weights": "imagenet"}, r"No pretrained weights exist for 'seresnet18'.*'seresnet50'"),
         ("replknet31_base", {"weights": "imagenet"}, "Google Drive"),
@@ -352,3 +387,8 @@ def test_make_pretrained_table_is_up_to_date():
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "make_pretrained_table.py"), "--check"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+
+
+def test_timm_habits_get_a_hint():
+    with pytest.raises(TypeError, match=r"pretrained=True is weights='imagenet' here"):
+        kcz.create_model("resnext50_32x4d", pretrained=True)
