@@ -84,7 +84,7 @@ def _print_pretrained(name):
         reasons = [row["reason"] for row in table_metadata()["unavailable"] if row["name"] == name]
         print(f"\npretrained weights: none ({reasons[0] if reasons else 'no upstream weights'})")
         return
-    print(f"\npretrained weights (weights=TAG; 'imagenet' = the first):")
+    print("\npretrained weights (weights=TAG; 'imagenet' = the first):")
     tag_width = max(len(e.tag) for e in entries)
     for entry in entries:
         where = entry.download_url

@@ -3,7 +3,6 @@
 import dataclasses
 import os
 
-from keras_convzoo.applications._registry import get_spec, list_models
 from keras_convzoo.applications.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 from keras_convzoo.backend import get_source_inputs, is_keras_tensor, keras
 from keras_convzoo.weights import pretrained

@@ -13,9 +13,6 @@ tools/check_shufflenet_torchvision.py does the same for all four widths.
 """
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -186,15 +183,7 @@ TORCHVISION_WIDTHS = {0.5: "shufflenet_v2_x0_5", 1.0: "shufflenet_v2_x1_0"}
 @pytest.fixture(scope="module")
 def torchvision_refs(tmp_path_factory):
     """The folder of ``<name>.pth`` / ``<name>.npz`` references, written once by torch in a subprocess."""
-    out = tmp_path_factory.mktemp("shufflenet_torchvision")
-    env = dict(os.environ)
-    env.pop("TF_USE_LEGACY_KERAS", None)
-    result = subprocess.run(
-        [_weights_conftest.torch_python(), "-c", TORCH_SCRIPT, str(out)],
-        capture_output=True, text=True, timeout=600, env=env,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return out
+    return _weights_conftest.run_torch_script(TORCH_SCRIPT, tmp_path_factory.mktemp("shufflenet_torchvision"))
 
 
 def test_torchvision_format_is_registered_with_the_default_layout():

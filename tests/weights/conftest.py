@@ -30,6 +30,16 @@ def torch_python():
     )
 
 
+def run_torch_script(script, out_dir, timeout=600):
+    """Runs ``script`` (Python source) with the torch interpreter and ``out_dir`` as its argument; asserts it worked."""
+    env = dict(os.environ)
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    result = subprocess.run([torch_python(), "-c", script, str(out_dir)], capture_output=True, text=True,
+                            timeout=timeout, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return Path(out_dir)
+
+
 def make_references(out_dir, cases):
     """Writes ``<id>.safetensors`` and ``<id>.npz`` for each case (see ``timm_reference.py``)."""
     env = dict(os.environ)

@@ -125,14 +125,7 @@ with zipfile.ZipFile(os.path.join(out, "short_extent.pth"), "w") as archive:
 @pytest.fixture(scope="module")
 def refs(tmp_path_factory):
     """The folder of reference files, written once by torch in a subprocess."""
-    out = tmp_path_factory.mktemp("torch_zip")
-    env = dict(os.environ)
-    env.pop("TF_USE_LEGACY_KERAS", None)
-    result = subprocess.run(
-        [_conftest.torch_python(), "-c", TORCH_SCRIPT, str(out)], capture_output=True, text=True, timeout=600, env=env
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return out
+    return _conftest.run_torch_script(TORCH_SCRIPT, tmp_path_factory.mktemp("torch_zip"))
 
 
 def _assert_same(got, npz_path):
