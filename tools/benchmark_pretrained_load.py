@@ -9,7 +9,7 @@ keras' ConvNeXt files, cannot be played by a random file and are refused), serve
 measures in fresh processes with ``HF_HUB_OFFLINE=1``:
 ``create_model(name, weights=None)`` and ``create_model(name, weights=TAG)``:
 wall time of the call and the process's peak resident memory
-(``ru_maxrss``). The difference is what loading the weights costs.
+(``VmHWM``). The difference is what loading the weights costs.
 
 Usage::
 
@@ -28,15 +28,17 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT = ["resnext50_32x4d", "resnext101_32x8d", "seresnet50", "seresnext101_32x4d", "mobilenetv2_140",
            "convnext_tiny.fb_in1k", "convnext_xlarge.fb_in22k_ft_in1k"]
+#: ru_maxrss survives exec on Linux (a child reports its parent's peak): read the process's own VmHWM instead.
 MEASURE = r"""
-import json, resource, sys, time
+import json, sys, time
 import keras_convzoo as kcz
 name, weights = sys.argv[1], (None if sys.argv[2] == "none" else sys.argv[2])
 start = time.perf_counter()
 model = kcz.create_model(name, weights=weights)
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "params": model.count_params()}))
+with open("/proc/self/status") as status:
+    peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024, "params": model.count_params()}))
 """
 
 

@@ -208,12 +208,14 @@ def MobileNetV2(
             ``(None, None, 3)``; defaults as in keras.applications.
         alpha: width multiplier, one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4.
         include_top: whether to add the classifier.
-        weights: None, ``"imagenet"`` (timm's weights ported by ``convzoo
-            port-timm``; not for alpha 1.3), the path to a ``.weights.h5``
+        weights: None, ``"imagenet"`` (keras.applications' own file for
+            this alpha: outputs equal ``keras.applications.MobileNetV2``'s,
+            "tf" scaling), a timm tag (e.g. ``"ra_in1k"``, see
+            ``keras_convzoo.list_pretrained``), the path to a ``.weights.h5``
             file, or a timm checkpoint (``.safetensors``, ``.pth``, ...).
             With timm weights the model is built with ``padding_mode="torch",
-            bn_epsilon=1e-5`` (timm's layout), and ``preprocess_input``
-            applies timm's mean/std, not keras.applications' "tf" scaling.
+            bn_epsilon=1e-5`` (timm's layout), and ``preprocess_input(x, model)``
+            applies timm's mean/std.
         input_tensor: optional Keras tensor to use as the model input.
         pooling: with ``include_top=False``: None, ``"avg"`` or ``"max"``.
         classes: number of classes.
