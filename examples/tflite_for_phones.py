@@ -146,11 +146,13 @@ def export_all(model, args, x_cal, out, stem):
             check = f"full-integer: {not report.float_ops}"
         else:
             try:
-                report = kcz.export.to_tflite(model, path, quantization=quantization, input_shape=shape)
+                report = kcz.export.to_tflite(model, path, quantization=quantization, input_shape=shape,
+                                              keep_failed=True)
                 check = f"relative diff {report.relative_diff:.1e} ({report.tolerance})"
             except kcz.export.VerificationError as e:
-                # The file is written; the real-image figures below tell whether it is usable.
+                # The rejected file is kept aside; the real-image figures below tell whether it is usable.
                 report = None
+                path = kcz.export.rejected_path(path)
                 check = "random-input check FAILED: " + str(e).split("model: ")[-1].split(" (max_abs")[0]
         converted = f", converted in {report.convert_seconds:.1f} s" if report else ""
         print(f"wrote {path}: {_common.format_size(os.path.getsize(path))}{converted}, {check}")

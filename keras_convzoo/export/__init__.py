@@ -38,6 +38,7 @@ from keras_convzoo.export.report import (
     VerificationError,
     compare_outputs,
     check_report,
+    rejected_path,
 )
 from keras_convzoo.export.saved_model import run_saved_model, to_saved_model
 from keras_convzoo.export.tflite import float_ops, is_quantization_aware, run_tflite, to_tflite
@@ -58,6 +59,7 @@ __all__ = [
     "VerificationError",
     "compare_outputs",
     "check_report",
+    "rejected_path",
     "QUANTIZATIONS",
     "DEFAULT_SPATIAL_SIZE",
     "FP32_MAX_RELATIVE_DIFF",

@@ -41,8 +41,7 @@ from keras_convzoo.export.report import (
     check_num_samples,
     check_output_path,
     describe_tolerance,
-    file_size,
-    finish_report,
+    publish,
     first_error_line,
     model_input,
     random_inputs,
@@ -246,6 +245,7 @@ def to_onnx(
     input_shape=None,
     num_samples=4,
     seed=0,
+    keep_failed=False,
 ):
     """Converts a Keras model to an ONNX file and checks the file against Keras.
 
@@ -270,6 +270,11 @@ def to_onnx(
             model's ``None`` dimensions in the file and in verification.
         num_samples: number of random verification inputs.
         seed: seed of the verification inputs.
+        keep_failed: when verification fails, keep the rejected file as
+            ``<name>.rejected<ext>`` beside ``path`` (default: delete it).
+            The file is written beside ``path`` and renamed onto it only
+            once verified: ``path`` is never left partial nor replaced by
+            a rejected file.
 
     Returns:
         An ``ExportReport`` with ``format="onnx"`` (differences ``None`` when
@@ -293,6 +298,8 @@ def to_onnx(
     """
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or opset < 7:
         raise ValueError(f"`opset` must be an int >= 7. Received: opset={opset!r}")
+    if not isinstance(keep_failed, bool):
+        raise TypeError(f"`keep_failed` must be a bool. Received: keep_failed={keep_failed!r}")
     path = check_output_path(path, ".onnx")
     if verify:
         num_samples = check_num_samples(num_samples)
@@ -301,15 +308,18 @@ def to_onnx(
     signature_shape = (None if dynamic_batch else 1,) + shape
     start = time.perf_counter()
     proto = _convert(model, signature_shape, dtype, name, int(opset))
-    import onnx
-
-    onnx.save_model(proto, path)
     seconds = time.perf_counter() - start
+
+    def write(target):
+        import onnx
+
+        onnx.save_model(proto, target)
+
     fields = dict(
         format="onnx",
         path=path,
         quantization=None,
-        file_size_bytes=file_size(path),
+        file_size_bytes=None,
         input_shape=signature_shape,
         tolerance=describe_tolerance("onnx"),
         convert_seconds=seconds,
@@ -319,4 +329,4 @@ def to_onnx(
         sample_shape = resolve_input_shape(shape, None, fill_none=True)
         x = random_inputs(sample_shape, num_samples, seed, dtype.as_numpy_dtype)
         batches = [x] if dynamic_batch else [x[i : i + 1] for i in range(num_samples)]
-    return finish_report(fields, model, batches, run_onnx, verify)
+    return publish(fields, model, batches, run_onnx, verify, write, keep_failed)

@@ -47,6 +47,7 @@ import dataclasses
 import math
 import os
 import re
+import shutil
 from typing import Optional, Tuple
 
 import numpy as np
@@ -340,8 +341,7 @@ def check_report(report):
         f"{metric}={n(value)} fails {tolerance} (max_abs_diff={n(report.max_abs_diff)}, "
         f"mean_abs_diff={n(report.mean_abs_diff)}, output_scale={n(report.output_scale)}, "
         f"relative_diff={n(report.relative_diff)}, snr_db={n(report.snr_db)}, "
-        f"top1_agreement={top1}, {report.num_samples} samples). The file was "
-        "written and left for inspection; verify=False skips this check."
+        f"top1_agreement={top1}, {report.num_samples} samples); verify=False skips this check."
     )
 
 
@@ -387,6 +387,8 @@ def check_output_path(path, suffix):
             f"The folder of `path` does not exist: {parent!r}. Create it first. "
             f"Received: path={path!r}"
         )
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"The folder of `path` is not writable: {parent!r}. Received: path={path!r}")
     return path
 
 
@@ -576,3 +578,77 @@ def finish_report(fields, model, batches, run_file, verify=True):
     candidate = run_file(fields["path"], x)
     report = ExportReport(**fields, num_samples=len(x), **compare_outputs(reference, candidate))
     return check_report(report)
+
+
+def _sibling(path, tag):
+    """``dir/.name.<tag>.ext``: a hidden path beside ``path`` (same file system, so a rename is atomic)."""
+    directory, base = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(base)
+    return os.path.join(directory, f".{stem}.{tag}{ext}")
+
+
+def rejected_path(path):
+    """Where ``keep_failed=True`` keeps a file that failed verification: ``name.rejected.ext`` beside ``path``."""
+    stem, ext = os.path.splitext(os.fspath(path))
+    return f"{stem}.rejected{ext}"
+
+
+def _remove_path(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def publish(fields, model, batches, run_file, verify, write, keep_failed=False):
+    """Writes an export beside its target, verifies it there, and only then renames it onto the target.
+
+    A failed conversion, a failed check, an interrupt or a full disk never
+    leaves a partial file at ``fields["path"]`` nor replaces a good one
+    there. A file that fails the check is deleted, or kept as
+    ``rejected_path(path)`` with ``keep_failed=True``.
+
+    Args:
+        fields: report fields (``path`` is the target).
+        model: the Keras model.
+        batches: verification input batches (see ``finish_report``).
+        run_file: ``run_file(path, x)`` running a written file.
+        verify: compare with Keras before publishing.
+        write: ``write(temporary_path)`` writes the export (a file or a folder).
+        keep_failed: keep a rejected file under ``rejected_path(path)``.
+
+    Returns:
+        The ``ExportReport`` of the published file.
+
+    Raises:
+        VerificationError: the written file differs from Keras (the message
+            says what happened to it); errors of ``write`` pass through.
+    """
+    path = fields["path"]
+    temporary = _sibling(path, f"{os.getpid()}.part")
+    try:
+        write(temporary)
+        fields = dict(fields, path=temporary, file_size_bytes=file_size(temporary))
+        try:
+            report = finish_report(fields, model, batches, run_file, verify)
+        except VerificationError as error:
+            if keep_failed:
+                kept = rejected_path(path)
+                _remove_path(kept)
+                os.replace(temporary, kept)
+                where = f"the rejected file is kept at {kept!r}"
+            else:
+                where = "the rejected file was deleted (keep_failed=True keeps it)"
+            raise VerificationError(
+                f"{error} Nothing was written at {path!r} (a file there is unchanged); {where}."
+            ) from None
+        if os.path.isdir(temporary) and os.path.isdir(path):  # a folder export replacing an older one
+            old = _sibling(path, f"{os.getpid()}.old")
+            os.replace(path, old)
+            os.replace(temporary, path)
+            _remove_path(old)
+        else:
+            os.replace(temporary, path)
+        return dataclasses.replace(report, path=path)
+    finally:
+        _remove_path(temporary)

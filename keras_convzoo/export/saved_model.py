@@ -11,6 +11,7 @@ tf_keras models. The graph keeps the model's own lowerings (it runs on
 TensorFlow, for which they were chosen).
 """
 
+import dataclasses
 import os
 import re
 import time
@@ -22,8 +23,7 @@ from keras_convzoo.export.report import (
     ExportError,
     check_num_samples,
     describe_tolerance,
-    file_size,
-    finish_report,
+    publish,
     first_error_line,
     model_input,
     random_inputs,
@@ -52,6 +52,8 @@ def _check_folder(path):
         raise ValueError(
             f"The folder of `path` does not exist: {parent!r}. Create it first. Received: path={path!r}"
         )
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"The folder of `path` is not writable: {parent!r}. Received: path={path!r}")
     return path
 
 
@@ -102,6 +104,7 @@ def to_saved_model(
     verify=True,
     num_samples=4,
     seed=0,
+    keep_failed=False,
 ):
     """Saves a Keras model as a TensorFlow SavedModel and checks it after reloading.
 
@@ -116,6 +119,9 @@ def to_saved_model(
             Keras by more than ``relative_diff <= 1e-4``.
         num_samples: number of random verification inputs.
         seed: seed of the verification inputs.
+        keep_failed: when verification fails, keep the rejected folder as
+            ``<path>.rejected`` (default: delete it). The folder is written
+            beside ``path`` and swapped in only once verified.
 
     Returns:
         An ``ExportReport`` with ``format="saved_model"`` (``file_size_bytes``
@@ -133,6 +139,8 @@ def to_saved_model(
     >>> reloaded = tf.saved_model.load("resnext50_savedmodel")
     >>> probs = reloaded.signatures["serving_default"](input=images)["output_0"]
     """
+    if not isinstance(keep_failed, bool):
+        raise TypeError(f"`keep_failed` must be a bool. Received: keep_failed={keep_failed!r}")
     path = _check_folder(path)
     if verify:
         num_samples = check_num_samples(num_samples)
@@ -157,19 +165,25 @@ def to_saved_model(
             f"Tracing model '{getattr(model, 'name', '?')}' in a tf.function for export "
             f"failed: {type(e).__name__}: {first_error_line(e)}"
         ) from e
-    try:
-        tf.saved_model.save(module, path, signatures={SIGNATURE_KEY: concrete})
-    except Exception as e:
-        raise ExportError(
-            f"tf.saved_model.save of model '{getattr(model, 'name', '?')}' failed: "
-            f"{type(e).__name__}: {first_error_line(e)}"
-        ) from e
+    save_seconds = []
+
+    def write(target):
+        begin = time.perf_counter()
+        try:
+            tf.saved_model.save(module, target, signatures={SIGNATURE_KEY: concrete})
+            save_seconds.append(time.perf_counter() - begin)
+        except Exception as e:
+            raise ExportError(
+                f"tf.saved_model.save of model '{getattr(model, 'name', '?')}' failed: "
+                f"{type(e).__name__}: {first_error_line(e)}"
+            ) from e
+
     seconds = time.perf_counter() - start
     fields = dict(
         format="saved_model",
         path=path,
         quantization=None,
-        file_size_bytes=file_size(path),
+        file_size_bytes=None,
         input_shape=signature_shape,
         tolerance=describe_tolerance("saved_model"),
         convert_seconds=seconds,
@@ -179,4 +193,5 @@ def to_saved_model(
         sample_shape = resolve_input_shape(shape, None, fill_none=True)
         x = random_inputs(sample_shape, num_samples, seed, dtype.as_numpy_dtype)
         batches = [x] if dynamic_batch else [x[i : i + 1] for i in range(num_samples)]
-    return finish_report(fields, model, batches, run_saved_model, verify)
+    report = publish(fields, model, batches, run_saved_model, verify, write, keep_failed)
+    return dataclasses.replace(report, convert_seconds=report.convert_seconds + sum(save_seconds))

@@ -56,8 +56,7 @@ from keras_convzoo.export.report import (
     check_num_samples,
     check_output_path,
     describe_tolerance,
-    file_size,
-    finish_report,
+    publish,
     first_error_line,
     model_input,
     random_inputs,
@@ -398,6 +397,7 @@ def to_tflite(
     progress=None,
     depthwise_max_taps="auto",
     dense_group_channels=None,
+    keep_failed=False,
 ):
     """Converts a Keras model to a TFLite file and checks the file against Keras.
 
@@ -466,6 +466,11 @@ def to_tflite(
             products (AVX-512 VNNI, AMX): ResNeXt50-32x4d int8 17.0 -> 8.2 ms
             with 8 (224x224, batch 1, 2 threads, Intel Xeon); about 4x
             slower per layer in float32. See ``keras_convzoo.export.lowering``.
+        keep_failed: when verification fails, keep the rejected file as
+            ``<name>.rejected<ext>`` beside ``path`` (default: delete it).
+            The file is written beside ``path`` and renamed onto it only
+            once verified: ``path`` is never left partial nor replaced by
+            a rejected file.
 
     Returns:
         An ``ExportReport`` (differences ``None`` when ``verify=False``).
@@ -497,6 +502,8 @@ def to_tflite(
     _check_quantization(quantization)
     check_depthwise_max_taps(depthwise_max_taps, allow_auto=True)
     check_dense_group_channels(dense_group_channels)
+    if not isinstance(keep_failed, bool):
+        raise TypeError(f"`keep_failed` must be a bool. Received: keep_failed={keep_failed!r}")
     path = check_output_path(path, ".tflite")
     if quantization != "int8":
         if representative_data is not None:
@@ -538,15 +545,17 @@ def to_tflite(
                 f"full-integer: {', '.join(found)} compute in floating point.{hint} "
                 "No file was written."
             )
-    with open(path, "wb") as f:
-        f.write(content)
     seconds = time.perf_counter() - start
+
+    def write(target):
+        with open(target, "wb") as f:
+            f.write(content)
 
     fields = dict(
         format="tflite",
         path=path,
         quantization=quantization,
-        file_size_bytes=file_size(path),
+        file_size_bytes=len(content),
         input_shape=full_shape,
         tolerance=describe_tolerance("tflite", quantization, qat),
         quantization_aware=qat,
@@ -561,4 +570,4 @@ def to_tflite(
     elif verify:
         x = random_inputs(shape, num_samples, seed, dtype.as_numpy_dtype)
         batches = [x[i : i + 1] for i in range(num_samples)]
-    return finish_report(fields, model, batches, run_tflite, verify)
+    return publish(fields, model, batches, run_tflite, verify, write, keep_failed)

@@ -358,12 +358,42 @@ def test_to_tflite_raises_when_the_runtime_disagrees(tmp_path, monkeypatch):
         return [y + 1e-3 * np.abs(y).max() for y in real(path, x, num_threads)]
 
     model = _randomize(_group_conv_model("split"))
+    good = export.to_tflite(model, tmp_path / "m.tflite")  # a verified file at the target
+    before = (tmp_path / "m.tflite").read_bytes()
+    assert good.path == str(tmp_path / "m.tflite") and good.file_size_bytes == len(before)
     monkeypatch.setattr(tflite_lib, "run_tflite", perturbed)
-    with pytest.raises(ValueError, match=r"relative_diff=0\.001.*fails relative_diff <= 0\.0001"):
+    with pytest.raises(export.VerificationError, match=r"relative_diff=0\.001.*fails relative_diff <= 0\.0001.*"
+                       r"Nothing was written at .*m\.tflite.*deleted"):
         export.to_tflite(model, tmp_path / "m.tflite")
-    # Without verification the (unverified) file is kept and nothing is measured.
-    r = export.to_tflite(model, tmp_path / "m.tflite", verify=False)
+    # the rejected file replaced nothing and left nothing behind
+    assert (tmp_path / "m.tflite").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+    with pytest.raises(export.VerificationError, match=r"kept at .*m\.rejected\.tflite"):
+        export.to_tflite(model, tmp_path / "m.tflite", keep_failed=True)
+    assert (tmp_path / "m.tflite").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.rejected.tflite", "m.tflite"]
+    with pytest.raises(TypeError, match="keep_failed"):
+        export.to_tflite(model, tmp_path / "m.tflite", keep_failed="yes")
+    # Without verification the (unverified) file is written and nothing is measured.
+    r = export.to_tflite(model, tmp_path / "n.tflite", verify=False)
     assert r.relative_diff is None and os.path.exists(r.path)
+
+
+def test_a_failed_conversion_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    from keras_convzoo.export import tflite as tflite_lib
+
+    model = _randomize(_group_conv_model("split"))
+    export.to_tflite(model, tmp_path / "m.tflite")
+    before = (tmp_path / "m.tflite").read_bytes()
+
+    def disk_full(path, x, num_threads=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tflite_lib, "run_tflite", disk_full)  # fails after the temporary file is written
+    with pytest.raises(OSError, match="No space left"):
+        export.to_tflite(model, tmp_path / "m.tflite")
+    assert (tmp_path / "m.tflite").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
 
 
 def test_to_onnx_raises_when_the_runtime_disagrees(tmp_path, monkeypatch):
@@ -374,8 +404,9 @@ def test_to_onnx_raises_when_the_runtime_disagrees(tmp_path, monkeypatch):
         onnx_lib, "run_onnx", lambda path, x: [np.flip(y, axis=-1) for y in real(path, x)]
     )
     model = _randomize(_group_conv_model("split"))
-    with pytest.raises(export.VerificationError, match="onnx file"):
-        export.to_onnx(model, tmp_path / "m.onnx")
+    with pytest.raises(export.VerificationError, match="onnx file.*Nothing was written at"):
+        export.to_onnx(model, tmp_path / "m.onnx", keep_failed=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.rejected.onnx"]
 
 
 def test_onnx_optimizer_runs_in_place_and_falls_back_to_copying(tmp_path, monkeypatch):
@@ -473,3 +504,23 @@ def test_bad_dense_group_channels_is_rejected_before_writing(bad, tmp_path):
     with pytest.raises(ValueError, match="dense_group_channels"):
         export.to_tflite(model, path, dense_group_channels=bad)
     assert not path.exists()
+
+
+def test_saved_model_replaces_an_older_folder_only_once_verified(tmp_path, monkeypatch):
+    from keras_convzoo.export import saved_model as saved_model_lib
+
+    model = _randomize(_group_conv_model("split"))
+    target = tmp_path / "sm"
+    first = export.to_saved_model(model, target)
+    assert first.path == str(target) and first.file_size_bytes > 0 and first.convert_seconds > 0
+    (target / "marker.txt").write_text("old")  # a file only the old folder has
+    real = saved_model_lib.run_saved_model
+    monkeypatch.setattr(saved_model_lib, "run_saved_model", lambda path, x: [-y for y in real(path, x)])
+    with pytest.raises(export.VerificationError, match="Nothing was written at"):
+        export.to_saved_model(model, target)
+    assert (target / "marker.txt").read_text() == "old"  # the older folder is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
+    monkeypatch.setattr(saved_model_lib, "run_saved_model", real)
+    export.to_saved_model(model, target)  # verified: swapped in whole
+    assert not (target / "marker.txt").exists() and (target / "saved_model.pb").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
