@@ -241,6 +241,8 @@ def _calibration_images(source, spec, shape, count):
 
     if source == "random":
         rng = np.random.default_rng(0)
+        if spec is None:  # a saved model file: 0-255 pixels, its scaling is inside the model
+            return rng.uniform(0.0, 255.0, (count,) + shape).astype("float32")
         if spec.preprocessing is None:  # no ImageNet scaling of its own (e.g. CCNN): unit normal
             return rng.standard_normal((count,) + shape).astype("float32")
         images = rng.uniform(0.0, 255.0, (count,) + shape).astype("float32")
@@ -248,7 +250,7 @@ def _calibration_images(source, spec, shape, count):
     if not os.path.isdir(source):
         raise ValueError(f"--calibration must be a folder of images or 'random'. Received: {source}")
     if len(shape) != 3 or shape[-1] not in (1, 3):
-        raise ValueError(f"--calibration DIR needs an image model; '{spec.name}' takes inputs {shape}.")
+        raise ValueError(f"--calibration DIR needs an image model; it takes inputs {shape}.")
     options = dict(labels=None, image_size=shape[:2], batch_size=32, shuffle=False,
                    color_mode="rgb" if shape[-1] == 3 else "grayscale")
     if "verbose" in inspect.signature(keras.utils.image_dataset_from_directory).parameters:
@@ -263,9 +265,39 @@ def _calibration_images(source, spec, shape, count):
     if not batches:
         raise ValueError(f"--calibration folder {source} has no images (jpeg, png, bmp, gif).")
     images = np.concatenate(batches)[:count]
-    if spec.preprocessing is not None:
+    if spec is not None and spec.preprocessing is not None:
         images = np.asarray(preprocess_input(images, spec.name), dtype="float32")
     return images
+
+
+def _load_keras_file(args):
+    """``(model, None, input shape)`` of a saved ``.keras`` model (a user's, e.g. a fine-tuned transfer model)."""
+    import keras_convzoo  # noqa: F401  (registers the package's layers for deserialisation)
+    from keras_convzoo.backend import keras
+
+    if not os.path.isfile(args.name):
+        raise ValueError(f"The model file does not exist. Received: {args.name}")
+    for flag, value in (("--tiny", args.tiny), ("--weights", args.weights), ("--classes", args.classes)):
+        if value:
+            raise ValueError(f"{flag} applies to registry names, not to a saved model file ({args.name}).")
+    try:
+        model = keras.models.load_model(args.name)
+    except Exception as error:  # a foreign or damaged file: one line naming it
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"Cannot load {args.name} as a Keras model: {type(error).__name__}: {reason}") from None
+    model_shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    if model_shape is None:
+        raise ValueError(f"{args.name} has several inputs; export it from Python with keras_convzoo.export.")
+    spatial = [d for d in model_shape[:-1]]
+    if args.input_size is not None:
+        sizes = list(args.input_size) * len(spatial) if len(args.input_size) == 1 else list(args.input_size)
+        if len(sizes) != len(spatial) or min(sizes) < 1:
+            raise ValueError(f"--input-size needs 1 or {len(spatial)} positive sizes for {args.name}. "
+                             f"Received: {' '.join(str(s) for s in args.input_size)}")
+        spatial = sizes
+    if any(d is None for d in spatial):
+        raise ValueError(f"{args.name} takes inputs of any size {model_shape}; pass --input-size.")
+    return model, None, tuple(spatial) + (model_shape[-1],)
 
 
 def _cmd_export(args):
@@ -287,15 +319,18 @@ def _cmd_export(args):
     if args.calibration_samples < 1:
         raise ValueError(f"--calibration-samples must be positive. Received: {args.calibration_samples}")
     lowering = _tflite_lowering(args, args.format == "tflite", "--format tflite")
-    spec = get_spec(args.name)
-    sizes = _spatial_sizes(spec, args.input_size)
-    shape = tuple(sizes) + (spec.input_channels,)
-    kwargs = dict(spec.test_overrides) if args.tiny else {}
-    if args.weights:
-        kwargs["weights"] = args.weights
-    if args.classes is not None:
-        kwargs["classes"] = args.classes
-    model = create_model(args.name, input_shape=shape, **kwargs)
+    if args.name.endswith(".keras"):
+        model, spec, shape = _load_keras_file(args)
+    else:
+        spec = get_spec(args.name)
+        sizes = _spatial_sizes(spec, args.input_size)
+        shape = tuple(sizes) + (spec.input_channels,)
+        kwargs = dict(spec.test_overrides) if args.tiny else {}
+        if args.weights:
+            kwargs["weights"] = args.weights
+        if args.classes is not None:
+            kwargs["classes"] = args.classes
+        model = create_model(args.name, input_shape=shape, **kwargs)
     if args.fuse:
         model = deploy.fuse(model)
     if args.format == "tflite":
@@ -368,7 +403,8 @@ def build_parser():
                         help="also copy the files into DIR, laid out for KERAS_CONVZOO_MIRROR=DIR")
     p_down.set_defaults(func=_cmd_download)
     p_export = sub.add_parser("export", help="export to TFLite, ONNX or SavedModel, verified against Keras")
-    p_export.add_argument("name", help="registry name, e.g. mobilenetv2_100")
+    p_export.add_argument("name", help="registry name (e.g. mobilenetv2_100) or a saved model FILE.keras (e.g. a "
+                                       "fine-tuned one, taking 0-255 images when its scaling is inside)")
     p_export.add_argument("--format", default="tflite", metavar="FORMAT",
                           help="tflite (default), onnx or saved_model")
     p_export.add_argument("--quantize", default="none", metavar="MODE",

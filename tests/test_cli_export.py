@@ -176,3 +176,57 @@ def test_missing_output_folder_and_unknown_model(capsys, tmp_path):
     assert err.startswith("convzoo export: error: The folder of `path` does not exist") and err.count("\n") == 1
     assert cli.main(["export", "resnext9000", "--out", str(tmp_path / "m.tflite")]) == 2
     assert capsys.readouterr().err.startswith("convzoo export: error: Unknown model name: 'resnext9000'")
+
+
+def _user_model_file(tmp_path):
+    """A user's model as transfer learning saves it: 0-255 pixels in, scaling inside, a zoo backbone nested."""
+    from keras_convzoo.backend import keras
+    from keras_convzoo.testing import randomize_batch_norms
+
+    backbone = create_model("mobilenetv2_035", include_top=False, pooling="avg", input_shape=(32, 32, 3),
+                            **get_spec("mobilenetv2_035").test_overrides)
+    randomize_batch_norms(backbone, seed=3)
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
+    outputs = keras.layers.Dense(10, activation="softmax", name="classifier")(backbone(x, training=False))
+    model = keras.Model(inputs, outputs, name="digits")
+    path = tmp_path / "digits.keras"
+    model.save(path)
+    return model, path
+
+
+def test_export_a_saved_keras_file_in_every_tflite_mode_and_onnx(capsys, tmp_path):
+    model, path = _user_model_file(tmp_path)
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")  # the model's own range
+    expected = model.predict(images, verbose=0)
+    for quantization, bound in (("none", 1e-4), ("float16", 1e-2), ("dynamic", 5e-2), ("int8", 0.1)):
+        out_file = tmp_path / f"d_{quantization}.tflite"
+        extra = ["--calibration", "random"] if quantization == "int8" else []
+        assert cli.main(["export", str(path), "--quantize", quantization, "--out", str(out_file)] + extra) == 0
+        assert capsys.readouterr().out.splitlines()[0] == f"{path}, fused -> {out_file}"
+        got = np.concatenate([export.run_tflite(str(out_file), images[i:i + 1])[0] for i in range(len(images))])
+        assert np.abs(got - expected).max() <= bound, quantization
+        assert (got.argmax(-1) == expected.argmax(-1)).mean() >= 0.75, quantization
+    assert cli.main(["export", str(path), "--format", "onnx", "--out", str(tmp_path / "d.onnx")]) == 0
+    np.testing.assert_allclose(export.run_onnx(str(tmp_path / "d.onnx"), images)[0], expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--tiny"], "--tiny applies to registry names, not to a saved model file"),
+        (["--classes", "3"], "--classes applies to registry names"),
+        (["--input-size", "8", "9", "10"], "--input-size needs 1 or 2 positive sizes"),
+    ],
+)
+def test_export_a_saved_keras_file_refuses_registry_options(capsys, tmp_path, argv, message):
+    _, path = _user_model_file(tmp_path)
+    assert cli.main(["export", str(path), "--out", str(tmp_path / "x.tflite")] + argv) == 2
+    assert message in capsys.readouterr().err
+    assert cli.main(["export", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x.tflite")]) == 2
+    assert "The model file does not exist" in capsys.readouterr().err
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    assert cli.main(["export", str(tmp_path / "broken.keras"), "--out", str(tmp_path / "x.tflite")]) == 2
+    err = capsys.readouterr().err
+    assert "Cannot load" in err and "broken.keras" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.tflite").exists()
