@@ -9,7 +9,6 @@ from keras_convzoo.weights import pretrained
 from keras_convzoo.weights.keras_files import port_keras_file
 from keras_convzoo.weights.loading import WeightsMismatchError, check_weights_path, load, read_metadata
 from keras_convzoo.weights.state_dict import is_state_dict_path, read_state_dict
-from keras_convzoo.weights.timm import port_state_dict
 
 POOLING_MODES = (None, "avg", "max")
 
@@ -134,7 +133,7 @@ def build_application(
         layout = spec.weight_formats[weights_info.source].config
         spec = _apply_layout(spec, kwargs, layout, f"weights={weights!r} ({weights_info.source}'s {weights_info.key})")
     elif weights_kind == "state_dict":
-        source = next(s for s in ("timm", "torchvision", "official") if s in spec.weight_formats)
+        source = spec.state_dict_source
         spec = _apply_layout(spec, kwargs, spec.weight_formats[source].config, f"weights={weights!r} ({source})")
     elif weights_kind == "file" and weights_info is not None:
         spec = _apply_layout(spec, kwargs, weights_info.get("config") or {}, f"weights={weights!r}")
@@ -237,7 +236,7 @@ def _local_entry(spec, path, classes, source=None):
     """The pretrained config of a local file of a PyTorch source (timm, torchvision): the scaling of that source's
     default tag for the variant, else PyTorch's ImageNet mean/std; None for other files."""
     if source is None:
-        source = next((s for s in ("timm", "torchvision") if s in spec.weight_formats), None)
+        source = spec.state_dict_source
     if source not in ("timm", "torchvision"):
         return None
     rows = [e for e in pretrained.list_pretrained(spec.name) if e.name == spec.name and e.source == source]
@@ -266,10 +265,8 @@ def _load_pretrained(model, spec, entry):
     try:
         if weight_format.keras_reference is not None:
             port_keras_file(model, path, weight_format, spec, entry.num_classes)
-        elif weight_format.port is not None:
-            weight_format.port(model, read_state_dict(path))
         else:
-            port_state_dict(model, read_state_dict(path), weight_format.key_map, entry.source)
+            weight_format.port_state_dict(model, read_state_dict(path), entry.source)
     except pretrained.UnreadableFileError as error:
         pretrained.discard(path)
         raise pretrained.CorruptDownloadError(

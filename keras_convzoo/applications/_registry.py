@@ -100,23 +100,20 @@ class ModelSpec:
         return dict(weight_format.config) if weight_format is not None else {}
 
     @property
+    def state_dict_source(self):
+        """The first of ``"timm"``, ``"torchvision"``, ``"official"`` whose format reads state dicts, or None."""
+        return next((source for source in ("timm", "torchvision", "official")
+                     if source in self.weight_formats and self.weight_formats[source].reads_state_dicts), None)
+
+    @property
     def port_weights(self):
-        """``port(model, state_dict)`` of the variant's state-dict source (timm, torchvision, official), or None."""
-        for source in ("timm", "torchvision", "official"):
-            weight_format = self.weight_formats.get(source)
-            if weight_format is None or not weight_format.reads_state_dicts:
-                continue
-            if weight_format.port is not None:
-                return weight_format.port
-            key_map = weight_format.key_map
-
-            def port(model, state_dict, progress=None, key_map=key_map, source=source):
-                from keras_convzoo.weights.timm import port_state_dict
-
-                return port_state_dict(model, state_dict, key_map, source, progress)
-
-            return port
-        return None
+        """``port(model, state_dict, progress=None)`` of the variant's state-dict source, or None."""
+        source = self.state_dict_source
+        if source is None:
+            return None
+        weight_format = self.weight_formats[source]
+        return lambda model, state_dict, progress=None: weight_format.port_state_dict(model, state_dict, source,
+                                                                                       progress)
 
     def input_shape_at(self, size):
         """Input shape without the batch axis, every spatial side ``size``.

@@ -88,3 +88,21 @@ class WeightFormat:
     def reads_state_dicts(self):
         """True when the format loads PyTorch-style state dicts (``.safetensors``, ``.pth``, ``.npz``)."""
         return self.keras_reference is None
+
+    def port_state_dict(self, model, state_dict, source, progress=None):
+        """Loads a state dict of this format into ``model``: ``port`` or ``port_state_dict`` with ``key_map``.
+
+        Args:
+            model: a zoo model built with ``config``.
+            state_dict: mapping of names to arrays.
+            source: the source's name, for messages (``"timm"``).
+            progress: optional ``progress(done, total)`` (key-mapped formats).
+
+        Returns:
+            The model.
+        """
+        if self.port is not None:
+            return self.port(model, state_dict)
+        from keras_convzoo.weights.timm import port_state_dict
+
+        return port_state_dict(model, state_dict, self.key_map, source, progress)
