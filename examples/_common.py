@@ -11,51 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from keras_convzoo.profile.benchmark import times_ms  # noqa: E402
-
-
-def load_digits_images(size=32, channels=3, test_fraction=0.25, seed=0, limit=None):
-    """scikit-learn's 8x8 digits as RGB images with values 0-255, split in train/test.
-
-    The data ship with scikit-learn (nothing is downloaded). The 8x8 images
-    (values 0-16) are scaled to 0-255, resized bilinearly to ``size`` x
-    ``size`` and repeated over ``channels``, like photos in the range
-    ``keras.applications`` models expect before ``preprocess_input``.
-
-    Args:
-        size: output side in pixels (8 keeps the original images).
-        channels: 1 or 3.
-        test_fraction: share of the 1797 images held out, stratified by class.
-        seed: seed of the split.
-        limit: keep at most this many images in each split (quick runs).
-
-    Returns:
-        ``(x_train, y_train, x_test, y_test)``: float32 ``(N, size, size,
-        channels)`` images and int64 labels.
-    """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    images = (digits.images * (255.0 / 16.0)).astype("float32")[..., None]
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, digits.target, test_size=test_fraction, random_state=seed, stratify=digits.target
-    )
-    if limit is not None:
-        x_train, y_train, x_test, y_test = x_train[:limit], y_train[:limit], x_test[:limit], y_test[:limit]
-    x_train, x_test = (resize_images(x, size, channels) for x in (x_train, x_test))
-    return x_train, y_train.astype("int64"), x_test, y_test.astype("int64")
-
-
-def resize_images(images, size, channels=None):
-    """Bilinear resize of ``(N, H, W, C)`` float images to ``size`` x ``size`` (numpy in, numpy out)."""
-    import tensorflow as tf
-
-    images = np.asarray(images, "float32")
-    if images.shape[1:3] != (size, size):
-        images = tf.image.resize(images, (size, size), method="bilinear").numpy()
-    if channels is not None and images.shape[-1] != channels:
-        images = np.repeat(images, channels, axis=-1)
-    return images
+from keras_convzoo.testing.digits import load_digits_images  # noqa: E402,F401
 
 
 def input_scaling(model):

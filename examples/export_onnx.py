@@ -117,7 +117,8 @@ def main(argv=None):
     start = time.perf_counter()
     report = kcz.export.to_onnx(model, path, opset=args.opset)
     print(f"wrote {path}: {_common.format_size(report.file_size_bytes)} in {time.perf_counter() - start:.1f} s "
-          f"(input {report.input_shape}); random-input check: relative diff {report.relative_diff:.1e} "
+          f"(input {report.input_shape}); checked on {report.verification_inputs}: relative diff "
+          f"{report.relative_diff:.1e} "
           f"({report.tolerance})")
 
     sizes = [size, size + size // 2] if args.dynamic_size else [size]

@@ -5,7 +5,6 @@ Errors print one readable line (exit code 2) unless ``--debug`` is given.
 """
 
 import argparse
-import inspect
 import os
 import sys
 
@@ -232,41 +231,61 @@ _EXPORT_FORMATS = ("tflite", "onnx", "saved_model")
 _EXPORT_QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
 
-def _calibration_images(source, spec, shape, count):
-    """``count`` preprocessed inputs of ``shape`` (no batch) from a folder of images or at random."""
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def _image_files(folder, flag):
+    """Image files under ``folder`` (class subfolders included), sorted."""
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag} must be a folder of images or 'random'. Received: {folder}")
+    files = sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(folder)
+        for name in names
+        if name.lower().endswith(_IMAGE_SUFFIXES)
+    )
+    if not files:
+        raise ValueError(f"{flag} folder {folder} has no images ({', '.join(_IMAGE_SUFFIXES)}).")
+    return files
+
+
+def _read_image(path, shape, flag):
+    """One image file as a float32 array of ``shape`` (0-255, resized bilinearly); one-line error naming the file."""
+    import numpy as np
+
+    from keras_convzoo.backend import tf
+
+    try:
+        image = tf.io.decode_image(tf.io.read_file(path), channels=shape[-1], expand_animations=False)
+    except Exception as error:  # TF's two-line InvalidArgumentError: fold it into one line naming the file
+        reason = " ".join(str(error).split("[[")[0].split("{{")[-1].split("}}")[-1].split())
+        raise ValueError(f"{flag}: cannot decode image {path}: {reason or type(error).__name__}") from None
+    image = tf.cast(image, tf.float32)
+    if tuple(image.shape[:2]) != tuple(shape[:2]):
+        image = tf.image.resize(image, shape[:2], method="bilinear")
+    return np.clip(np.asarray(image, dtype="float32"), 0.0, 255.0)
+
+
+def _input_images(source, flag, model, spec, shape, count):
+    """``count`` model inputs of ``shape`` (no batch): images from a folder (spread over it) or synthetic.
+
+    Folder images are 0-255 pixels, passed through ``preprocess_input`` for
+    a registry model (a saved ``.keras`` model scales its own input);
+    ``random`` draws synthetic images in the model's own range.
+    """
     import numpy as np
 
     from keras_convzoo.applications.imagenet_utils import preprocess_input
-    from keras_convzoo.backend import keras
+    from keras_convzoo.export.inputs import spread, synthetic_inputs
 
     if source == "random":
-        rng = np.random.default_rng(0)
-        if spec is None:  # a saved model file: 0-255 pixels, its scaling is inside the model
-            return rng.uniform(0.0, 255.0, (count,) + shape).astype("float32")
-        if spec.preprocessing is None:  # no ImageNet scaling of its own (e.g. CCNN): unit normal
-            return rng.standard_normal((count,) + shape).astype("float32")
-        images = rng.uniform(0.0, 255.0, (count,) + shape).astype("float32")
-        return np.asarray(preprocess_input(images, spec.name), dtype="float32")
-    if not os.path.isdir(source):
-        raise ValueError(f"--calibration must be a folder of images or 'random'. Received: {source}")
+        return synthetic_inputs(model, shape, count, seed=0)[0]
+    files = _image_files(source, flag)
     if len(shape) != 3 or shape[-1] not in (1, 3):
-        raise ValueError(f"--calibration DIR needs an image model; it takes inputs {shape}.")
-    options = dict(labels=None, image_size=shape[:2], batch_size=32, shuffle=False,
-                   color_mode="rgb" if shape[-1] == 3 else "grayscale")
-    if "verbose" in inspect.signature(keras.utils.image_dataset_from_directory).parameters:
-        options["verbose"] = False  # Keras 3 only: no "Found N files" line
-    dataset = keras.utils.image_dataset_from_directory(source, **options)
-    batches, total = [], 0
-    for batch in dataset:
-        batches.append(np.asarray(batch, dtype="float32"))
-        total += len(batches[-1])
-        if total >= count:
-            break
-    if not batches:
-        raise ValueError(f"--calibration folder {source} has no images (jpeg, png, bmp, gif).")
-    images = np.concatenate(batches)[:count]
+        raise ValueError(f"{flag} DIR needs an image model; it takes inputs {shape}.")
+    images = np.stack([_read_image(path, shape, flag) for path in spread(files, count)])
     if spec is not None and spec.preprocessing is not None:
-        images = np.asarray(preprocess_input(images, spec.name), dtype="float32")
+        images = np.asarray(preprocess_input(images, model), dtype="float32")
     return images
 
 
@@ -315,9 +334,14 @@ def _cmd_export(args):
     if args.quantize == "int8" and args.calibration is None:
         raise ValueError("--quantize int8 needs --calibration DIR (a folder of images) or --calibration random.")
     if args.quantize != "int8" and args.calibration is not None:
-        raise ValueError("--calibration is used with --quantize int8 only.")
-    if args.calibration_samples < 1:
-        raise ValueError(f"--calibration-samples must be positive. Received: {args.calibration_samples}")
+        raise ValueError("--calibration is used with --quantize int8 only (use --verify-data DIR to check other files).")
+    for flag, value in (("--calibration-samples", args.calibration_samples), ("--verify-samples", args.verify_samples)):
+        if value < 1:
+            raise ValueError(f"{flag} must be positive. Received: {value}")
+    if args.verify_data is None:
+        args.verify_data = "random" if args.calibration in (None, "random") else "calibration"
+    elif args.verify_data != "none" and args.verify_data != "random" and not os.path.isdir(args.verify_data):
+        raise ValueError(f"--verify-data must be a folder of images, 'random' or 'none'. Received: {args.verify_data}")
     lowering = _tflite_lowering(args, args.format == "tflite", "--format tflite")
     if args.name.endswith(".keras"):
         model, spec, shape = _load_keras_file(args)
@@ -333,20 +357,25 @@ def _cmd_export(args):
         model = create_model(args.name, input_shape=shape, **kwargs)
     if args.fuse:
         model = deploy.fuse(model)
+    checks = dict(verify=args.verify_data != "none", verbose=args.debug)
+    if args.verify_data not in ("none", "random", "calibration"):
+        checks["verification_data"] = _input_images(
+            args.verify_data, "--verify-data", model, spec, shape, args.verify_samples
+        )
     if args.format == "tflite":
         quantization = None if args.quantize == "none" else args.quantize
         calibration, progress = None, None
         if quantization == "int8":
-            calibration = _calibration_images(args.calibration, spec, shape, args.calibration_samples)
+            calibration = _input_images(args.calibration, "--calibration", model, spec, shape, args.calibration_samples)
             progress = ProgressBar("calibration")
         report = export.to_tflite(
             model, args.out, quantization=quantization, representative_data=calibration,
-            input_shape=shape, progress=progress, **lowering,
+            input_shape=shape, progress=progress, **checks, **lowering,
         )
     elif args.format == "onnx":
-        report = export.to_onnx(model, args.out, input_shape=shape)
+        report = export.to_onnx(model, args.out, input_shape=shape, **checks)
     else:
-        report = export.to_saved_model(model, args.out, input_shape=shape)
+        report = export.to_saved_model(model, args.out, input_shape=shape, **checks)
     print(f"{args.name}{' (tiny twin)' if args.tiny else ''}{', fused' if args.fuse else ''} -> {report.path}")
     print(report)
     return 0
@@ -414,7 +443,13 @@ def build_parser():
     p_export.add_argument("--calibration", metavar="DIR|random",
                           help="int8 only: a folder of images, or 'random' (quick, calibrates poorly)")
     p_export.add_argument("--calibration-samples", type=int, default=100, metavar="N",
-                          help="calibration images (default 100)")
+                          help="calibration images, spread over the folder (default 100)")
+    p_export.add_argument("--verify-data", metavar="DIR|random|none",
+                          help="inputs the file is checked on against Keras: a folder of images (like the real "
+                               "ones), 'random' (synthetic images in the model's input range) or 'none' (no "
+                               "check); default: the --calibration folder for int8, else random")
+    p_export.add_argument("--verify-samples", type=int, default=200, metavar="N",
+                          help="images taken from --verify-data DIR, spread over the folder (default 200)")
     p_export.add_argument("--depthwise-max-taps", type=int, metavar="N",
                           help="tflite only: write depthwise kernels of more taps as sums of smaller ones "
                                "(default 25 = export.DEPTHWISE_MAX_TAPS, XNNPACK's one-pass limit; 0 keeps them whole)")
@@ -435,6 +470,12 @@ def build_parser():
     return parser
 
 
+def _one_line(error):
+    """An exception's message on one line (TensorFlow's errors span several)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= 600 else text[:597] + "..."
+
+
 def main(argv=None):
     """Entry point of the ``convzoo`` console script.
 
@@ -451,7 +492,7 @@ def main(argv=None):
     except Exception as error:  # one readable line unless --debug
         if args.debug:
             raise
-        print(f"convzoo {args.command}: error: {error}", file=sys.stderr)
+        print(f"convzoo {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
 
 

@@ -28,17 +28,18 @@ class ProgressBar:
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"`width` must be a positive int. Received: width={width!r}")
         self.label = label
-        self.stream = stream or sys.stderr
+        self.stream = stream
         self.width = width
 
     def __call__(self, done, total):
         done = min(done, total)
         filled = int(self.width * done / max(total, 1))
         bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{total}")
+        stream = self.stream or sys.stderr  # looked up now: export.converter_logs may have moved it
+        stream.write(f"\r{self.label} [{bar}] {done}/{total}")
         if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
+            stream.write("\n")
+        stream.flush()
 
 
 def check_progress(progress):

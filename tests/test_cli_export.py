@@ -153,7 +153,7 @@ def test_export_writes_grouped_convs_dense_when_asked(capsys, tmp_path):
         (["--quantize", "int4"], "--quantize must be one of none, float16, dynamic, int8. Received: int4"),
         (["--format", "onnx", "--quantize", "int8"], "--quantize int8 applies to --format tflite only."),
         (["--quantize", "int8"], "--quantize int8 needs --calibration DIR"),
-        (["--calibration", "random"], "--calibration is used with --quantize int8 only."),
+        (["--calibration", "random"], "--calibration is used with --quantize int8 only (use --verify-data DIR"),
         (["--quantize", "int8", "--calibration", "/no/such/dir"], "--calibration must be a folder"),
         (["--input-size", "32", "32", "32"], "--input-size needs 1 or 2"),
         (["--format", "onnx", "--depthwise-max-taps", "9"], "--depthwise-max-taps applies to --format tflite only"),

@@ -81,6 +81,15 @@ def _is_pointwise_conv(layer):
     )
 
 
+def _normalises_last_axis(bn):
+    axis = bn.axis
+    if isinstance(axis, (list, tuple)):
+        if len(axis) != 1:
+            return False
+        axis = axis[0]
+    return axis == -1 or axis == len(bn.input.shape) - 1
+
+
 def _foldable_bns(model, layers_config, output_refs):
     """Finds the BNs to fold.
 
@@ -103,7 +112,7 @@ def _foldable_bns(model, layers_config, output_refs):
             continue
         bn = model.get_layer(entry["config"]["name"])
         inputs = list(_references(entry.get("inbound_nodes", [])))
-        if len(inputs) != 1 or bn.axis not in (-1, [-1], [len(bn.input.shape) - 1]):
+        if len(inputs) != 1 or not _normalises_last_axis(bn):
             continue
         producer = inputs[0][0]
         if _is_plain_conv(model.get_layer(producer)) and uses.get(producer) == [bn.name]:
@@ -132,6 +141,117 @@ def _fused_weights(source, after, before, model):
     return [kernel.astype(dtype), bias.astype(dtype)]
 
 
+def is_sequential(model):
+    """True for a ``keras.Sequential`` (tf_keras' Sequential is also a Functional: test it first)."""
+    return isinstance(model, keras.Sequential)
+
+
+def is_graph_model(layer):
+    """True for a model ``fuse`` can rebuild from its config: functional or Sequential.
+
+    Args:
+        layer: any Keras layer or model.
+
+    Returns:
+        bool; False for subclassed models (no layer graph in their config).
+    """
+    if not isinstance(layer, keras.Model):
+        return False
+    if is_sequential(layer):
+        return True
+    try:
+        config = layer.get_config()
+    except NotImplementedError:
+        return False
+    return isinstance(config, dict) and "layers" in config and "output_layers" in config
+
+
+def copy_weights(target, source):
+    """Copies ``source``'s weights into ``target`` layer by layer, by name, through nested models.
+
+    Args:
+        target: a model with the same layer names as ``source`` (e.g. rebuilt
+            from its config).
+        source: the model whose weights are copied.
+    """
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        origin = source.get_layer(layer.name)
+        if is_graph_model(layer):
+            copy_weights(layer, origin)
+        else:
+            layer.set_weights(origin.get_weights())
+
+
+def _fuse_entry(entry, source):
+    """Config updates of a layer entry (the nested model fused, or the deploy form); the fused nested model."""
+    if is_graph_model(source):
+        nested = fuse(source)
+        entry["config"] = nested.get_config()
+        return nested
+    if _reparameterisable(source):
+        entry["config"].update(source.deploy_config() if hasattr(source, "deploy_config") else {"deploy": True})
+    return None
+
+
+def _set_fused_weights(fused, model, after, before, nested):
+    for layer in fused.layers:
+        if not layer.weights:
+            continue
+        if layer.name in nested:
+            copy_weights(layer, nested[layer.name])
+            continue
+        source = model.get_layer(layer.name)
+        weights = _fused_weights(source, after, before, model)
+        if weights is None:
+            weights = source.merged_weights() if _reparameterisable(source) else source.get_weights()
+        layer.set_weights(weights)
+
+
+def _entry_name(entry):
+    return entry.get("name") or entry["config"]["name"]
+
+
+def _fuse_sequential(model):
+    """``fuse`` for a ``keras.Sequential``: each layer feeds only the next one."""
+    if not model.built:
+        raise TypeError(
+            "`model` must be a built Sequential model (give it an input shape). "
+            f"Received: model={model.name} (not built)"
+        )
+    config = model.get_config()
+    entries = [e for e in config["layers"] if e["class_name"] != "InputLayer"]
+    layers = [model.get_layer(_entry_name(e)) for e in entries]
+    after, before = {}, {}
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, keras.layers.BatchNormalization) or not _normalises_last_axis(layer):
+            continue
+        if i > 0 and _is_plain_conv(layers[i - 1]) and layers[i - 1].name not in after.values():
+            after[layer.name] = layers[i - 1].name
+        elif i + 1 < len(layers) and _is_pointwise_conv(layers[i + 1]):
+            before[layer.name] = (layers[i + 1].name, None)
+    receivers = set(after.values()) | {conv for conv, _ in before.values()}
+    kept, nested = [], {}
+    for entry in config["layers"]:
+        name = _entry_name(entry)
+        if name in after or name in before:
+            continue
+        if entry["class_name"] != "InputLayer":
+            if name in receivers:
+                entry["config"]["use_bias"] = True
+            fused_nested = _fuse_entry(entry, model.get_layer(name))
+            if fused_nested is not None:
+                nested[name] = fused_nested
+        kept.append(entry)
+    config["layers"] = kept
+    fused = keras.Sequential.from_config(config, custom_objects=package_layers.custom_objects())
+    if not fused.built:
+        fused.build(model.inputs[0].shape if getattr(model, "inputs", None) else config.get("build_input_shape"))
+    _set_fused_weights(fused, model, after, before, nested)
+    return fused
+
+
 def fuse(model):
     """Returns a new inference model with every foldable BatchNormalization merged.
 
@@ -145,16 +265,26 @@ def fuse(model):
     residual add or a pooling) stay. Every other layer keeps its name and
     weights. The result is for inference (BN statistics are frozen into the
     weights). Re-parameterisable layers (``layers.ReparamLargeKernelConv``)
-    are switched to their merged ``deploy=True`` form.
+    are switched to their merged ``deploy=True`` form, and continuous-kernel
+    layers (``layers.CKConv``, ``FlexConv``, ``SeparableFlexConv``) to their
+    baked form (with ``resolution="continuous"`` the kernel is baked for the
+    layer's static input size).
+
+    Nested functional and Sequential models (a zoo backbone inside a user's
+    transfer model, at any depth) are fused the same way and keep their
+    names; a nested subclassed model is kept as it is.
 
     Args:
-        model: a functional Keras model (Keras 3 or tf_keras).
+        model: a functional or Sequential Keras model (Keras 3 or tf_keras).
 
     Returns:
         A new ``keras.Model`` with the same inputs and outputs.
 
     Raises:
-        TypeError: when ``model`` is not a functional model.
+        TypeError: when ``model`` is not a functional or Sequential model.
+        ValueError: when a ``resolution="continuous"`` layer has no static
+            input size (build the model with a static ``input_shape``, or
+            see ``keras_convzoo.export.prepare_for_export``).
 
     Example:
     >>> model = keras_convzoo.ResNeXt50()
@@ -163,38 +293,42 @@ def fuse(model):
     True
     """
     if not isinstance(model, keras.Model) or not hasattr(model, "get_config"):
-        raise TypeError(f"`model` must be a functional keras.Model. Received: {type(model).__name__}")
+        raise TypeError(
+            f"`model` must be a functional or Sequential keras.Model. Received: model={type(model).__name__}"
+        )
+    if is_sequential(model):
+        return _fuse_sequential(model)
     try:
         config = model.get_config()
     except NotImplementedError as error:
-        raise TypeError("`model` must be a functional keras.Model (subclassed models have no graph config).") from error
+        raise TypeError(
+            f"`model` must be a functional keras.Model (subclassed models have no graph config). "
+            f"Received: model={type(model).__name__}"
+        ) from error
     if "layers" not in config or "output_layers" not in config:
-        raise TypeError("`model` must be a functional keras.Model (its config has no layer graph).")
+        raise TypeError(
+            f"`model` must be a functional keras.Model (its config has no layer graph). "
+            f"Received: model={type(model).__name__}"
+        )
     after, before = _foldable_bns(model, config["layers"], config["output_layers"])
     mapping = dict(after)
     mapping.update({bn: ref for bn, (_, ref) in before.items()})
     receivers = set(after.values()) | {conv for conv, _ in before.values()}
-    layers = []
+    layers, nested = [], {}
     for entry in config["layers"]:
         name = entry["config"]["name"]
         if name in mapping:
             continue
-        entry = _rename(entry, mapping)
+        # Only this graph's edges are renamed: a nested model's config holds its own graph.
+        entry["inbound_nodes"] = _rename(entry.get("inbound_nodes", []), mapping)
         if name in receivers:
             entry["config"]["use_bias"] = True
-        source = model.get_layer(name)
-        if _reparameterisable(source):
-            entry["config"].update(source.deploy_config() if hasattr(source, "deploy_config") else {"deploy": True})
+        fused_nested = _fuse_entry(entry, model.get_layer(name))
+        if fused_nested is not None:
+            nested[name] = fused_nested
         layers.append(entry)
     config["layers"] = layers
     config["output_layers"] = _rename(config["output_layers"], mapping)
     fused = keras.Model.from_config(config, custom_objects=package_layers.custom_objects())
-    for layer in fused.layers:
-        if not layer.weights:
-            continue
-        source = model.get_layer(layer.name)
-        weights = _fused_weights(source, after, before, model)
-        if weights is None:
-            weights = source.merged_weights() if _reparameterisable(source) else source.get_weights()
-        layer.set_weights(weights)
+    _set_fused_weights(fused, model, after, before, nested)
     return fused

@@ -27,19 +27,31 @@ from keras_convzoo.export.onnx import run_onnx, to_onnx
 from keras_convzoo.export.report import (
     DEFAULT_SPATIAL_SIZE,
     DYNAMIC_MIN_SNR_DB,
-    FLOAT16_MAX_RELATIVE_DIFF,
+    FLOAT16_MIN_SNR_DB,
     FP32_MAX_RELATIVE_DIFF,
     INT8_MIN_SNR_DB,
+    MIN_AGREEMENT_SAMPLES,
+    MIN_TOP1_AGREEMENT,
     ONNX_MAX_RELATIVE_DIFF,
     QAT_INT8_MIN_SNR_DB,
     QUANTIZATIONS,
     ExportError,
+    Check,
     ExportReport,
     VerificationError,
     compare_outputs,
     check_report,
     rejected_path,
+    tolerance_for,
 )
+from keras_convzoo.export.inputs import (
+    DEFAULT_NUM_SAMPLES,
+    InputRange,
+    input_range,
+    smooth_images,
+    synthetic_inputs,
+)
+from keras_convzoo.export.prepare import prepare_for_export
 from keras_convzoo.export.saved_model import run_saved_model, to_saved_model
 from keras_convzoo.export.tflite import float_ops, is_quantization_aware, run_tflite, to_tflite
 
@@ -53,6 +65,7 @@ __all__ = [
     "float_ops",
     "is_quantization_aware",
     "deployment_lowering",
+    "prepare_for_export",
     "DEPTHWISE_MAX_TAPS",
     "ExportReport",
     "ExportError",
@@ -63,7 +76,16 @@ __all__ = [
     "QUANTIZATIONS",
     "DEFAULT_SPATIAL_SIZE",
     "FP32_MAX_RELATIVE_DIFF",
-    "FLOAT16_MAX_RELATIVE_DIFF",
+    "FLOAT16_MIN_SNR_DB",
+    "MIN_TOP1_AGREEMENT",
+    "MIN_AGREEMENT_SAMPLES",
+    "DEFAULT_NUM_SAMPLES",
+    "Check",
+    "tolerance_for",
+    "InputRange",
+    "input_range",
+    "smooth_images",
+    "synthetic_inputs",
     "DYNAMIC_MIN_SNR_DB",
     "INT8_MIN_SNR_DB",
     "QAT_INT8_MIN_SNR_DB",

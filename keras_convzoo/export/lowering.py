@@ -239,11 +239,39 @@ def _tiled_continuous_depthwise(layer, max_taps):
     return depthwise
 
 
+def _constant_normalization(layer):
+    """``call`` of a Keras 3 ``Normalization`` with its mean and variance traced as constants.
+
+    Given ``mean=``/``variance=``, the layer holds them as eager tensors,
+    which a traced function captures as extra inputs: tf2onnx then writes a
+    file with three inputs. Same numbers, as constants.
+    """
+    mean = np.asarray(layer.mean)
+    std = np.maximum(np.sqrt(np.asarray(layer.variance)), keras.backend.epsilon())
+
+    def call(inputs):
+        inputs = tf.cast(inputs, layer.compute_dtype)
+        return (inputs - tf.constant(mean, inputs.dtype)) / tf.constant(std, inputs.dtype)
+
+    return call
+
+
+def _rewritable_normalization(layer):
+    return (
+        not LEGACY_KERAS
+        and type(layer) is keras.layers.Normalization
+        and not layer.invert
+        and getattr(layer, "mean", None) is not None
+    )
+
+
 def _overrides(layers, max_taps):
     """``{id: (layer, attribute, replacement)}``: the methods traced differently for export."""
     overrides = {}
     for layer in layers:
-        if _rewritable_layer_norm(layer):
+        if _rewritable_normalization(layer):
+            overrides[id(layer)] = (layer, "call", _constant_normalization(layer))
+        elif _rewritable_layer_norm(layer):
             overrides[id(layer)] = (layer, "call", _layer_norm_without_neg(layer))
         elif _tileable_depthwise(layer, max_taps):
             overrides[id(layer)] = (layer, "call", _tiled_depthwise_call(layer, max_taps))

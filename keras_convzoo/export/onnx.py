@@ -5,8 +5,9 @@ batch dimension dynamic (``dynamic_batch=True``) and keeps the model's
 ``None`` spatial dimensions dynamic unless ``input_shape`` fixes them;
 ``tf2onnx.convert.from_function`` converts it. The result is validated with
 ``onnx.checker.check_model(full_check=True)`` before anything is written, the
-file is written, then run with onnxruntime (CPU provider) on seeded random
-inputs and compared with the Keras model.
+file is written, then run with onnxruntime (CPU provider) on the user's
+``verification_data`` or synthetic images in the model's own input range
+(``keras_convzoo.export.inputs``) and compared with the Keras model.
 
 tf2onnx quirk worked around here: an op tf2onnx cannot map (a ``PyFunc``, or
 the nested ``(Stateful)PartitionedCall`` that the grouped ``Conv2D`` of Keras 3
@@ -40,13 +41,15 @@ from keras_convzoo.export.report import (
     ExportError,
     check_num_samples,
     check_output_path,
+    converter_logs,
     describe_tolerance,
     publish,
     first_error_line,
     model_input,
-    random_inputs,
     resolve_input_shape,
 )
+from keras_convzoo.export.inputs import verification_inputs
+from keras_convzoo.export.prepare import prepare_for_export
 
 _HINTS = {
     "PartitionedCall": (
@@ -243,9 +246,11 @@ def to_onnx(
     dynamic_batch=True,
     verify=True,
     input_shape=None,
-    num_samples=4,
+    num_samples=None,
     seed=0,
     keep_failed=False,
+    verification_data=None,
+    verbose=False,
 ):
     """Converts a Keras model to an ONNX file and checks the file against Keras.
 
@@ -254,11 +259,18 @@ def to_onnx(
     otherwise). ``None`` spatial dimensions of the model stay dynamic in the
     file unless ``input_shape`` fixes them. The model is validated with
     ``onnx.checker`` (an invalid model raises and is never written), written,
-    then run with onnxruntime (CPU) on ``num_samples`` seeded unit-normal
-    inputs — one batch when the batch is dynamic, else one at a time — whose
+    then run with onnxruntime (CPU) on ``verification_data`` or on
+    ``num_samples`` synthetic images in the model's input range (one batch
+    when the batch is dynamic, else one at a time), whose synthetic
     ``None`` dimensions are ``DEFAULT_SPATIAL_SIZE`` (224) unless
     ``input_shape`` is given, and compared with ``model(x, training=False)``
     to ``relative_diff <= 1e-4`` (``ONNX_MAX_RELATIVE_DIFF``).
+
+    Continuous-kernel layers (CCNN, CKConv, FlexConv) in their training
+    form do not convert (kernel networks, FFT convolutions): the model is
+    then fused first with ``prepare_for_export`` (kernels baked for the
+    file's input size) and ``report.notes`` says so; the file is still
+    checked against ``model`` itself.
 
     Args:
         model: a built single-input Keras 3 or tf_keras model.
@@ -268,8 +280,15 @@ def to_onnx(
         verify: run the file and raise when it is out of tolerance.
         input_shape: shape without batch, e.g. ``(64, 64, 3)``, fixing the
             model's ``None`` dimensions in the file and in verification.
-        num_samples: number of random verification inputs.
-        seed: seed of the verification inputs.
+        num_samples: number of verification inputs (default: every sample
+            of ``verification_data``, else ``DEFAULT_NUM_SAMPLES``).
+        seed: seed of the synthetic verification inputs.
+        verification_data: inputs like the real ones to check the file on
+            (an array of samples, an iterable of arrays or batches, a
+            ``tf.data.Dataset``, or a callable returning one); default:
+            synthetic images in the model's own input range
+            (``keras_convzoo.export.inputs``).
+        verbose: show tf2onnx's own log lines (hidden by default).
         keep_failed: when verification fails, keep the rejected file as
             ``<name>.rejected<ext>`` beside ``path`` (default: delete it).
             The file is written beside ``path`` and renamed onto it only
@@ -301,13 +320,15 @@ def to_onnx(
     if not isinstance(keep_failed, bool):
         raise TypeError(f"`keep_failed` must be a bool. Received: keep_failed={keep_failed!r}")
     path = check_output_path(path, ".onnx")
-    if verify:
+    if verify and num_samples is not None:
         num_samples = check_num_samples(num_samples)
     model_shape, dtype, name = model_input(model)
     shape = resolve_input_shape(model_shape, input_shape, fill_none=False)
     signature_shape = (None if dynamic_batch else 1,) + shape
     start = time.perf_counter()
-    proto = _convert(model, signature_shape, dtype, name, int(opset))
+    traced, notes = prepare_for_export(model, shape if None not in shape else None)
+    with converter_logs(verbose):
+        proto = _convert(traced, signature_shape, dtype, name, int(opset))
     seconds = time.perf_counter() - start
 
     def write(target):
@@ -323,10 +344,11 @@ def to_onnx(
         input_shape=signature_shape,
         tolerance=describe_tolerance("onnx"),
         convert_seconds=seconds,
+        notes=notes,
     )
-    batches = None
+    x = None
     if verify:
-        sample_shape = resolve_input_shape(shape, None, fill_none=True)
-        x = random_inputs(sample_shape, num_samples, seed, dtype.as_numpy_dtype)
-        batches = [x] if dynamic_batch else [x[i : i + 1] for i in range(num_samples)]
-    return publish(fields, model, batches, run_onnx, verify, write, keep_failed)
+        x, fields["verification_inputs"], fields["real_inputs"] = verification_inputs(
+            model, shape, dtype.as_numpy_dtype, verification_data, None, num_samples, seed
+        )
+    return publish(fields, model, x, run_onnx, verify, write, keep_failed)

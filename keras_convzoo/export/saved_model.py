@@ -5,8 +5,8 @@ Keras input, dynamic batch unless ``dynamic_batch=False``, ``None`` spatial
 dimensions kept unless ``input_shape`` fixes them) and saved with
 ``tf.saved_model.save`` under the ``serving_default`` signature, whose outputs
 are ``output_0``, ``output_1``, ... (the model's flattened outputs). The folder
-is then reloaded with ``tf.saved_model.load`` and its signature run on seeded
-random inputs against the Keras model. The same code serves Keras 3 and
+is then reloaded with ``tf.saved_model.load`` and its signature run on the
+verification inputs (``keras_convzoo.export.inputs``) against the Keras model. The same code serves Keras 3 and
 tf_keras models. The graph keeps the model's own lowerings (it runs on
 TensorFlow, for which they were chosen).
 """
@@ -22,13 +22,14 @@ from keras_convzoo.backend import tf
 from keras_convzoo.export.report import (
     ExportError,
     check_num_samples,
+    converter_logs,
     describe_tolerance,
     publish,
     first_error_line,
     model_input,
-    random_inputs,
     resolve_input_shape,
 )
+from keras_convzoo.export.inputs import verification_inputs
 
 SIGNATURE_KEY = "serving_default"
 
@@ -102,9 +103,11 @@ def to_saved_model(
     input_shape=None,
     dynamic_batch=True,
     verify=True,
-    num_samples=4,
+    num_samples=None,
     seed=0,
     keep_failed=False,
+    verification_data=None,
+    verbose=False,
 ):
     """Saves a Keras model as a TensorFlow SavedModel and checks it after reloading.
 
@@ -117,8 +120,15 @@ def to_saved_model(
         dynamic_batch: keep the batch dimension dynamic (batch 1 otherwise).
         verify: reload the folder, run it and raise when it differs from
             Keras by more than ``relative_diff <= 1e-4``.
-        num_samples: number of random verification inputs.
-        seed: seed of the verification inputs.
+        num_samples: number of verification inputs (default: every sample
+            of ``verification_data``, else ``DEFAULT_NUM_SAMPLES``).
+        seed: seed of the synthetic verification inputs.
+        verification_data: inputs like the real ones to check the file on
+            (an array of samples, an iterable of arrays or batches, a
+            ``tf.data.Dataset``, or a callable returning one); default:
+            synthetic images in the model's own input range
+            (``keras_convzoo.export.inputs``).
+        verbose: show TensorFlow's own log lines while saving (hidden by default).
         keep_failed: when verification fails, keep the rejected folder as
             ``<path>.rejected`` (default: delete it). The folder is written
             beside ``path`` and swapped in only once verified.
@@ -142,7 +152,7 @@ def to_saved_model(
     if not isinstance(keep_failed, bool):
         raise TypeError(f"`keep_failed` must be a bool. Received: keep_failed={keep_failed!r}")
     path = _check_folder(path)
-    if verify:
+    if verify and num_samples is not None:
         num_samples = check_num_samples(num_samples)
     model_shape, dtype, name = model_input(model)
     shape = resolve_input_shape(model_shape, input_shape, fill_none=False)
@@ -170,7 +180,8 @@ def to_saved_model(
     def write(target):
         begin = time.perf_counter()
         try:
-            tf.saved_model.save(module, target, signatures={SIGNATURE_KEY: concrete})
+            with converter_logs(verbose):
+                tf.saved_model.save(module, target, signatures={SIGNATURE_KEY: concrete})
             save_seconds.append(time.perf_counter() - begin)
         except Exception as e:
             raise ExportError(
@@ -188,10 +199,10 @@ def to_saved_model(
         tolerance=describe_tolerance("saved_model"),
         convert_seconds=seconds,
     )
-    batches = None
+    x = None
     if verify:
-        sample_shape = resolve_input_shape(shape, None, fill_none=True)
-        x = random_inputs(sample_shape, num_samples, seed, dtype.as_numpy_dtype)
-        batches = [x] if dynamic_batch else [x[i : i + 1] for i in range(num_samples)]
-    report = publish(fields, model, batches, run_saved_model, verify, write, keep_failed)
+        x, fields["verification_inputs"], fields["real_inputs"] = verification_inputs(
+            model, shape, dtype.as_numpy_dtype, verification_data, None, num_samples, seed
+        )
+    report = publish(fields, model, x, run_saved_model, verify, write, keep_failed)
     return dataclasses.replace(report, convert_seconds=report.convert_seconds + sum(save_seconds))

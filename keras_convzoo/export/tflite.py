@@ -48,20 +48,24 @@ from keras_convzoo.export.lowering import (
     check_dense_group_channels,
     check_depthwise_max_taps,
     deployment_lowering,
+    iter_layers,
 )
 from keras_convzoo.progress import check_progress
 from keras_convzoo.export.report import (
     QUANTIZATIONS,
     ExportError,
+    VerificationError,
     check_num_samples,
     check_output_path,
+    converter_logs,
     describe_tolerance,
     publish,
     first_error_line,
     model_input,
-    random_inputs,
     resolve_input_shape,
 )
+from keras_convzoo.export.inputs import data_samples, verification_inputs
+from keras_convzoo.export.prepare import prepare_for_export
 
 _RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
 _FAKE_QUANT_OPS = frozenset(
@@ -95,65 +99,17 @@ def _open_interpreter(content):
     return Interpreter(model_path=os.fspath(content))
 
 
-def _check_quantization(quantization):
+def _normalize_quantization(quantization):
+    """``quantization`` checked, with option strings matched case-insensitively (``"INT8"``)."""
+    if isinstance(quantization, str) and quantization.lower() in QUANTIZATIONS:
+        return quantization.lower()
     if quantization not in QUANTIZATIONS:
         raise ValueError(
             f"Unknown quantization: {quantization!r}. Allowed values: {list(QUANTIZATIONS)} "
             "(None: float32, 'float16': float16 weights, 'dynamic': int8 weights with "
             "float activations, 'int8': full-integer with `representative_data`)."
         )
-
-
-def _representative_samples(representative_data, full_shape, dtype, optional=False):
-    """Materialises ``representative_data`` as a list of batch-1 float arrays.
-
-    Returns None when ``representative_data`` is None and ``optional``.
-    """
-    if representative_data is None and optional:
-        return None
-    if representative_data is None:
-        raise ValueError(
-            "quantization='int8' needs `representative_data`: an iterable (or a callable "
-            "returning one) of typical model inputs, e.g. a few hundred preprocessed "
-            f"images of shape {tuple(full_shape[1:])}, used to calibrate activation ranges."
-        )
-    source = representative_data() if callable(representative_data) else representative_data
-    sample_rank = len(full_shape) - 1
-    if isinstance(source, np.ndarray) or tf.is_tensor(source):
-        source = np.asarray(source)
-        if source.ndim == sample_rank:
-            source = [source]
-    samples = []
-    try:
-        iterator = iter(source)
-    except TypeError:
-        raise ValueError(
-            "`representative_data` must be an iterable of input arrays or a callable "
-            f"returning one. Received: {type(source).__name__}"
-        ) from None
-    for i, item in enumerate(iterator):
-        if isinstance(item, dict):
-            raise ValueError(
-                "`representative_data` items must be arrays (or `[array]` / "
-                "`(inputs, targets)`), not dicts."
-            )
-        if isinstance(item, (list, tuple)):
-            if not item:
-                raise ValueError(f"`representative_data` item {i} is empty.")
-            item = item[0]
-        array = np.asarray(item, dtype=dtype.as_numpy_dtype)
-        if array.ndim == sample_rank:
-            array = array[None]
-        if array.ndim != len(full_shape) or tuple(array.shape[1:]) != tuple(full_shape[1:]):
-            raise ValueError(
-                f"`representative_data` item {i} has shape {tuple(array.shape)}; expected "
-                f"{tuple(full_shape[1:])} or a batch of them, the input shape of the "
-                "converted file."
-            )
-        samples.extend(array[j : j + 1] for j in range(array.shape[0]))
-    if not samples:
-        raise ValueError("`representative_data` yielded no samples.")
-    return samples
+    return quantization
 
 
 def _serving_function(model, full_shape, dtype, name, depthwise_max_taps, dense_group_channels=None):
@@ -391,32 +347,43 @@ def to_tflite(
     representative_data=None,
     input_shape=None,
     verify=True,
-    num_samples=4,
+    num_samples=None,
     seed=0,
     int8_io=False,
     progress=None,
     depthwise_max_taps="auto",
     dense_group_channels=None,
     keep_failed=False,
+    verification_data=None,
+    verbose=False,
 ):
     """Converts a Keras model to a TFLite file and checks the file against Keras.
 
     The file has batch size 1 and fixed spatial dimensions: ``None``
     dimensions of the model input become those of ``input_shape`` or, when
     ``input_shape`` is not given, ``DEFAULT_SPATIAL_SIZE`` (224). It is then
-    run with the LiteRT interpreter (``ai_edge_litert``) on ``num_samples``
-    seeded unit-normal inputs and compared with ``model(x, training=False)``.
+    run with the LiteRT interpreter (``ai_edge_litert``) and compared with
+    ``model(x, training=False)`` on ``verification_data`` when given, else on
+    ``representative_data``, else on synthetic images in the model's own
+    input range (0-255 pixels when the model scales its input itself; see
+    ``keras_convzoo.export.inputs``). ``report.verification_inputs`` says
+    which.
 
-    Quantization:
+    Quantization (tolerances measured on trained models, see the docs'
+    benchmarks page):
 
     - ``None``: float32; verified to ``relative_diff <= 1e-4``.
     - ``"float16"``: float16 weights (half the size), float32 compute on CPU;
-      ``relative_diff <= 1e-2``.
+      ``snr_db >= FLOAT16_MIN_SNR_DB``.
     - ``"dynamic"``: int8 weights, activations quantized on the fly;
-      ``snr_db >= 20``.
+      ``snr_db >= DYNAMIC_MIN_SNR_DB``.
     - ``"int8"``: full-integer ops only (``TFLITE_BUILTINS_INT8``) calibrated
       on ``representative_data``; float32 input and output unless
-      ``int8_io=True``; verified by ``snr_db >= 15``. For a
+      ``int8_io=True``; ``snr_db >= INT8_MIN_SNR_DB``.
+      On the user's own inputs (``verification_data`` or
+      ``representative_data``, at least ``MIN_AGREEMENT_SAMPLES``) the
+      quantized files must also agree with Keras' top-1 class on
+      ``MIN_TOP1_AGREEMENT[quantization]`` of the samples. For a
       quantization-aware-trained model (``kcz.quantization.quantize_aware``)
       the ranges come from its fake-quant ops, ``representative_data`` is
       optional (it calibrates tensors without one) and the file is verified
@@ -425,6 +392,12 @@ def to_tflite(
       empty).
 
     The tolerances are the constants of ``keras_convzoo.export.report``.
+
+    Continuous-kernel layers (CCNN, CKConv, FlexConv) in their training
+    form do not convert (kernel networks, FFT convolutions): the model is
+    then fused first with ``prepare_for_export`` (kernels baked for the
+    file's input size) and ``report.notes`` says so; the file is still
+    checked against ``model`` itself.
 
     Args:
         model: a built single-input Keras 3 or tf_keras model.
@@ -439,10 +412,11 @@ def to_tflite(
         input_shape: shape without batch, e.g. ``(64, 64, 3)``, fixing the
             model's ``None`` dimensions; known dimensions must agree.
         verify: run the file and raise when it is out of tolerance.
-        num_samples: number of verification inputs: with
-            ``quantization="int8"`` that many of the ``representative_data``
-            samples (spread over the set), else seeded unit-normal inputs.
-        seed: seed of the verification inputs.
+        num_samples: number of verification inputs, spread over
+            ``verification_data`` / ``representative_data``. Default: every
+            sample of ``verification_data``, else ``DEFAULT_NUM_SAMPLES``
+            (8).
+        seed: seed of the synthetic verification inputs.
         int8_io: ``"int8"`` only: make the file's input and output int8
             (for integer-only accelerators) instead of float32.
         progress: optional ``progress(done, total)`` called as the converter
@@ -471,6 +445,10 @@ def to_tflite(
             The file is written beside ``path`` and renamed onto it only
             once verified: ``path`` is never left partial nor replaced by
             a rejected file.
+        verification_data: inputs like the real ones to check the file on
+            (same forms as ``representative_data``), e.g. a few hundred
+            held-out images in the model's input range.
+        verbose: show the converter's own log lines (hidden by default).
 
     Returns:
         An ``ExportReport`` (differences ``None`` when ``verify=False``).
@@ -487,8 +465,8 @@ def to_tflite(
             when an int8 file would not be full-integer (the message names
             the float ops); no file is written then.
         VerificationError: (a ``ValueError``) when ``verify=True`` and the
-            file is out of tolerance; the message has the measured numbers
-            (the file stays on disk for inspection).
+            file is out of tolerance; the message has the measured numbers.
+            Nothing is written at ``path`` then (see ``keep_failed``).
 
     Example:
     >>> model = kcz.ResNeXt50(weights=None, input_shape=(None, None, 3))
@@ -499,7 +477,7 @@ def to_tflite(
     ...     input_shape=(224, 224, 3))
     >>> print(report)
     """
-    _check_quantization(quantization)
+    quantization = _normalize_quantization(quantization)
     check_depthwise_max_taps(depthwise_max_taps, allow_auto=True)
     check_dense_group_channels(dense_group_channels)
     if not isinstance(keep_failed, bool):
@@ -515,7 +493,7 @@ def to_tflite(
             raise ValueError(
                 f"`int8_io=True` needs quantization='int8'. Received: quantization={quantization!r}"
             )
-    if verify:
+    if verify and num_samples is not None:
         num_samples = check_num_samples(num_samples)
     model_shape, dtype, name = model_input(model)
     shape = resolve_input_shape(model_shape, input_shape, fill_none=True)
@@ -523,13 +501,22 @@ def to_tflite(
     start = time.perf_counter()
     if depthwise_max_taps == "auto":
         depthwise_max_taps = DEPTHWISE_MAX_TAPS
-    concrete = _serving_function(model, full_shape, dtype, name, depthwise_max_taps, dense_group_channels)
+    traced, notes = prepare_for_export(model, shape)
+    with converter_logs(verbose):
+        concrete = _serving_function(traced, full_shape, dtype, name, depthwise_max_taps, dense_group_channels)
     qat = is_quantization_aware(concrete)
     samples = None
-    if quantization == "int8":
-        samples = _representative_samples(representative_data, full_shape, dtype, optional=qat)
+    if quantization == "int8" and representative_data is None and not qat:
+        raise ValueError(
+            "quantization='int8' needs `representative_data`: an iterable (or a callable "
+            "returning one) of typical model inputs, e.g. a few hundred preprocessed "
+            f"images of shape {shape}, used to calibrate activation ranges."
+        )
+    if quantization == "int8" and representative_data is not None:
+        samples = data_samples(representative_data, shape, dtype.as_numpy_dtype, "representative_data")
     check_progress(progress)
-    content = _convert(model, concrete, quantization, samples, bool(int8_io), progress)
+    with converter_logs(verbose):
+        content = _convert(traced, concrete, quantization, samples, bool(int8_io), progress)
     found = None
     if quantization == "int8":
         found = float_ops(content)
@@ -561,13 +548,33 @@ def to_tflite(
         quantization_aware=qat,
         float_ops=found,
         convert_seconds=seconds,
+        notes=notes,
     )
-    batches = None
-    if verify and samples:
-        # int8 files are checked on inputs like the real ones: the calibration samples, spread over the set
-        picks = np.linspace(0, len(samples) - 1, min(num_samples, len(samples))).round().astype(int)
-        batches = [np.asarray(samples[i], dtype.as_numpy_dtype) for i in sorted(set(picks.tolist()))]
-    elif verify:
-        x = random_inputs(shape, num_samples, seed, dtype.as_numpy_dtype)
-        batches = [x[i : i + 1] for i in range(num_samples)]
-    return publish(fields, model, batches, run_tflite, verify, write, keep_failed)
+    x = None
+    if verify:
+        x, fields["verification_inputs"], fields["real_inputs"] = verification_inputs(
+            model, shape, dtype.as_numpy_dtype, verification_data, samples, num_samples, seed
+        )
+    try:
+        return publish(fields, model, x, run_tflite, verify, write, keep_failed)
+    except VerificationError as error:
+        if quantization not in ("int8", "dynamic") or qat:
+            raise
+        raise VerificationError(f"{error} {_quantization_hint(model, quantization)}") from None
+
+
+def _quantization_hint(model, quantization):
+    """What to try when a quantized file is rejected."""
+    hint = (
+        "Try representative_data of a few hundred real inputs, quantization='dynamic' (int8 weights, "
+        "float activations) or 'float16'."
+        if quantization == "int8"
+        else "Try quantization='float16'."
+    )
+    norms = [layer for layer in iter_layers(model) if type(layer).__name__ == "LayerNormalization"]
+    if quantization == "int8" and norms:
+        hint += (
+            f" The model has {len(norms)} LayerNormalization layers: in full-integer files they lose the "
+            "small per-position variations of inputs with a wide range (e.g. ConvNeXt's stem)."
+        )
+    return hint

@@ -78,7 +78,7 @@ def test_group_conv2d_exports_to_tflite_and_onnx(implementation, tmp_path):
     onx = export.to_onnx(model, tmp_path / "gconv.onnx")
     for r in (tfl, onx):
         assert r.relative_diff <= 1e-4, str(r)
-        assert r.num_samples == 4 and r.output_scale > 0
+        assert r.num_samples == export.DEFAULT_NUM_SAMPLES and r.output_scale > 0
         assert r.file_size_bytes == os.path.getsize(r.path) > 0
     assert tfl.input_shape == (1, 16, 16, 32)
     assert onx.input_shape == (None, 16, 16, 32)
@@ -184,7 +184,7 @@ def test_resnext_tflite_fp32(resnext_exports):
 def test_resnext_tflite_float16(resnext_exports):
     r, fp32 = resnext_exports["float16"], resnext_exports["fp32"]
     assert r.quantization == "float16"
-    assert r.relative_diff <= export.FLOAT16_MAX_RELATIVE_DIFF
+    assert r.snr_db >= export.FLOAT16_MIN_SNR_DB and r.relative_diff < 5e-3  # this twin: ~1e-3
     assert r.top1_agreement == 1.0
     assert r.file_size_bytes < 0.6 * fp32.file_size_bytes
 
