@@ -272,7 +272,12 @@ def data_samples(data, sample_shape, dtype, argument):
             f"Received: {type(source).__name__}"
         ) from None
     samples = []
-    for i, item in enumerate(iterator):
+    try:
+        items = list(enumerate(iterator))
+    except Exception as error:  # the user's generator failed: say which argument it fed
+        error.add_note(f"(raised while reading `{argument}`; nothing was written)")
+        raise
+    for i, item in items:
         if isinstance(item, dict):
             raise ValueError(f"`{argument}` items must be arrays (or `[array]` / `(inputs, targets)`), not dicts.")
         if isinstance(item, (list, tuple)):
