@@ -62,7 +62,7 @@ def _cmd_info(args):
         ("non-trainable params", f"{counts['non_trainable']:,}"),
         ("total params", f"{counts['total']:,}"),
         ("reference params", f"{spec.reference_params:,} ({spec.reference})" if spec.reference_params else "-"),
-        ("matches reference", str(counts["trainable"] == spec.reference_params)),
+        ("matches reference", _matches_reference(spec, kwargs, counts)),
         ("MACs", f"{format_macs(macs.total)} at {macs_at} ({macs.total:,})"),
         ("layers", str(len(model.layers))),
         ("paper", spec.paper),
@@ -72,6 +72,20 @@ def _cmd_info(args):
         print(f"{key:<{width}}  {value}")
     _print_pretrained(spec.name)
     return 0
+
+
+def _matches_reference(spec, kwargs, counts):
+    """Whether the trainable count equals the reference's, on the model the reference counted."""
+    from keras_convzoo.applications import create_model
+    from keras_convzoo.profile import count_params
+
+    if not spec.reference_params:
+        return "-"
+    if spec.reference_kwargs and dict(spec.reference_kwargs) != kwargs:  # e.g. CCNN's 10 classes at 32x32
+        counts = count_params(create_model(spec.name, **spec.reference_kwargs))
+        built = ", ".join(f"{k}={v!r}" for k, v in spec.reference_kwargs.items())
+        return f"{counts['trainable'] == spec.reference_params} (counted with {built})"
+    return str(counts["trainable"] == spec.reference_params)
 
 
 def _print_pretrained(name):

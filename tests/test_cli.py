@@ -27,3 +27,14 @@ def test_console_entry_module_runs():
     result = subprocess.run([sys.executable, "-m", "keras_convzoo.cli", "list", "mobilenetv2_1*"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "mobilenetv2_140" in result.stdout
+
+
+def test_info_compares_ccnn_with_the_reference_model_it_counted(capsys):
+    # The official CCNN count is for 10 classes at 32x32; the default build has 1000 classes.
+    from keras_convzoo.applications import get_spec
+
+    assert cli.main(["info", "ccnn_4_140"]) == 0
+    out = capsys.readouterr().out
+    reference = get_spec("ccnn_4_140").reference_params
+    assert f"{reference:,}" in out
+    assert "matches reference     True (counted with classes=10, input_shape=(32, 32, 3))" in out
