@@ -230,3 +230,27 @@ def test_export_a_saved_keras_file_refuses_registry_options(capsys, tmp_path, ar
     err = capsys.readouterr().err
     assert "Cannot load" in err and "broken.keras" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.tflite").exists()
+
+
+def test_registry_model_checked_on_a_folder_of_images_through_its_preprocessing(capsys, tmp_path):
+    # The fused registry model keeps its name, so the folder's 0-255 PNGs go through
+    # preprocess_input (MobileNetV2: "tf" scaling to -1..1) before they reach the file.
+    from keras_convzoo.backend import tf
+
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        image = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)  # resized to 32x32
+        tf.io.write_file(str(tmp_path / f"{i}.png"), tf.io.encode_png(image))
+    out_file = tmp_path / "m.tflite"
+    assert cli.main(BASE + ["--verify-data", str(tmp_path), "--out", str(out_file)]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert rows["verification_inputs"] == "6 samples of verification_data" and rows["real_inputs"] == "True"
+    assert rows["num_samples"] == "6" and float(rows["relative_diff"]) <= 1e-4
+
+
+def test_fused_model_keeps_its_registry_name():
+    from keras_convzoo import deploy
+
+    model = create_model("mobilenetv2_035", input_shape=(32, 32, 3), **get_spec("mobilenetv2_035").test_overrides)
+    fused = deploy.fuse(model)
+    assert fused.convzoo_name == "mobilenetv2_035" and fused.pretrained_cfg is model.pretrained_cfg

@@ -331,4 +331,7 @@ def fuse(model):
     config["output_layers"] = _rename(config["output_layers"], mapping)
     fused = keras.Model.from_config(config, custom_objects=package_layers.custom_objects())
     _set_fused_weights(fused, model, after, before, nested)
+    for attribute in ("convzoo_name", "pretrained_cfg"):  # what preprocess_input and the exporters read
+        if hasattr(model, attribute):
+            setattr(fused, attribute, getattr(model, attribute))
     return fused
