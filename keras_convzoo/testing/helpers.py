@@ -245,7 +245,7 @@ def randomize_batch_norms(model, seed=0):
     with std 0.2.
 
     Args:
-        model: a Keras model (nested models are not visited).
+        model: a Keras model (nested models are visited, in layer order).
         seed: int, the NumPy generator seed.
 
     Returns:
@@ -255,16 +255,23 @@ def randomize_batch_norms(model, seed=0):
     >>> model = randomize_batch_norms(kcz.ResNeXt50(weights=None), seed=1)
     """
     rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            weights = []
-            for w in layer.weights:
-                name = w.name.split("/")[-1].split(":")[0]
-                if "gamma" in name or "variance" in name:
-                    weights.append(rng.uniform(0.5, 1.5, w.shape))
-                else:  # beta, moving_mean
-                    weights.append(rng.normal(0.0, 0.2, w.shape))
-            layer.set_weights([w.astype("float32") for w in weights])
+
+    def batch_norms(container):
+        for layer in container.layers:
+            if isinstance(layer, keras.Model):
+                yield from batch_norms(layer)
+            elif isinstance(layer, keras.layers.BatchNormalization):
+                yield layer
+
+    for layer in batch_norms(model):
+        weights = []
+        for w in layer.weights:
+            name = w.name.split("/")[-1].split(":")[0]
+            if "gamma" in name or "variance" in name:
+                weights.append(rng.uniform(0.5, 1.5, w.shape))
+            else:  # beta, moving_mean
+                weights.append(rng.normal(0.0, 0.2, w.shape))
+        layer.set_weights([w.astype("float32") for w in weights])
     return model
 
 

@@ -7,6 +7,7 @@ import keras_convzoo as kcz
 from keras_convzoo.backend import keras
 from keras_convzoo.deploy import fuse
 from keras_convzoo.layers._continuous_conv import ContinuousConvBase
+from keras_convzoo.testing import randomize_batch_norms
 
 
 def _all_layers(model):
@@ -15,17 +16,6 @@ def _all_layers(model):
         yield layer
         if isinstance(layer, keras.Model):
             yield from _all_layers(layer)
-
-
-def _randomise_bn(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in _all_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, c).astype("float32"), rng.normal(0, 0.2, c).astype("float32"),
-                rng.normal(0, 0.2, c).astype("float32"), rng.uniform(0.5, 2.0, c).astype("float32"),
-            ])
 
 
 def _bn_names(model):
@@ -46,7 +36,7 @@ def _resnext_backbone():
 
 def test_nested_resnext_backbone_is_fused_two_levels_deep():
     backbone = _resnext_backbone()
-    _randomise_bn(backbone)
+    randomize_batch_norms(backbone)
     inputs = keras.Input((32, 32, 3), name="image")
     x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
     x = backbone(x)
@@ -91,7 +81,7 @@ def test_nested_sequential_and_a_nested_graph_with_the_same_layer_names():
     x = keras.layers.BatchNormalization(name="bn")(x)  # outer "bn" -> "conv": folded
     x = inner(x)
     model = keras.Model(inputs, sequential(x))
-    _randomise_bn(model, seed=4)
+    randomize_batch_norms(model, seed=4)
 
     fused = fuse(model)
     assert _bn_names(fused) == []
@@ -109,7 +99,7 @@ def test_nested_sequential_and_a_nested_graph_with_the_same_layer_names():
 def test_nested_ccnn_kernels_are_baked_and_unfusable_models_are_kept():
     backbone = kcz.create_model("ccnn_4_140", include_top=False, pooling="avg", input_shape=(None, None, 3),
                                 **kcz.get_spec("ccnn_4_140").test_overrides)
-    _randomise_bn(backbone, seed=2)
+    randomize_batch_norms(backbone, seed=2)
     inputs = keras.Input((None, None, 3))
     model = keras.Model(inputs, keras.layers.Dense(3, name="head")(backbone(inputs)))
     fused = fuse(model)

@@ -8,6 +8,7 @@ from keras_convzoo.backend import LEGACY_KERAS, keras
 from keras_convzoo.export.prepare import prepare_for_export
 from keras_convzoo.layers import SeparableFlexConv
 from keras_convzoo.layers._continuous_conv import ContinuousConvBase
+from keras_convzoo.testing import randomize_batch_norms
 
 pytestmark = pytest.mark.export
 
@@ -25,17 +26,6 @@ def _continuous(model):
     return [l for l in _all_layers(model) if isinstance(l, ContinuousConvBase)]
 
 
-def _randomise_bn(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in _all_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, c).astype("float32"), rng.normal(0, 0.2, c).astype("float32"),
-                rng.normal(0, 0.2, c).astype("float32"), rng.uniform(0.5, 2.0, c).astype("float32"),
-            ])
-
-
 def _assert_close(got, expected, rtol=1e-5):
     scale = float(np.abs(expected).max())
     assert scale > 0
@@ -50,7 +40,7 @@ def _transfer_model(input_shape, **backbone_kwargs):
     x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
     outputs = keras.layers.Dense(10, name="head")(backbone(x))
     model = keras.Model(inputs, outputs, name="transfer")
-    _randomise_bn(model)
+    randomize_batch_norms(model)
     return model
 
 
