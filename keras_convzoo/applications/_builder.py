@@ -1,16 +1,24 @@
 """``build_application``: the one path every family's constructor goes through."""
 
 import dataclasses
+import difflib
 import os
 
+from keras_convzoo.applications._registry import check_config_overrides, match_choice, to_python
 from keras_convzoo.applications.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
-from keras_convzoo.backend import get_source_inputs, is_keras_tensor, keras
+from keras_convzoo.backend import LEGACY_KERAS, get_source_inputs, is_keras_tensor, keras
 from keras_convzoo.weights import pretrained
 from keras_convzoo.weights.keras_files import port_keras_file
 from keras_convzoo.weights.loading import WeightsMismatchError, check_weights_path, load, read_metadata
 from keras_convzoo.weights.state_dict import is_state_dict_path, read_state_dict
 
 POOLING_MODES = (None, "avg", "max")
+#: Spellings of ``pooling`` suggested (not accepted) in the error message.
+_POOLING_ALIASES = {"mean": "avg", "average": "avg", "avg_pool": "avg", "gap": "avg", "maximum": "max",
+                    "max_pool": "max", "none": None}
+#: Channel counts of images stored channels-first, ``(3, 224, 224)``: a shape that starts with one and
+#: has more than 4 channels is refused with the channels_last spelling.
+_CHANNELS_FIRST_HINTS = (1, 3)
 
 #: The keras.applications arguments every constructor takes.
 APPLICATION_ARGS = (
@@ -28,6 +36,42 @@ _GLOBAL_POOL = {
     "avg": {1: "GlobalAveragePooling1D", 2: "GlobalAveragePooling2D", 3: "GlobalAveragePooling3D"},
     "max": {1: "GlobalMaxPooling1D", 2: "GlobalMaxPooling2D", 3: "GlobalMaxPooling3D"},
 }
+
+
+def select_variant(argument, value, variants, entrypoint):
+    """The key of ``variants`` (numbers, e.g. MobileNetV2's alphas) that a number argument names.
+
+    Python and numpy numbers are accepted (``np.float32(0.35)`` names
+    ``0.35``: equal within float32 rounding); bools and other types are not.
+
+    Args:
+        argument: the argument's name, for the messages (``"alpha"``).
+        value: the value received.
+        variants: a mapping (or collection) whose keys are the allowed numbers.
+        entrypoint: the constructor's name, for the messages.
+
+    Returns:
+        The matching key of ``variants``.
+
+    Raises:
+        TypeError: ``value`` is no number (a bool, a str...).
+        ValueError: ``value`` is none of the keys; one line listing them.
+
+    Example:
+    >>> select_variant("alpha", np.float32(0.35), {0.35: "a", 1.0: "b"}, "MobileNetV2")
+    0.35
+    """
+    number = to_python(value)
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise TypeError(
+            f"`{argument}` must be a number, one of {sorted(variants)}. Received: {argument}={value!r}"
+        )
+    for key in variants:
+        if abs(key - number) <= 1e-6 * max(1.0, abs(key)):
+            return key
+    raise ValueError(
+        f"`{argument}` must be one of {sorted(variants)} for {entrypoint}. Received: {argument}={value!r}"
+    )
 
 
 def entrypoint_arguments(local_vars):
@@ -85,20 +129,32 @@ def build_application(
             port-timm`` records its layout, which is rebuilt); or, for
             families that read state dicts (timm, torchvision, official
             CCNN), a state dict file (``.npz``, ``.safetensors``, ``.pth``,
-            ``.bin``).
+            ``.bin``). Tags match case-insensitively (``"ImageNet"``).
         input_tensor: optional tensor to use as the model input (a Keras
-            tensor, e.g. the output of ``keras.Input``).
-        input_shape: shape without the batch axis, e.g. ``(224, 224, 3)`` or
-            ``(None, None, 3)``. Defaults to ``(default_size, default_size, 3)``
-            with ``include_top=True`` and ``(None, None, 3)`` otherwise.
+            tensor, e.g. the output of ``keras.Input``) of rank
+            ``spatial dims + 2``, channels last. With ``input_shape`` too,
+            the two must agree (equal sizes where both give one; as
+            keras.applications, which refuses a contradicting pair).
+        input_shape: shape without the batch axis, channels last, e.g.
+            ``(224, 224, 3)`` or ``(None, None, 3)``; numpy ints are fine.
+            Defaults to ``(default_size, default_size, 3)`` with
+            ``include_top=True`` and ``(None, None, 3)`` otherwise. A
+            channels-first shape such as ``(3, 224, 224)`` is refused with
+            the channels_last spelling.
         pooling: with ``include_top=False``: None (the plain feature map),
             ``"avg"`` or ``"max"`` (global pooling to a vector, followed by
-            the family's head norm where it has one, e.g. ConvNeXt).
-        classes: number of classes with ``include_top=True``.
+            the family's head norm where it has one, e.g. ConvNeXt); any
+            case (``"AVG"``).
+        classes: number of classes with ``include_top=True`` (an int or a
+            numpy int; not a bool).
         classifier_activation: activation of the classifier (str, callable
-            or None for logits).
+            or None for logits); names match case-insensitively
+            (``"Softmax"``).
         name: model name; defaults to the registry name.
-        **kwargs: overrides of the family config (``spec.config_fields``).
+        **kwargs: overrides of the family config (``spec.config_fields``),
+            checked against each field's type (numpy numbers accepted, bools
+            are no ints), choices (case-insensitive) and minimum (e.g. every
+            entry of ``depths`` >= 1), see ``check_config_overrides``.
 
     Returns:
         A ``keras.Model``.
@@ -118,7 +174,10 @@ def build_application(
             f"{spec.entrypoint}() got unknown argument(s): {unknown}{hint}. Allowed: "
             f"{list(APPLICATION_ARGS)} and the {spec.family} options {list(spec.config_fields)}."
         )
+    # numpy scalars count as the Python numbers they hold (np.float32(1.0), np.int64(10)); bools stay bools
+    include_top, classes, input_shape = to_python(include_top), to_python(classes), to_python(input_shape)
     if kwargs:
+        kwargs = check_config_overrides(spec.config, kwargs, spec.entrypoint)
         spec = spec.with_config(**kwargs)
     if not isinstance(include_top, bool):
         raise TypeError(f"`include_top` must be a bool. Received: include_top={include_top!r}")
@@ -127,6 +186,7 @@ def build_application(
             "keras_convzoo models are channels_last only; set "
             "keras.backend.set_image_data_format('channels_last')."
         )
+    weights = _canonical_weights(weights, spec)
     weights_kind, weights_path, weights_info = _check_weights(weights, spec)
     if weights_kind == "pretrained":
         _check_pretrained_classes(weights_info, weights, include_top, classes)
@@ -137,12 +197,11 @@ def build_application(
         spec = _apply_layout(spec, kwargs, spec.weight_formats[source].config, f"weights={weights!r} ({source})")
     elif weights_kind == "file" and weights_info is not None:
         spec = _apply_layout(spec, kwargs, weights_info.get("config") or {}, f"weights={weights!r}")
-    if pooling not in POOLING_MODES:
-        raise ValueError(f"`pooling` must be one of {POOLING_MODES}. Received: pooling={pooling!r}")
+    pooling = match_choice("pooling", pooling, POOLING_MODES, spec.entrypoint, aliases=_POOLING_ALIASES)
     if include_top:
         if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
             raise ValueError(f"`classes` must be a positive int. Received: classes={classes!r}")
-        _check_activation(classifier_activation)
+        classifier_activation = _check_activation(classifier_activation)
     if name is not None and not isinstance(name, str):
         raise TypeError(f"`name` must be a str or None. Received: name={name!r}")
 
@@ -182,6 +241,22 @@ def build_application(
         model.pretrained_cfg = (_entry_or_none(spec.name, weights_info["tag"]) if weights_info.get("tag") else None) \
             or _local_entry(spec, weights_path, weights_info.get("classes", 1000), weights_info.get("source"))
     return model
+
+
+def _canonical_weights(weights, spec):
+    """The spelling of a pretrained tag that ``weights`` names case-insensitively (``"ImageNet"`` ->
+    ``"imagenet"``); anything else unchanged (an unknown tag is refused by ``pretrained.resolve`` with the
+    closest spelling)."""
+    if not isinstance(weights, str) or not pretrained.looks_like_tag(weights):
+        return weights
+    if weights.lower() == pretrained.DEFAULT_TAG:
+        return pretrained.DEFAULT_TAG
+    tags = {e.tag for e in pretrained.list_pretrained(spec.name) if e.name == spec.name}
+    if weights not in tags:
+        same = [t for t in tags if t.lower() == weights.lower()]
+        if len(same) == 1:
+            return same[0]
+    return weights
 
 
 def _check_weights(weights, spec):
@@ -307,58 +382,142 @@ def _load_without_top(model, spec, path, input_shape, classes):
         layer.set_weights(values)
 
 
+def _activation_names():
+    """Public names of ``keras.activations`` functions."""
+    return sorted(
+        n for n in dir(keras.activations)
+        if not n.startswith("_") and n not in ("get", "serialize", "deserialize") and callable(getattr(keras.activations, n))
+    )
+
+
 def _check_activation(classifier_activation):
+    """Returns the activation to use: None, a callable, or a Keras activation name (matched case-insensitively)."""
     if classifier_activation is None or callable(classifier_activation):
-        return
+        return classifier_activation
     if not isinstance(classifier_activation, str):
         raise TypeError(
             "`classifier_activation` must be None, a str or a callable. "
             f"Received: classifier_activation={classifier_activation!r}"
         )
-    try:
-        keras.activations.get(classifier_activation)
-    except (ValueError, TypeError) as error:
-        raise ValueError(
-            "`classifier_activation` must name a Keras activation (e.g. 'softmax', "
-            f"'sigmoid', 'linear') or be None. Received: classifier_activation={classifier_activation!r}"
-        ) from error
+    for candidate in dict.fromkeys((classifier_activation, classifier_activation.strip().lower())):
+        try:
+            keras.activations.get(candidate)
+            return candidate
+        except (ValueError, TypeError):
+            continue
+    names = _activation_names()
+    close = difflib.get_close_matches(classifier_activation.strip().lower(), names, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        "`classifier_activation` must name a Keras activation (e.g. 'softmax', "
+        f"'sigmoid', 'linear') or be None.{hint} Received: classifier_activation={classifier_activation!r}"
+    )
 
 
 def _resolve_input_shape(spec, input_shape, input_tensor, include_top):
+    """The input shape without batch axis: from ``input_shape``, ``input_tensor`` (both: they must agree) or the
+    default, validated (rank, channels, channels_last, sizes)."""
     ranks = sorted({d + 1 for d in spec.accepted_spatial_dims or (spec.spatial_dims,)})
     wanted = " or ".join(str(r) for r in ranks)
-    if input_shape is None and input_tensor is not None:
-        input_shape = tuple(input_tensor.shape)[1:]
-    if input_shape is None:
-        return spec.input_shape_at(spec.default_size if include_top else None)
-    if not isinstance(input_shape, (tuple, list)):
+    if input_shape is not None:
+        if hasattr(input_shape, "as_list"):  # a tf.TensorShape
+            input_shape = tuple(input_shape.as_list())
+        if not isinstance(input_shape, (tuple, list)):
+            raise TypeError(
+                f"`input_shape` must be a tuple of {wanted} entries (spatial sizes, channels). "
+                f"Received: input_shape={input_shape!r}"
+            )
+        input_shape = tuple(input_shape)
+        if len(input_shape) not in ranks:
+            raise ValueError(
+                f"`input_shape` must have {wanted} entries (spatial sizes and the channels, "
+                f"channels_last) for {spec.entrypoint}. Received: input_shape={input_shape}"
+            )
+    if input_tensor is None:
+        if input_shape is None:
+            return spec.input_shape_at(spec.default_size if include_top else None)
+        _check_shape(spec, input_shape, "input_shape", f"input_shape={input_shape}")
+        return input_shape
+    full_shape = _tensor_shape(spec, input_tensor, ranks)
+    tensor_shape = full_shape[1:]
+    received = f"input_tensor with shape {full_shape}"
+    if input_shape is not None:
+        if len(input_shape) != len(tensor_shape) or any(
+            a is not None and b is not None and a != b for a, b in zip(input_shape, tensor_shape)
+        ):
+            raise ValueError(
+                f"`input_shape` contradicts `input_tensor` for {spec.entrypoint}: the tensor's shape without the "
+                f"batch axis is {tensor_shape}; pass input_tensor alone, or an input_shape with the same sizes "
+                f"(None for any). Received: input_shape={input_shape}, {received}"
+            )
+        # the tensor is the model's input; the shape fills in sizes the tensor leaves open
+        tensor_shape = tuple(t if t is not None else s for t, s in zip(tensor_shape, input_shape))
+    _check_shape(spec, tensor_shape, "input_tensor", received)
+    return tensor_shape
+
+
+def _tensor_shape(spec, input_tensor, ranks):
+    """``input_tensor``'s shape with the batch axis, as a tuple, after checking it is a tensor of a wanted rank."""
+    shape = getattr(input_tensor, "shape", None)
+    if shape is None or (not LEGACY_KERAS and not is_keras_tensor(input_tensor)):
         raise TypeError(
-            f"`input_shape` must be a tuple of {wanted} entries (spatial sizes, channels). "
-            f"Received: input_shape={input_shape!r}"
+            "`input_tensor` must be a symbolic Keras tensor (keras.Input(...) or a layer's output). "
+            f"Received: input_tensor of type {type(input_tensor).__name__}"
         )
-    input_shape = tuple(None if v is None else v for v in input_shape)
-    if len(input_shape) not in ranks:
+    try:
+        shape = tuple(None if d is None else int(d) for d in (shape.as_list() if hasattr(shape, "as_list") else shape))
+    except (TypeError, ValueError):
+        raise ValueError(f"`input_tensor` must have a known rank. Received: input_tensor with shape {shape}") from None
+    tensor_ranks = [r + 1 for r in ranks]
+    if len(shape) not in tensor_ranks:
+        layouts = {3: "(batch, length, channels)", 4: "(batch, height, width, channels)",
+                   5: "(batch, depth, height, width, channels)"}
+        expected = " or ".join(f"{r} {layouts[r]}" for r in tensor_ranks)
         raise ValueError(
-            f"`input_shape` must have {wanted} entries (spatial sizes and the channels, "
-            f"channels_last) for {spec.entrypoint}. Received: input_shape={input_shape}"
+            f"`input_tensor` must have rank {expected} for {spec.entrypoint}. "
+            f"Received: input_tensor with shape {shape} (rank {len(shape)})"
         )
-    *spatial, channels = input_shape
+    return shape
+
+
+def _looks_channels_first(shape):
+    """Whether a shape without batch axis looks channels-first: ``(3, 224, 224)``, ``(1, 784)``, ``(3, None, None)``.
+
+    The first entry is a usual channel count (1 or 3), the last is no usual one (None or more than 4) and
+    no other spatial size is 4 or less.
+    """
+    first, *middle, channels = shape
+    return (
+        first in _CHANNELS_FIRST_HINTS
+        and (channels is None or (isinstance(channels, int) and channels > 4))
+        and all(s is None or (isinstance(s, int) and s > 4) for s in middle)
+    )
+
+
+def _check_shape(spec, shape, label, received):
+    """Checks a shape without batch axis (channels_last, channels, sizes); messages name ``label``."""
+    *spatial, channels = shape
+    if _looks_channels_first(shape):
+        moved = tuple(shape[1:]) + (shape[0],)
+        if label == "input_shape":
+            use = f"{moved}"
+        else:
+            permute = tuple(range(2, len(shape) + 1)) + (1,)
+            use = f"a tensor of shape {(None,) + moved} (keras.layers.Permute({permute}) moves the channels last)"
+        raise ValueError(
+            f"`{label}` looks channels-first; keras_convzoo models are channels_last: use {use}. Received: {received}"
+        )
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise ValueError(
-            f"The channel count (last entry of `input_shape`) must be a positive int. "
-            f"Received: input_shape={input_shape}"
+            f"The channel count (last entry of `{label}`) must be a positive int. Received: {received}"
         )
     for size in spatial:
         if size is None:
             continue
         if isinstance(size, bool) or not isinstance(size, int):
-            raise TypeError(f"Spatial sizes must be ints or None. Received: input_shape={input_shape}")
+            raise TypeError(f"Spatial sizes of `{label}` must be ints or None. Received: {received}")
         if size < spec.min_size:
-            raise ValueError(
-                f"Input size must be at least {spec.min_size} for {spec.entrypoint}. "
-                f"Received: input_shape={input_shape}"
-            )
-    return input_shape
+            raise ValueError(f"Input size must be at least {spec.min_size} for {spec.entrypoint}. Received: {received}")
 
 
 def _add_head(x, spec, include_top, pooling, classes, classifier_activation):

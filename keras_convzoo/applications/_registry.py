@@ -1,8 +1,12 @@
 """The model registry: one ``ModelSpec`` per variant, one source of truth."""
 
 import dataclasses
+import difflib
 import fnmatch
-from typing import Any, Callable, Mapping, Optional, Tuple
+import typing
+from typing import Any, Callable, Mapping, Optional, Tuple, Union
+
+import numpy as np
 
 from keras_convzoo.weights.formats import SOURCES, WeightFormat
 
@@ -10,6 +14,230 @@ _REGISTRY = {}
 
 #: Input scalings of ``keras.applications.imagenet_utils.preprocess_input``.
 PREPROCESSING_MODES = ("torch", "tf", "caffe")
+
+
+def to_python(value):
+    """Turns numpy scalars (and arrays) into the Python values they hold, recursively.
+
+    ``np.float32(1.0)`` -> ``1.0``, ``np.int64(3)`` -> ``3``, ``np.bool_(True)``
+    -> ``True`` (still a bool), a 0-d array -> its item, a 1-d or deeper array
+    -> nested tuples; tuples and lists keep their type with their entries
+    converted; anything else is returned unchanged.
+
+    Args:
+        value: any argument value.
+
+    Returns:
+        The value with every numpy scalar replaced by a Python one.
+
+    Example:
+    >>> to_python((np.int64(3), np.float32(0.5)))
+    (3, 0.5)
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.item() if value.ndim == 0 else to_python(_tuples(value.tolist()))
+    if type(value) in (tuple, list):
+        return type(value)(to_python(v) for v in value)
+    return value
+
+
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+_NO_SUGGESTION = object()
+
+
+def match_choice(name, value, choices, where="", aliases=None):
+    """Returns the entry of ``choices`` that ``value`` names, matching strings case-insensitively.
+
+    Args:
+        name: argument name, for the message.
+        value: the value received.
+        choices: the allowed values (strings, and None where allowed).
+        where: optional constructor name for the message (``"ResNeXt50"``).
+        aliases: optional ``{lowercase wrong spelling: choice}`` suggested
+            (not accepted) in the message, e.g. ``{"mean": "avg"}``.
+
+    Returns:
+        The matching choice (``"AVG"`` -> ``"avg"``).
+
+    Raises:
+        ValueError: one line naming the argument, the allowed values, the
+            closest spelling (``Did you mean 'avg'?``) and the value received.
+
+    Example:
+    >>> match_choice("pooling", "AVG", (None, "avg", "max"))
+    'avg'
+    """
+    if any(value is c or (isinstance(value, str) and value == c) for c in choices):
+        return value
+    suggestion = _NO_SUGGESTION
+    if isinstance(value, str):
+        lowered = {c.lower(): c for c in choices if isinstance(c, str)}
+        key = value.strip().lower()
+        if key in lowered:
+            return lowered[key]
+        if aliases and key in aliases:
+            suggestion = aliases[key]
+        else:
+            close = difflib.get_close_matches(key, list(lowered), n=1, cutoff=0.6)
+            if close:
+                suggestion = lowered[close[0]]
+    hint = "" if suggestion is _NO_SUGGESTION else f" Did you mean {suggestion!r}?"
+    for_where = f" for {where}" if where else ""
+    raise ValueError(f"`{name}` must be one of {tuple(choices)}{for_where}.{hint} Received: {name}={value!r}")
+
+
+def config_field(default, *, choices=None, minimum=None):
+    """A field of a family config dataclass with the values it may take.
+
+    ``ModelSpec.with_config`` (every keyword override of a constructor goes
+    through it) checks each override against the field's type annotation
+    (numpy scalars count as the Python numbers they hold, bools are not ints,
+    lists are turned into tuples), its ``choices`` (strings matched
+    case-insensitively, a wrong spelling answered with the closest one) and
+    its ``minimum`` (of an int, or of every entry of a tuple of ints, which
+    must then be non-empty).
+
+    Args:
+        default: the default value.
+        choices: optional tuple of allowed values.
+        minimum: optional smallest allowed number.
+
+    Returns:
+        A ``dataclasses.field``.
+
+    Example:
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Config:
+    ...     depths: Tuple[int, ...] = config_field((3, 4, 6, 3), minimum=1)
+    """
+    metadata = {}
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    if minimum is not None:
+        metadata["minimum"] = minimum
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _plural(hint):
+    names = {int: "ints", float: "numbers", bool: "bools", str: "strs", type(None): "None"}
+    if hint in names:
+        return names[hint]
+    return _describe(hint, plural=True)
+
+
+def _describe(hint, plural=False):
+    """English for a type annotation: ``Tuple[int, ...]`` -> ``"a tuple of ints"``."""
+    names = {int: "an int", float: "a number", bool: "a bool", str: "a str", type(None): "None"}
+    if hint in names:
+        return names[hint]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    article = "" if plural else "a "
+    noun = "tuples" if plural else "tuple"
+    if origin is Union:
+        parts = [_describe(a) for a in args if a is not type(None)]
+        return " or ".join(parts + (["None"] if type(None) in args else []))
+    if origin is tuple and args:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"{article}{noun} of {_plural(args[0])}"
+        if len(set(args)) == 1:
+            return f"{article}{noun} of {len(args)} {_plural(args[0])}"
+        return f"{article}{noun} ({', '.join(_describe(a) for a in args)})"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _conform(value, hint):
+    """``(ok, value)``: whether ``value`` is of the annotated type, with lists turned into tuples."""
+    if hint is Any or isinstance(hint, typing.TypeVar):
+        return True, value
+    if hint is type(None):
+        return value is None, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool), value
+    if hint is str:
+        return isinstance(value, str), value
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:
+        for arg in args:
+            ok, conformed = _conform(value, arg)
+            if ok:
+                return True, conformed
+        return False, value
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            return False, value
+        if not args:
+            return True, tuple(value)
+        entry_hints = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(entry_hints) != len(value):
+            return False, value
+        conformed = []
+        for entry, entry_hint in zip(value, entry_hints):
+            ok, entry = _conform(entry, entry_hint)
+            if not ok:
+                return False, value
+            conformed.append(entry)
+        return True, tuple(conformed)
+    return True, value  # an annotation this check does not know: left to the family's own checks
+
+
+def _below(value, minimum):
+    """Whether an int, or any int of a (nested) tuple, is below ``minimum`` (a tuple must be non-empty)."""
+    if isinstance(value, tuple):
+        return not value or any(_below(v, minimum) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value < minimum
+
+
+def check_config_overrides(config, overrides, where):
+    """Checks and normalises overrides of a family config (see ``config_field``).
+
+    Args:
+        config: the family's config dataclass instance.
+        overrides: ``{field: value}``; every field must exist.
+        where: the constructor's name, for the messages (``"ResNeXt50"``).
+
+    Returns:
+        The overrides with numpy scalars turned into Python numbers, lists
+        into tuples and choice strings into their canonical spelling.
+
+    Raises:
+        ValueError: a value outside the field's ``choices`` or below its
+            ``minimum``, naming the field, what is allowed and what was received.
+        TypeError: a value of another type than the annotation's.
+
+    Example:
+    >>> spec = get_spec("resnext50_32x4d")
+    >>> check_config_overrides(spec.config, {"depths": [2, 2, 2, 2], "block": "Bottleneck"}, spec.entrypoint)
+    {'depths': (2, 2, 2, 2), 'block': 'bottleneck'}
+    """
+    hints = typing.get_type_hints(type(config))
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    checked = {}
+    for field, value in overrides.items():
+        value = to_python(value)
+        metadata = fields[field].metadata
+        if "choices" in metadata:
+            value = match_choice(field, value, metadata["choices"], where)
+        if field in hints:
+            ok, value = _conform(value, hints[field])
+            if not ok:
+                raise TypeError(
+                    f"`{field}` must be {_describe(hints[field])} for {where}. Received: {field}={value!r}"
+                )
+        minimum = metadata.get("minimum")
+        if minimum is not None and _below(value, minimum):
+            what = f"a non-empty tuple with every entry >= {minimum}" if isinstance(value, tuple) else f">= {minimum}"
+            raise ValueError(f"`{field}` must be {what} for {where}. Received: {field}={value!r}")
+        checked[field] = value
+    return checked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,13 +365,22 @@ class ModelSpec:
         return tuple(f.name for f in dataclasses.fields(self.config))
 
     def with_config(self, **overrides):
-        """Returns a copy of the spec whose config has ``overrides`` applied."""
+        """Returns a copy of the spec whose config has ``overrides`` applied.
+
+        Every override is checked and normalised by ``check_config_overrides``
+        (type, choices, minimum of the config field; numpy scalars accepted).
+
+        Raises:
+            TypeError: for an unknown field or a wrongly typed value.
+            ValueError: for a value outside what the field allows.
+        """
         unknown = sorted(set(overrides) - set(self.config_fields))
         if unknown:
             raise TypeError(
                 f"Unknown config field(s) for '{self.name}': {unknown}. "
                 f"Allowed: {list(self.config_fields)}"
             )
+        overrides = check_config_overrides(self.config, overrides, self.entrypoint)
         return dataclasses.replace(self, config=dataclasses.replace(self.config, **overrides))
 
 

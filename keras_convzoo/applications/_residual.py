@@ -4,6 +4,7 @@ import dataclasses
 import re
 from typing import Optional, Tuple
 
+from keras_convzoo.applications._registry import config_field
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.residual import basic_block, bottleneck_block
@@ -13,6 +14,11 @@ RESNET_PAPER = "He et al., Deep Residual Learning for Image Recognition, CVPR 20
 RESNEXT_PAPER = "Xie et al., Aggregated Residual Transformations for Deep Neural Networks, CVPR 2017"
 SENET_PAPER = "Hu et al., Squeeze-and-Excitation Networks, CVPR 2018"
 
+#: Values of the ``downsample`` config field of families with a pooled stem.
+DOWNSAMPLE_MODES = ("pool", "conv")
+#: Values of the ``block`` config field.
+BLOCK_TYPES = ("basic", "bottleneck")
+
 
 @dataclasses.dataclass(frozen=True)
 class ResNetConfig:
@@ -20,7 +26,8 @@ class ResNetConfig:
 
     Attributes:
         block: ``"basic"`` (ResNet-18/34) or ``"bottleneck"``.
-        depths: blocks per stage.
+        depths: blocks per stage, each >= 1 (a stage of 0 blocks would
+            leave a stem-only model).
         widths: ``planes`` per stage (bottleneck output is 4x).
         cardinality: groups of the bottleneck 3x3 (ResNeXt).
         base_width: width per group at 64 planes (ResNeXt "d").
@@ -40,23 +47,19 @@ class ResNetConfig:
             "pool", 4.346 GMACs with "conv" (+115.6M MACs, +2.7%).
     """
 
-    block: str = "bottleneck"
-    depths: Tuple[int, ...] = (3, 4, 6, 3)
-    widths: Tuple[int, ...] = (64, 128, 256, 512)
-    cardinality: int = 1
-    base_width: int = 64
-    stem_width: int = 64
+    block: str = config_field("bottleneck", choices=BLOCK_TYPES)
+    depths: Tuple[int, ...] = config_field((3, 4, 6, 3), minimum=1)
+    widths: Tuple[int, ...] = config_field((64, 128, 256, 512), minimum=1)
+    cardinality: int = config_field(1, minimum=1)
+    base_width: int = config_field(64, minimum=1)
+    stem_width: int = config_field(64, minimum=1)
     se_ratio: Optional[float] = None
-    se_divisor: int = 8
+    se_divisor: int = config_field(8, minimum=1)
     drop_rate: float = 0.0
     zero_init_last: bool = True
     bn_epsilon: float = 1e-5
     bn_momentum: float = 0.9
-    downsample: str = "pool"
-
-
-#: Values of the ``downsample`` config field of families with a pooled stem.
-DOWNSAMPLE_MODES = ("pool", "conv")
+    downsample: str = config_field("pool", choices=DOWNSAMPLE_MODES)
 
 
 def stem_downsample(
@@ -115,8 +118,10 @@ def residual_body(x, config):
         ``(x, features)`` with features ``stem`` (stride 4 after pooling)
         and ``stage1`` .. ``stage4`` (strides 4, 8, 16, 32).
     """
-    if config.block not in ("basic", "bottleneck"):
-        raise ValueError(f"`block` must be 'basic' or 'bottleneck'. Received: block={config.block!r}")
+    if config.block not in BLOCK_TYPES:
+        raise ValueError(f"`block` must be one of {BLOCK_TYPES}. Received: block={config.block!r}")
+    if not config.depths or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in config.depths):
+        raise ValueError(f"`depths` must be a non-empty tuple of ints >= 1. Received: depths={config.depths!r}")
     if len(config.depths) != len(config.widths):
         raise ValueError(
             f"`depths` and `widths` must have the same length. Received: depths={config.depths}, "

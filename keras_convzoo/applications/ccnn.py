@@ -1,12 +1,15 @@
 """CCNN: the continuous convolutional network for 1D, 2D and 3D data at any resolution."""
 
 import dataclasses
+import math
+import warnings
 from typing import Optional, Tuple, Union
 
 from keras_convzoo.applications._builder import build_application
-from keras_convzoo.applications._registry import ModelSpec, register
+from keras_convzoo.applications._registry import ModelSpec, config_field, register, to_python
 from keras_convzoo.backend import keras
-from keras_convzoo.blocks.ccnn import ccnn_block, dropout_layer
+from keras_convzoo.blocks.ccnn import DROPOUT_TYPES, ccnn_block, dropout_layer
+from keras_convzoo.layers._continuous_conv import CONV_METHODS, KERNEL_NETWORKS, RESOLUTIONS
 from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.separable_flex_conv import SeparableFlexConv
 from keras_convzoo.weights.ccnn import port_ccnn
@@ -19,6 +22,10 @@ PAPER = (
 #: Kernel grid of 1D models whose sequence length is not static (the reference sizes it to the input).
 DEFAULT_SEQUENCE_GRID = 1024
 DEFAULT_IMAGE_GRID = 33
+#: Grid intervals per unit of MAGNet frequency scale at the largest ``omega_0`` whose initial kernels are
+#: still smooth between the grid points (``continuous_omega_0``): 16 in 2D, i.e. ``omega_0=0.5`` on a
+#: 9-point grid, 2.0 on the default 33-point grid (measured, see ``continuous_omega_0``).
+_INTERVALS_PER_OMEGA = 16.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +38,19 @@ class CCNNConfig:
         kernel_hidden: hidden units of each MAGNet kernel network.
         kernel_layers: MAGNet hidden layers (3 in every published model).
         kernel_network: ``"magnet"`` (the paper's) or ``"siren"`` / ``"mlp"``.
-        omega_0: MAGNet frequency scale; None: ``default_omega_0[dims - 1]``.
+        omega_0: MAGNet frequency scale of the kernel network's
+            initialisation. None: with ``resolution="fixed"``
+            ``default_omega_0[dims - 1]`` (the paper's, e.g. 4231.57 in 2D);
+            with ``resolution="continuous"`` ``continuous_omega_0(grid,
+            dims)`` (2.0 on the default 33-point 2D grid, 0.5 on a 9-point
+            one), because the paper's values make kernels that are aliased
+            on the grid (frequencies far above its Nyquist rate): they fit
+            the training resolution but transfer nothing to another one.
+            Measured (8x8 digits, default 33-point grid, test accuracy at
+            8x8 / 16x16 / 32x32): 0.967 / 0.108 / 0.108 with 4231.57, 0.919 /
+            0.811 / 0.849 with 2.0. An explicit ``omega_0`` above
+            ``continuous_omega_0`` with ``resolution="continuous"`` gives a
+            ``UserWarning``.
         default_omega_0: per-dimensionality defaults (1D, 2D, 3D), the
             paper's sMNIST / CIFAR-10 values of the variant.
         mask_init: initial Gaussian mask width of every SeparableFlexConv.
@@ -47,29 +66,30 @@ class CCNNConfig:
         fft_threshold: kernel taps per dim above which ``"auto"`` uses the FFT
             (None: the measured default per dimensionality, see FlexConv).
         resolution: ``"fixed"`` (reference) or ``"continuous"`` (the kernel is
-            resampled for other input sizes; needs ``train_size``).
+            resampled for other input sizes; needs ``train_size`` or a static
+            input size; sets the default ``omega_0``, see there).
         train_size: input size the kernel grid is set for (``"continuous"``).
         seed: int seed of the kernel-network initialisation.
     """
 
-    depth: int = 4
-    width: int = 140
-    kernel_hidden: int = 32
-    kernel_layers: int = 3
-    kernel_network: str = "magnet"
+    depth: int = config_field(4, minimum=1)
+    width: int = config_field(140, minimum=1)
+    kernel_hidden: int = config_field(32, minimum=1)
+    kernel_layers: int = config_field(3, minimum=1)
+    kernel_network: str = config_field("magnet", choices=KERNEL_NETWORKS)
     omega_0: Optional[float] = None
     default_omega_0: Tuple[float, float, float] = (2976.49, 4231.57, 4231.57)
     mask_init: float = 0.075
     mask_threshold: float = 0.1
-    kernel_size: Union[None, int, Tuple[int, ...]] = None
+    kernel_size: Union[None, int, Tuple[int, ...]] = config_field(None, minimum=1)
     causal: Optional[bool] = None
     dropout: float = 0.0
     dropout_in: float = 0.0
-    dropout_type: str = "spatial"
-    conv_method: str = "auto"
+    dropout_type: str = config_field("spatial", choices=DROPOUT_TYPES)
+    conv_method: str = config_field("auto", choices=CONV_METHODS)
     fft_threshold: Optional[int] = None
-    resolution: str = "fixed"
-    train_size: Union[None, int, Tuple[int, ...]] = None
+    resolution: str = config_field("fixed", choices=RESOLUTIONS)
+    train_size: Union[None, int, Tuple[int, ...]] = config_field(None, minimum=1)
     seed: Optional[int] = None
 
 
@@ -86,11 +106,56 @@ def _check(config, dims):
         raise ValueError(f"`causal=True` is for sequences (1 spatial dim). Received an input with {dims} spatial dims.")
 
 
+def continuous_omega_0(grid, dims):
+    """The largest MAGNet ``omega_0`` whose initial kernels resample across resolutions.
+
+    MAGNet's first-layer frequencies are ``U(-1/sqrt(dims), 1/sqrt(dims)) *
+    2 pi omega_0 gamma`` with ``gamma`` around 1.5-12, so the paper's
+    ``omega_0`` (~1000-4000) puts them far above the Nyquist rate of any
+    kernel grid: the kernel takes unrelated values between its grid points,
+    and ``resolution="continuous"``, which samples it between them at other
+    input sizes, computes an unrelated convolution there. Measured at
+    initialisation (a SeparableFlexConv, the taps added at 2x the training
+    size against the mean of their neighbours, RMS relative to the kernel;
+    3 seeds): 9-point grid: 1.43 at 4231.57, 0.96 at 3, 0.35 at 1, 0.16 at
+    0.5; 33-point grid: 1.30 at 4231.57, 0.78 at 10, 0.17 at 3, 0.03 at 1.
+    Trained on 8x8 digits (``tools/ccnn_resolution_transfer.py``'s model,
+    12 epochs, seed 0, one run each), test accuracy at 8x8 / 16x16 / 32x32
+    (upsampled test images). Default 33-point grid, default mask 0.075:
+    0.967 / 0.108 / 0.108 with 4231.57 (the paper's), 0.962 / 0.363 / 0.411
+    with 4.0, 0.919 / 0.811 / 0.849 with 2.0 (this rule), 0.720 / 0.627 /
+    0.662 with 1.0. 9-point grid, mask 0.5: 0.932 / 0.108 / 0.108 with
+    4231.57, 0.859 / 0.569 / 0.569 with 0.5 (this rule), 0.642 / 0.592 /
+    0.594 with 0.25. Lower values resample better but fit the training
+    resolution worse.
+
+    Args:
+        grid: kernel grid points per dim at the training size (an int or a
+            tuple; the coarsest dim counts).
+        dims: spatial dims (1, 2 or 3).
+
+    Returns:
+        ``(min(grid) - 1) * sqrt(dims / 2) / 16``: 2.0 for the default
+        33-point 2D grid, 0.5 for a 9-point one.
+
+    Example:
+    >>> continuous_omega_0(33, 2)
+    2.0
+    """
+    points = min(grid) if isinstance(grid, (tuple, list)) else grid
+    return (points - 1) * math.sqrt(dims / 2) / _INTERVALS_PER_OMEGA
+
+
 def layer_arguments(config, dims, length=None):
     """The ``SeparableFlexConv`` arguments every CCNN layer shares (without ``filters``/``name``/``seed``)."""
     kernel_size = config.kernel_size
     if kernel_size is None:
         kernel_size = (length or DEFAULT_SEQUENCE_GRID) if dims == 1 else DEFAULT_IMAGE_GRID
+    omega_0 = config.omega_0
+    if omega_0 is None:
+        omega_0 = config.default_omega_0[dims - 1]
+        if config.resolution == "continuous" and config.kernel_network == "magnet":
+            omega_0 = continuous_omega_0(kernel_size, dims)
     return dict(
         kernel_size=kernel_size,
         causal=(dims == 1) if config.causal is None else config.causal,
@@ -99,12 +164,29 @@ def layer_arguments(config, dims, length=None):
         kernel_network=config.kernel_network,
         kernel_hidden=config.kernel_hidden,
         kernel_layers=config.kernel_layers,
-        omega_0=config.omega_0 if config.omega_0 is not None else config.default_omega_0[dims - 1],
+        omega_0=omega_0,
         conv_method=config.conv_method,
         fft_threshold=config.fft_threshold,
         resolution=config.resolution,
         train_size=config.train_size,
     )
+
+
+def _warn_aliased_kernels(config, dims, conv):
+    """UserWarning for an explicit MAGNet ``omega_0`` too high for ``resolution="continuous"``."""
+    if config.resolution != "continuous" or config.kernel_network != "magnet" or config.omega_0 is None:
+        return
+    grid = conv["kernel_size"]
+    bound = continuous_omega_0(grid, dims)
+    if config.omega_0 > bound * (1 + 1e-6):
+        points = "x".join(str(n) for n in grid) if isinstance(grid, (tuple, list)) else grid
+        warnings.warn(
+            f"CCNN: resolution='continuous' with omega_0={config.omega_0} on a {points}-point kernel grid: the "
+            "kernels alias on the grid and transfer poorly to other resolutions (see CCNNConfig.omega_0); use "
+            f"omega_0<={bound:.4g} (omega_0=None picks {bound:.4g} with resolution='continuous').",
+            UserWarning,
+            stacklevel=5,  # the user's CCNN(...) / create_model(...) call
+        )
 
 
 def ccnn_body(x, config):
@@ -123,6 +205,7 @@ def ccnn_body(x, config):
     _check(config, dims)
     length = x.shape[1] if dims == 1 else None
     conv = layer_arguments(config, dims, length)
+    _warn_aliased_kernels(config, dims, conv)
     seed = config.seed
     if config.dropout_in:
         x = dropout_layer(config.dropout_in, config.dropout_type, dims, "input_dropout")(x)
@@ -220,6 +303,12 @@ def CCNN(
         **kwargs: other ``CCNNConfig`` fields: ``omega_0``, ``mask_init``,
             ``kernel_size``, ``causal``, ``dropout``, ``dropout_in``,
             ``dropout_type``, ``conv_method``, ``resolution``, ``train_size``...
+            ``resolution="continuous"`` (with ``train_size`` or a static
+            input size) resamples the kernels at other input sizes; it needs
+            kernels smooth on the training grid, so ``omega_0=None`` then
+            means ``continuous_omega_0`` (2.0 on the default 33-point 2D
+            grid) instead of the paper's ~4000, and a larger explicit
+            ``omega_0`` gives a ``UserWarning``.
 
     Returns:
         A ``keras.Model``.
@@ -236,6 +325,7 @@ def CCNN(
         include_top=include_top, weights=weights, input_tensor=input_tensor, input_shape=input_shape,
         pooling=pooling, classes=classes, classifier_activation=classifier_activation, name=name,
     )
+    depth, width, kernel_hidden = to_python(depth), to_python(width), to_python(kernel_hidden)
     variant = {(4, 140, 32): "ccnn_4_140", (6, 380, 64): "ccnn_6_380"}.get((depth, width, kernel_hidden))
     spec = SPECS[variant or "ccnn_4_140"]
     if variant is None:

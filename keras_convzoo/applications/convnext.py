@@ -4,7 +4,7 @@ import dataclasses
 from typing import Tuple
 
 from keras_convzoo.applications._builder import make_entrypoint
-from keras_convzoo.applications._registry import ModelSpec, register
+from keras_convzoo.applications._registry import ModelSpec, config_field, register
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.convnext import convnext_block
 from keras_convzoo.weights.formats import KeyMap, WeightFormat
@@ -19,7 +19,7 @@ class ConvNeXtConfig:
     """Architecture of ConvNeXt.
 
     Attributes:
-        depths: blocks per stage.
+        depths: blocks per stage, each >= 1.
         dims: channels per stage.
         kernel_size: depthwise kernel size.
         mlp_ratio: MLP expansion.
@@ -34,10 +34,10 @@ class ConvNeXtConfig:
             keras.applications' behaviour.
     """
 
-    depths: Tuple[int, ...] = (3, 3, 9, 3)
-    dims: Tuple[int, ...] = (96, 192, 384, 768)
-    kernel_size: int = 7
-    mlp_ratio: int = 4
+    depths: Tuple[int, ...] = config_field((3, 3, 9, 3), minimum=1)
+    dims: Tuple[int, ...] = config_field((96, 192, 384, 768), minimum=1)
+    kernel_size: int = config_field(7, minimum=1)
+    mlp_ratio: int = config_field(4, minimum=1)
     layer_scale_init_value: float = 1e-6
     drop_path_rate: float = 0.0
     drop_rate: float = 0.0
@@ -59,6 +59,8 @@ def convnext_body(x, config):
         raise ValueError(
             f"`depths` and `dims` must have the same length. Received: depths={config.depths}, dims={config.dims}"
         )
+    if not config.depths or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in config.depths):
+        raise ValueError(f"`depths` must be a non-empty tuple of ints >= 1. Received: depths={config.depths!r}")
     if not 0 <= config.drop_path_rate < 1:
         raise ValueError(f"`drop_path_rate` must be in [0, 1). Received: drop_path_rate={config.drop_path_rate}")
     eps = config.norm_epsilon
@@ -185,8 +187,9 @@ _DOC = """Instantiates {entry}: {params:.1f}M parameters (timm ``{name}``).
     Same signature as ``keras.applications.{entry}``, whose architecture it
     reproduces layer for layer (outputs equal once weights are copied), with
     these differences: the depthwise 7x7 is a ``DepthwiseConv2D`` (Keras'
-    ``Conv2D(groups=C)`` does not convert to ONNX), GELU is ``tf.nn.gelu``
-    (the TFLite builtin), stochastic depth drops per sample (timm), input
+    ``Conv2D(groups=C)`` does not convert to ONNX), GELU is the erf form
+    ``layers.gelu.gelu_exact`` (the TFLite builtin, ONNX ``Erf``), stochastic
+    depth drops per sample (timm), input
     normalisation is off unless ``include_preprocessing=True`` is passed, and
     ``include_top=False, pooling=None`` returns the plain feature map (Keras
     adds a LayerNorm there); with ``pooling="avg"|"max"`` the pooled features

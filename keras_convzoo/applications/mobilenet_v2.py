@@ -3,8 +3,8 @@
 import dataclasses
 from typing import Tuple
 
-from keras_convzoo.applications._builder import build_application, entrypoint_arguments
-from keras_convzoo.applications._registry import ModelSpec, register
+from keras_convzoo.applications._builder import build_application, entrypoint_arguments, select_variant
+from keras_convzoo.applications._registry import ModelSpec, config_field, register
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.inverted_residual import inverted_residual_block
@@ -31,7 +31,8 @@ class MobileNetV2Config:
 
     Attributes:
         alpha: width multiplier.
-        block_settings: rows (t, c, n, s) of the paper's Table 2.
+        block_settings: rows (t, c, n, s) of the paper's Table 2, every
+            entry >= 1 (a row with n = 0 repeats would add no stage).
         stem_filters: stem channels before ``alpha``.
         head_filters: channels of the last 1x1 conv (scaled only if alpha > 1).
         padding_mode: ``"keras"`` (keras.applications: TF "same" stem,
@@ -42,10 +43,10 @@ class MobileNetV2Config:
     """
 
     alpha: float = 1.0
-    block_settings: Tuple[Tuple[int, int, int, int], ...] = BLOCK_SETTINGS
-    stem_filters: int = 32
-    head_filters: int = 1280
-    padding_mode: str = "keras"
+    block_settings: Tuple[Tuple[int, int, int, int], ...] = config_field(BLOCK_SETTINGS, minimum=1)
+    stem_filters: int = config_field(32, minimum=1)
+    head_filters: int = config_field(1280, minimum=1)
+    padding_mode: str = config_field("keras", choices=("keras", "torch"))
     bn_epsilon: float = 1e-3
     bn_momentum: float = 0.999
     drop_rate: float = 0.0
@@ -206,7 +207,8 @@ def MobileNetV2(
     Args:
         input_shape: shape without batch, e.g. ``(224, 224, 3)`` or
             ``(None, None, 3)``; defaults as in keras.applications.
-        alpha: width multiplier, one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4.
+        alpha: width multiplier, one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4 (a
+            Python or numpy number: ``np.float32(0.35)`` selects 0.35).
         include_top: whether to add the classifier.
         weights: None, ``"imagenet"`` (keras.applications' own file for
             this alpha: outputs equal ``keras.applications.MobileNetV2``'s,
@@ -226,6 +228,11 @@ def MobileNetV2(
     Returns:
         A ``keras.Model``.
 
+    Raises:
+        TypeError: ``alpha`` is no number (e.g. a str or a bool).
+        ValueError: ``alpha`` is none of the six widths (and as
+            ``build_application`` for the other arguments).
+
     Reference:
         Sandler et al., "MobileNetV2: Inverted Residuals and Linear
         Bottlenecks", CVPR 2018.
@@ -233,11 +240,6 @@ def MobileNetV2(
     Example:
     >>> model = MobileNetV2(input_shape=(None, None, 3), alpha=0.5, include_top=False)
     """
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"`alpha` must be a number. Received: alpha={alpha!r}")
-    if alpha not in SPECS:
-        raise ValueError(
-            f"`alpha` must be one of {sorted(SPECS)} for MobileNetV2. Received: alpha={alpha!r}"
-        )
+    alpha = select_variant("alpha", alpha, SPECS, "MobileNetV2")
     arguments = entrypoint_arguments(locals())
     return build_application(SPECS[alpha], **arguments)

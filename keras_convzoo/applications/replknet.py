@@ -4,10 +4,11 @@ import dataclasses
 from typing import Optional, Tuple
 
 from keras_convzoo.applications._builder import make_entrypoint
-from keras_convzoo.applications._registry import ModelSpec, register
+from keras_convzoo.applications._registry import ModelSpec, config_field, register
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.replknet import conv_ffn_block, replk_block
+from keras_convzoo.ops.padding import PADDING_MODES
 
 PAPER = "Ding et al., Scaling Up Your Kernels to 31x31: Revisiting Large Kernel Design in CNNs, CVPR 2022"
 
@@ -34,15 +35,15 @@ class RepLKNetConfig:
             (symmetric, as the official PyTorch code) or ``"keras"``.
     """
 
-    depths: Tuple[int, ...] = (2, 2, 18, 2)
-    channels: Tuple[int, ...] = (128, 256, 512, 1024)
-    large_kernel_sizes: Tuple[int, ...] = (31, 29, 27, 13)
+    depths: Tuple[int, ...] = config_field((2, 2, 18, 2), minimum=1)
+    channels: Tuple[int, ...] = config_field((128, 256, 512, 1024), minimum=1)
+    large_kernel_sizes: Tuple[int, ...] = config_field((31, 29, 27, 13), minimum=1)
     small_kernel: Optional[int] = 5
     dw_ratio: float = 1.0
     ffn_ratio: float = 4.0
     drop_path_rate: float = 0.0
     deploy: bool = False
-    padding_mode: str = "torch"
+    padding_mode: str = config_field("torch", choices=PADDING_MODES)
 
 
 def _check(config):

@@ -4,8 +4,8 @@ import dataclasses
 import re
 from typing import Tuple
 
-from keras_convzoo.applications._builder import build_application, entrypoint_arguments
-from keras_convzoo.applications._registry import ModelSpec, register
+from keras_convzoo.applications._builder import build_application, entrypoint_arguments, select_variant
+from keras_convzoo.applications._registry import ModelSpec, config_field, register
 from keras_convzoo.applications._residual import DOWNSAMPLE_MODES, stem_downsample
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.shuffle import shufflenet_v2_block
@@ -52,10 +52,10 @@ class ShuffleNetV2Config:
         drop_rate: dropout before the classifier (torchvision: none).
     """
 
-    stage_repeats: Tuple[int, ...] = STAGE_REPEATS
-    stage_out_channels: Tuple[int, ...] = WIDTHS[1.0][1]
-    downsample: str = "pool"
-    padding_mode: str = "torch"
+    stage_repeats: Tuple[int, ...] = config_field(STAGE_REPEATS, minimum=1)
+    stage_out_channels: Tuple[int, ...] = config_field(WIDTHS[1.0][1], minimum=1)
+    downsample: str = config_field("pool", choices=DOWNSAMPLE_MODES)
+    padding_mode: str = config_field("torch", choices=PADDING_MODES)
     bn_epsilon: float = 1e-5
     bn_momentum: float = 0.9
     drop_rate: float = 0.0
@@ -268,14 +268,6 @@ def ShuffleNetV2(
     Example:
     >>> model = ShuffleNetV2(0.5, include_top=False, input_shape=(None, None, 3), pooling="avg")
     """
-    if isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float)):
-        raise TypeError(
-            f"`width_multiplier` must be a number. Received: width_multiplier={width_multiplier!r}"
-        )
-    if width_multiplier not in SPECS:
-        raise ValueError(
-            f"`width_multiplier` must be one of {sorted(SPECS)} for ShuffleNetV2. "
-            f"Received: width_multiplier={width_multiplier!r}"
-        )
+    width_multiplier = select_variant("width_multiplier", width_multiplier, SPECS, "ShuffleNetV2")
     arguments = entrypoint_arguments(locals())
     return build_application(SPECS[width_multiplier], **arguments)
