@@ -302,11 +302,16 @@ class ContinuousConvBase(keras.layers.Layer):
         """The depthwise convolution of the direct path (TFLite export tiles large baked kernels here)."""
         return direct_depthwise_conv(x, kernel, self.causal)
 
-    def _direct(self, x, kernel):
+    def _direct(self, x, kernel, training=None):
         if not self.separable:
             y = direct_conv(x, kernel, self.causal)
             return y + tf.cast(self.bias, y.dtype) if self.use_bias else y
-        y = self._depthwise(x, kernel)
+        if self.dims == 3 and not training:
+            # Inference: the sum over depth taps unrolled to the static bound, which converts to TFLite and
+            # ONNX (ops.fft_conv._depthwise_conv3d); training keeps the tf.while_loop.
+            y = direct_depthwise_conv(x, kernel, self.causal, max_taps=self.max_kernel_taps(x.shape))
+        else:
+            y = self._depthwise(x, kernel)
         if self.use_bias:
             y = y + tf.cast(self.bias, y.dtype)
         return tf.tensordot(y, tf.cast(self.pointwise_kernel, y.dtype), axes=1) + tf.cast(self.pointwise_bias, y.dtype)
@@ -322,8 +327,20 @@ class ContinuousConvBase(keras.layers.Layer):
         y = fft_depthwise_conv(x, kernel, self.causal, pointwise=pointwise)
         return y + tf.cast(bias, y.dtype)
 
-    def uses_fft(self, taps):
-        """Whether a kernel of ``taps`` per dim is convolved through the FFT (python bools or a bool tensor)."""
+    def uses_fft(self, taps, max_taps=None):
+        """Whether a kernel of ``taps`` per dim is convolved through the FFT.
+
+        Args:
+            taps: kernel taps per dim (ints or int tensors).
+            max_taps: optional static upper bound of ``taps`` (python ints,
+                see ``max_kernel_taps``). When some dim can never exceed the
+                threshold the answer is a python ``False``, so the FFT branch
+                never enters the traced graph (TFLite and ONNX cannot run it).
+
+        Returns:
+            A python bool, or a scalar bool tensor when it depends on the
+            run-time kernel size.
+        """
         if self.conv_method == "direct" or (self.deploy and self.conv_method == "auto"):
             # The baked kernel of the deploy form is convolved directly: TFLite and ONNX have no
             # inverse real FFT, and a static kernel makes the direct path the exportable one.
@@ -332,7 +349,35 @@ class ContinuousConvBase(keras.layers.Layer):
             return True
         if self.dims == 3:  # TensorFlow has no gradient for its 3D FFTs
             return False
-        return tf.reduce_all(tf.stack(taps) > self.effective_fft_threshold)
+        threshold = self.effective_fft_threshold
+        if max_taps is not None and any(m <= threshold for m in max_taps):
+            return False
+        return tf.reduce_all(tf.stack(taps) > threshold)
+
+    def max_kernel_taps(self, input_shape):
+        """Static upper bound of the kernel's taps per dim for inputs of ``input_shape``, or None.
+
+        The crop of the mask only removes taps, so the kernel grid bounds the
+        kernel: ``kernel_size`` per dim (``resolution="fixed"``), the grid
+        scaled to the input's static size (``"continuous"``; None when that
+        size is not static), ``deploy_taps`` in the deploy form.
+
+        Args:
+            input_shape: the input's shape, batch first.
+
+        Returns:
+            A list of python ints, one per spatial dim, or None.
+        """
+        if self.deploy:
+            return list(self.deploy_taps * self.dims if len(self.deploy_taps) == 1 else self.deploy_taps)
+        if self.resolution == "fixed":
+            return list(self.grid_sizes)
+        spatial = tuple(input_shape)[1:-1]
+        if any(s is None for s in spatial):
+            return None
+        # _current_grid rounds (n - 1) * size / reference in float32; the ceiling (plus a margin) bounds it.
+        return [max(math.ceil((n - 1) * int(s) / ref + 1e-3), 1) + 1
+                for n, s, ref in zip(self.grid_sizes, spatial, self.reference_size)]
 
     @property
     def effective_fft_threshold(self):
@@ -341,12 +386,12 @@ class ContinuousConvBase(keras.layers.Layer):
             return self.fft_threshold
         return FFT_THRESHOLDS[self.dims]
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         kernel = tf.cast(self.baked_kernel if self.deploy else self.kernel(inputs), inputs.dtype)
-        use_fft = self.uses_fft([tf.shape(kernel)[d] for d in range(self.dims)])
+        use_fft = self.uses_fft([tf.shape(kernel)[d] for d in range(self.dims)], self.max_kernel_taps(inputs.shape))
         if use_fft is True or use_fft is False:
-            return self._fft(inputs, kernel) if use_fft else self._direct(inputs, kernel)
-        return tf.cond(use_fft, lambda: self._fft(inputs, kernel), lambda: self._direct(inputs, kernel))
+            return self._fft(inputs, kernel) if use_fft else self._direct(inputs, kernel, training)
+        return tf.cond(use_fft, lambda: self._fft(inputs, kernel), lambda: self._direct(inputs, kernel, training))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.filters,)

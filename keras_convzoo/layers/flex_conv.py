@@ -33,7 +33,21 @@ class FlexConv(ContinuousConvBase):
     FFT is 3x faster at 97 taps in 1D and 8x at 33x33 in 2D (the reference
     switches at 50 in 1D and never in 2D); 3D is convolved directly:
     TensorFlow has no gradient for its 3D FFTs, so ``conv_method="fft"`` in
-    3D is for inference only).
+    3D is for inference only). When no kernel the layer can generate (at
+    most ``kernel_size`` taps per dim, or the grid scaled to a static input
+    size with ``resolution="continuous"``) exceeds the threshold in some
+    dim, the choice is made when the graph is traced: the FFT branch is not
+    in it.
+
+    Export: TFLite and ONNX have no inverse real FFT, so a model converts
+    (``keras_convzoo.export`` or Keras' own ``model.export``) when its
+    graph holds no FFT branch: ``conv_method="direct"``, kernels that stay
+    under the threshold as above, or the fused form
+    (``keras_convzoo.deploy.fuse``), whose baked kernels are convolved
+    directly. The 3D depthwise convolution of ``SeparableFlexConv`` is a
+    sum over the depth taps: in inference (``training`` falsy) unrolled up
+    to the largest possible number of taps, which converts, in training a
+    ``tf.while_loop``.
 
     Resolution: ``"fixed"`` (the reference): the discrete kernel keeps its
     taps at any input size. ``"continuous"``: at an input of ``r`` times

@@ -1,4 +1,6 @@
-"""GELU that converts to the TFLite GELU builtin."""
+"""GELU that converts to the TFLite GELU builtin and to ONNX ``Erf``."""
+
+import math
 
 from keras_convzoo.backend import keras, register_serializable, tf
 
@@ -7,24 +9,50 @@ _SQRT_HALF = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
 
+def gelu_exact(x):
+    """Exact GELU, ``0.5 * x * (1 + erf(x / sqrt(2)))``, in the form every converter maps.
+
+    ``tf.nn.gelu(x, approximate=False)`` (what ``keras.activations.gelu``
+    runs) is ``0.5 * x * erfc(-x / sqrt(2))`` in the TensorFlow graph: TFLite
+    fuses it into its ``GELU`` builtin, but tf2onnx has no ``Erfc`` handler,
+    so Keras' own ``model.export(format="onnx")`` writes a file onnxruntime
+    rejects. This erf form, in exactly this association, is still fused into
+    the single TFLite ``GELU`` builtin by ``tf.lite.TFLiteConverter`` and is
+    ``Erf`` in ONNX. (``x * (0.5 + 0.5 * erf(...))`` is not fused.) Values
+    equal ``tf.nn.gelu`` to float rounding; for very negative ``x``, where
+    GELU is below float32 resolution, both are 0 up to about 1e-7.
+
+    Every exact GELU of the package's forward passes is this function.
+
+    Args:
+        x: a float tensor.
+
+    Returns:
+        GELU of ``x``, same shape and dtype.
+
+    Example:
+    >>> gelu_exact(tf.constant([-1.0, 0.0, 1.0])).numpy().round(4)
+    array([-0.1587,  0.    ,  0.8413], dtype=float32)
+    """
+    return 0.5 * x * (1.0 + tf.math.erf(x * (1.0 / math.sqrt(2.0))))
+
+
 @tf.custom_gradient
 def gelu_exact_with_fused_gradient(x):
-    """Exact GELU whose gradient is one expression: ``Phi(x) + x * phi(x)``.
+    """``gelu_exact`` whose gradient is one expression: ``Phi(x) + x * phi(x)``.
 
-    TensorFlow's own gradient of ``tf.nn.gelu`` differentiates
-    ``0.5 * x * erfc(-x / sqrt(2))`` op by op; this one computes the
-    derivative directly, which takes fewer passes over the tensor: forward +
-    backward of an (8, 1024, 140) tensor 12-14 ms instead of 20-23 ms on the
-    2-core CPU (graph mode). Same values (the forward is ``tf.nn.gelu``) and
+    TensorFlow's autodiff of the GELU graph differentiates it op by op; this
+    one computes the derivative directly, which takes fewer passes over the
+    tensor (forward + backward). Same forward values as ``gelu_exact`` and
     the same gradient to float rounding.
 
     Args:
         x: a float tensor.
 
     Returns:
-        ``tf.nn.gelu(x)``, differentiable.
+        ``gelu_exact(x)``, differentiable.
     """
-    y = tf.nn.gelu(x, approximate=False)
+    y = gelu_exact(x)
 
     def grad(dy):
         cdf = 0.5 * tf.math.erfc(x * -_SQRT_HALF)
@@ -35,16 +63,16 @@ def gelu_exact_with_fused_gradient(x):
 
 @register_serializable
 class GELU(keras.layers.Layer):
-    """Gaussian error linear unit computed with ``tf.nn.gelu``.
+    """Gaussian error linear unit that converts to the TFLite builtin and to ONNX.
 
     Same values as ``keras.activations.gelu`` (exact erf form by default),
-    but ``keras.activations.gelu`` lowers to ``Erfc``, which the TFLite
-    converter rejects on dynamic shapes; ``tf.nn.gelu`` converts to the TFLite
-    ``GELU`` builtin (measured on TF 2.21). In the TensorFlow graph it is
-    ``0.5 * x * erfc(-x / sqrt(2))``; ``keras_convzoo.export.to_onnx`` teaches
-    tf2onnx ``Erfc`` as ``1 - Erf``. In training (``training=True``) the exact
-    form uses ``gelu_exact_with_fused_gradient``: same values, a cheaper
-    gradient.
+    but written as ``gelu_exact``: ``keras.activations.gelu`` is
+    ``0.5 * x * erfc(-x / sqrt(2))`` in the TensorFlow graph, which tf2onnx
+    cannot convert (Keras' own ``model.export(format="onnx")`` then writes an
+    invalid file). ``gelu_exact`` converts to the TFLite ``GELU`` builtin and
+    to ONNX ``Erf``. ``approximate=True`` is ``tf.nn.gelu``'s tanh form. In
+    training (``training=True``) the exact form uses
+    ``gelu_exact_with_fused_gradient``: same values, a cheaper gradient.
 
     Args:
         approximate: use the tanh approximation.
@@ -71,9 +99,11 @@ class GELU(keras.layers.Layer):
         self.approximate = approximate
 
     def call(self, inputs, training=None):
-        if training and not self.approximate:  # training: the cheaper gradient
+        if self.approximate:
+            return tf.nn.gelu(inputs, approximate=True)
+        if training:  # the cheaper gradient
             return gelu_exact_with_fused_gradient(inputs)
-        return tf.nn.gelu(inputs, approximate=self.approximate)
+        return gelu_exact(inputs)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

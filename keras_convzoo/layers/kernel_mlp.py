@@ -4,6 +4,7 @@ import math
 
 from keras_convzoo.backend import keras, register_serializable, tf
 from keras_convzoo.layers._validation import check_choice, check_positive_int
+from keras_convzoo.layers.gelu import gelu_exact
 
 ACTIVATIONS = ("sine", "gelu", "relu")
 
@@ -100,7 +101,7 @@ class KernelMLP(keras.layers.Layer):
             if self.activation == "sine":
                 h = tf.sin(self.omega_0 * h)
             elif self.activation == "gelu":
-                h = tf.nn.gelu(h)
+                h = gelu_exact(h)
             else:
                 h = tf.nn.relu(h)
         return tf.matmul(h, self.output_kernel) + self.output_bias

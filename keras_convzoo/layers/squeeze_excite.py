@@ -2,6 +2,7 @@
 
 from keras_convzoo.backend import keras, register_serializable, tf
 from keras_convzoo.layers._validation import check_choice
+from keras_convzoo.layers.gelu import gelu_exact
 from keras_convzoo.ops.divisible import se_channels
 
 _ACTIVATIONS = ("relu", "relu6", "swish", "silu", "gelu")
@@ -128,4 +129,4 @@ def _activate(x, name):
         return tf.nn.relu6(x)
     if name in ("swish", "silu"):
         return tf.nn.silu(x)
-    return tf.nn.gelu(x)
+    return gelu_exact(x)

@@ -14,11 +14,22 @@ the input's spatial size:
 
 ``fft_depthwise_conv`` transforms the signal and the kernel with a real FFT
 of a 5-smooth length >= ``L + k - 1`` (the transform zero-extends both), the
-kernel rolled so that tap ``j`` sits at offset ``j - pad_before``, multiplies
-by the conjugate kernel spectrum (correlation), inverts with the explicit
-length (the official CCNN code omits it, which is wrong for odd padded
-lengths) and keeps the first ``L`` samples: no circular wrap-around reaches
-them. Cost O(N log N) in the signal length instead of O(N k).
+kernel reversed and rolled so that tap ``j`` sits at offset
+``pad_before - j``: its spectrum is the conjugate of the spectrum of the
+kernel placed at ``j - pad_before``, so the product with the signal's
+spectrum is the correlation, without a complex conjugation in the graph. It
+inverts with the explicit length (the official CCNN code omits it, which is
+wrong for odd padded lengths) and keeps the first ``L`` samples: no circular
+wrap-around reaches them. Cost O(N log N) in the signal length instead of
+O(N k).
+
+Deployment: TFLite has no inverse real FFT builtin and tf2onnx no handler
+for it, so the FFT path does not convert (neither through
+``keras_convzoo.export`` nor Keras' ``model.export``); the continuous-kernel
+layers keep it out of their graphs where no kernel they can generate is
+large enough to take it, and their fused form (``keras_convzoo.deploy.fuse``)
+convolves directly. The FFT lengths are computed with comparisons and a
+minimum (no ``searchsorted``), and the kernel spectrum needs no ``Conj``.
 """
 
 import numpy as np
@@ -45,13 +56,19 @@ def _pad(x, kernel, causal):
     return tf.pad(x, [[0, 0]] + pads + [[0, 0]])
 
 
-def direct_depthwise_conv(x, kernel, causal=False):
+def direct_depthwise_conv(x, kernel, causal=False, max_taps=None):
     """Depthwise convolution with a per-channel kernel, "same" or causal output size.
 
     Args:
         x: tensor ``(batch, *spatial, channels)`` with 1 to 3 spatial dims.
         kernel: tensor ``(*taps, channels)`` (taps may be symbolic).
         causal: causal padding (1D only).
+        max_taps: optional static upper bound of the taps per dim (python
+            ints). Used in 3D only, where the convolution is a sum over the
+            depth taps of 2D depthwise convolutions: with a static depth (the
+            kernel's, else this bound) the sum is unrolled in the graph,
+            which converts to TFLite and ONNX; without one it is a
+            ``tf.while_loop``.
 
     Returns:
         Tensor of the shape of ``x``.
@@ -60,32 +77,53 @@ def direct_depthwise_conv(x, kernel, causal=False):
     kernel = tf.cast(kernel, x.dtype)
     y = _pad(x, kernel, causal)
     if dims == 3:
-        return _depthwise_conv3d(y, kernel)
+        return _depthwise_conv3d(x, y, kernel, None if max_taps is None else int(max_taps[0]))
     if dims == 1:
         y = tf.nn.depthwise_conv2d(y[:, None], kernel[None, :, :, None], (1, 1, 1, 1), "VALID")
         return y[:, 0]
     return tf.nn.depthwise_conv2d(y, kernel[..., None], (1, 1, 1, 1), "VALID")
 
 
-def _depthwise_conv3d(y, kernel):
-    """Valid depthwise 3D correlation as a sum over depth taps of 2D depthwise convolutions.
+def _depthwise_conv3d(x, y, kernel, max_depth_taps=None):
+    """"Same" depthwise 3D correlation of ``x`` (padded: ``y``): a sum over depth taps of 2D depthwise convs.
 
     TensorFlow has no depthwise 3D convolution and no gradient for its 3D
-    FFTs; this loop over the (possibly symbolic) depth taps is differentiable.
+    FFTs; this sum over the (possibly symbolic) depth taps is differentiable.
+    With static depth taps the sum is a Python loop. With a static bound
+    only, the loop runs to the bound: a tap the kernel does not have
+    convolves an empty window and a ``tf.cond`` skips its addition, so no
+    work is spent on it and no convolution sits inside a branch (tf2onnx
+    cannot convert one whose filter shape is not static there). Without
+    either it is a ``tf.while_loop``, which TFLite and ONNX cannot convert
+    here (the filter of a loop body's convolution has no static shape).
     """
-    taps = tf.shape(kernel)
-    depth = tf.shape(y)[1] - taps[0] + 1
-    out_shape = tf.stack([tf.shape(y)[0], depth, tf.shape(y)[2] - taps[1] + 1, tf.shape(y)[3] - taps[2] + 1,
-                          tf.shape(y)[4]])
+    out_shape = tf.shape(x)
+    depth = x.shape[1] if x.shape[1] is not None else out_shape[1]
+    taps = tf.shape(kernel)[0]
+    flat_shape = tf.concat([[-1], tf.shape(y)[2:]], 0)  # a window's (batch * depth, height, width, channels)
+
+    def conv(i, length):
+        flat = tf.reshape(y[:, i : i + length], flat_shape)
+        return tf.nn.depthwise_conv2d(flat, kernel[i][..., None], (1, 1, 1, 1), "VALID")
+
+    static_taps = kernel.shape[0]
+    if static_taps is not None:
+        total = tf.reshape(conv(0, depth), out_shape)
+        for i in range(1, int(static_taps)):
+            total = total + tf.reshape(conv(i, depth), out_shape)
+        return total
+    if max_depth_taps is not None:
+        total = tf.reshape(conv(0, depth), out_shape)  # a kernel has at least one tap
+        for i in range(1, max_depth_taps):
+            active = i < taps
+            part = conv(tf.minimum(i, taps - 1), tf.where(active, depth, 0))  # empty when there is no tap i
+            total = tf.cond(active, lambda p=part, t=total: t + tf.reshape(p, out_shape), lambda t=total: t)
+        return total
 
     def body(i, total):
-        window = y[:, i : i + depth]
-        shape = tf.shape(window)
-        flat = tf.reshape(window, tf.concat([[-1], shape[2:]], 0))
-        conv = tf.nn.depthwise_conv2d(flat, kernel[i][..., None], (1, 1, 1, 1), "VALID")
-        return i + 1, total + tf.reshape(conv, out_shape)
+        return i + 1, total + tf.reshape(conv(i, depth), out_shape)
 
-    _, total = tf.while_loop(lambda i, _: i < taps[0], body, (tf.constant(0), tf.zeros(out_shape, y.dtype)))
+    _, total = tf.while_loop(lambda i, _: i < taps, body, (tf.constant(0), tf.zeros(out_shape, y.dtype)))
     return total
 
 
@@ -112,26 +150,42 @@ _SMOOTH = _smooth_numbers()
 
 
 def fft_lengths(sizes, taps):
-    """FFT length per axis: the smallest 5-smooth number >= size + taps - 1 (no wrap-around reaches the output)."""
+    """FFT length per axis: the smallest 5-smooth number >= size + taps - 1 (no wrap-around reaches the output).
+
+    Computed as the minimum of the 5-smooth numbers that are large enough
+    (comparison, select, reduce-min: ops every converter maps), not with
+    ``tf.searchsorted`` (``LowerBound``, which TFLite and ONNX lack).
+
+    Args:
+        sizes: signal length per axis (ints or an int tensor).
+        taps: kernel taps per axis (ints or an int tensor).
+
+    Returns:
+        An int32 tensor, one length per axis.
+    """
     needed = tf.cast(sizes, tf.int32) + tf.cast(taps, tf.int32) - 1
-    index = tf.searchsorted(tf.constant(_SMOOTH)[None], needed[None], side="left")[0]
-    return tf.gather(tf.constant(_SMOOTH), index)
+    smooth = tf.constant(_SMOOTH)
+    candidates = tf.where(smooth[None] >= needed[:, None], smooth[None], tf.constant(_SMOOTH[-1]))
+    return tf.reduce_min(candidates, axis=1)
 
 
 def _kernel_spectrum(kernel, lengths, causal, rfft, leading):
-    """Spectrum of a channels-first kernel ``(*leading, *taps)`` placed for "same"/causal correlation.
+    """Conjugate spectrum of a channels-first kernel ``(*leading, *taps)`` placed for "same"/causal correlation.
 
-    The kernel is zero-padded to the FFT lengths and rolled so that tap ``j``
-    sits at offset ``j - pad_before``: the input then needs no padding (the
-    FFT's own zero extension supplies it).
+    The kernel is reversed, zero-padded to the FFT lengths and rolled so that
+    tap ``j`` sits at offset ``pad_before - j`` (modulo the length): for a
+    real kernel that is the conjugate of the spectrum of the kernel placed at
+    ``j - pad_before``, the placement under which the input needs no padding
+    (the FFT's own zero extension supplies it). Causal kernels need no roll.
     """
     dims = len(lengths.shape) and int(lengths.shape[0])
+    axes = list(range(leading, leading + dims))
     taps = tf.shape(kernel)[leading:]
     paddings = tf.concat([tf.zeros([leading, 2], tf.int32), tf.stack([tf.zeros_like(taps), lengths - taps], 1)], 0)
-    padded = tf.pad(kernel, paddings)
-    before = taps - 1 if causal else (taps - 1) // 2
-    rolled = tf.roll(padded, shift=-before, axis=list(range(leading, leading + dims)))
-    return tf.math.conj(rfft(rolled, fft_length=lengths))
+    padded = tf.pad(tf.reverse(kernel, axis=axes), paddings)
+    if not causal:  # reversed tap j is at index taps - 1 - j; it belongs at pad_before - j
+        padded = tf.roll(padded, shift=-(taps // 2), axis=axes)  # taps - 1 - (taps - 1) // 2 == taps // 2
+    return rfft(padded, fft_length=lengths)
 
 
 def fft_depthwise_conv(x, kernel, causal=False, pointwise=None):

@@ -96,6 +96,58 @@ def test_direct_and_fft_paths_agree():
     np.testing.assert_array_equal(outputs[2], outputs[1])
 
 
+def _traced_op_types(layer, input_shape, training):
+    fn = tf.function(lambda x: layer(x, training=training))
+    graph_def = fn.get_concrete_function(tf.TensorSpec((None,) + tuple(input_shape[1:]))).graph.as_graph_def()
+    types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+@pytest.mark.parametrize(
+    "input_shape, grid, fft_possible",
+    [((2, 64, 3), 32, False), ((2, 64, 3), 33, True), ((2, 16, 16, 3), 13, False), ((2, 16, 16, 3), 15, True)],
+)
+def test_fft_branch_is_traced_only_when_some_kernel_can_exceed_the_threshold(input_shape, grid, fft_possible):
+    """The crop only shrinks the grid: with at most 32 (1D) / 13 (2D) taps the FFT never runs, so it is not traced."""
+    causal = len(input_shape) == 3
+    layer = SeparableFlexConv(4, kernel_size=grid, causal=causal, mask_init=1.0, **SMALL)
+    x = tf.random.normal(input_shape, seed=2)
+    y = layer(x)
+    assert layer.max_kernel_taps(input_shape) == [grid] * (len(input_shape) - 2)
+    for training in (False, True):
+        types = _traced_op_types(layer, input_shape, training)
+        assert bool(types & {"RFFT", "RFFT2D", "IRFFT", "IRFFT2D"}) == fft_possible, types
+        assert bool(types & {"If", "StatelessIf"}) == fft_possible, types
+    direct = SeparableFlexConv(4, kernel_size=grid, causal=causal, mask_init=1.0, conv_method="direct", **SMALL)
+    direct(x)
+    direct.set_weights(layer.get_weights())
+    np.testing.assert_allclose(y.numpy(), direct(x).numpy(), atol=1e-5 * np.abs(y.numpy()).max())
+
+
+def test_continuous_resolution_bounds_the_kernel_by_the_scaled_grid():
+    layer = SeparableFlexConv(4, kernel_size=9, resolution="continuous", train_size=16, mask_init=1.0, **SMALL)
+    layer(tf.zeros((1, 16, 16, 3)))
+    for size in (16, 24, 40, 41):
+        bound = layer.max_kernel_taps((None, size, size, 3))
+        taps = layer.kernel(tf.zeros((1, size, size, 3))).shape[:2]
+        assert all(t <= b <= t + 1 for t, b in zip(taps, bound)), (size, taps, bound)  # mask 1.0: no crop
+    assert layer.max_kernel_taps((None, None, None, 3)) is None
+
+
+def test_3d_inference_unrolls_the_depth_taps_and_equals_training():
+    """Inference unrolls the sum over depth taps to the grid (exportable); training keeps the tf.while_loop."""
+    layer = SeparableFlexConv(4, kernel_size=9, mask_init=0.4, **SMALL)
+    x = tf.random.normal((2, 7, 6, 5, 3), seed=3)
+    inference = layer(x, training=False).numpy()
+    assert layer.kernel().shape[:3] == (7, 7, 7)  # cropped below the grid of 9
+    np.testing.assert_allclose(inference, layer(x, training=True).numpy(), atol=1e-6)
+    infer_types = _traced_op_types(layer, x.shape, False)
+    train_types = _traced_op_types(layer, x.shape, True)
+    assert not infer_types & {"While", "StatelessWhile"} and train_types & {"While", "StatelessWhile"}
+
+
 def _signal_1d(n, channels=2):
     t = (np.arange(n) + 0.5) / n
     return np.stack([np.sin(2 * np.pi * t * (k + 1)) + 0.5 * np.cos(6 * np.pi * t) for k in range(channels)], -1)[None]

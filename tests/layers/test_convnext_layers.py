@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -43,12 +45,25 @@ def test_gelu_matches_keras_and_converts_to_tflite_builtin():
     content = converter.convert()
     from ai_edge_litert.interpreter import Interpreter
 
-    ops = {op["op_name"] for op in Interpreter(model_content=content)._get_ops_details()}
-    assert "GELU" in ops
+    ops = sorted({op["op_name"] for op in Interpreter(model_content=content)._get_ops_details()})
+    assert ops == ["GELU"]  # one fused builtin: no ERF, no flex op
+
+
+def test_gelu_exact_is_the_erf_form_and_equals_keras():
+    from keras_convzoo.layers.gelu import gelu_exact
+
+    x = np.linspace(-10, 10, 2001, dtype="float32")
+    expected = 0.5 * x.astype("float64") * (1 + np.vectorize(math.erf)(x.astype("float64") / math.sqrt(2)))
+    np.testing.assert_allclose(gelu_exact(tf.constant(x)).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(gelu_exact(tf.constant(x)).numpy(), keras.activations.gelu(x, approximate=False),
+                               atol=1e-6)
+    graph = tf.function(gelu_exact).get_concrete_function(tf.TensorSpec((None,), tf.float32)).graph
+    op_types = {op.type for op in graph.get_operations()}
+    assert "Erf" in op_types and "Erfc" not in op_types  # tf2onnx maps Erf; it has no Erfc handler
 
 
 def test_gelu_training_gradient_equals_tensorflows():
-    """training=True: same values, and the hand-written gradient equals autodiff of tf.nn.gelu."""
+    """training=True: the inference values, and the hand-written gradient equals autodiff of tf.nn.gelu."""
     x = tf.constant(np.linspace(-6.0, 6.0, 241, dtype="float32").reshape(1, -1))
     layer = GELU()
 
@@ -61,7 +76,8 @@ def test_gelu_training_gradient_equals_tensorflows():
 
     y_train, g_train = value_and_grad(lambda t: layer(t, training=True))
     y_ref, g_ref = value_and_grad(lambda t: tf.nn.gelu(t, approximate=False))
-    np.testing.assert_array_equal(y_train.numpy(), y_ref.numpy())
+    np.testing.assert_array_equal(y_train.numpy(), layer(x, training=False).numpy())  # same forward
+    np.testing.assert_allclose(y_train.numpy(), y_ref.numpy(), atol=1e-6)
     np.testing.assert_allclose(g_train.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-6)
     graph = tf.function(lambda t: value_and_grad(lambda u: layer(u, training=True))[1])(x)
     np.testing.assert_allclose(graph.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-6)

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from keras_convzoo.backend import tf
-from keras_convzoo.ops.fft_conv import direct_conv, direct_depthwise_conv, fft_conv, fft_depthwise_conv
+from keras_convzoo.ops.fft_conv import (
+    _SMOOTH,
+    direct_conv,
+    direct_depthwise_conv,
+    fft_conv,
+    fft_depthwise_conv,
+    fft_lengths,
+)
 from keras_convzoo.ops.grids import crop_ranges, crop_sizes, linspace, linspace_tf
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "ccnn_reference"
@@ -122,6 +129,52 @@ def test_symbolic_kernel_sizes_in_one_traced_function():
         np.testing.assert_allclose(fft.numpy(), expected, atol=2e-5)
         np.testing.assert_allclose(direct.numpy(), expected, atol=2e-5)
     assert fn.experimental_get_tracing_count() == 1  # one trace serves every kernel size
+
+
+def _graph_op_types(fn, *specs):
+    """Op types of a traced function, those of its nested functions (cond/while branches) included."""
+    graph_def = tf.function(fn).get_concrete_function(*specs).graph.as_graph_def()
+    types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def test_fft_lengths_are_the_smallest_5_smooth_numbers_without_searchsorted():
+    sizes = np.arange(1, 5001, dtype=np.int32)
+    taps = (sizes * 7) % 301 + 1
+    needed = sizes + taps - 1
+    expected = _SMOOTH[np.searchsorted(_SMOOTH, needed, side="left")]
+    np.testing.assert_array_equal(fft_lengths(sizes, taps).numpy(), expected)
+    spec = tf.TensorSpec((None,), tf.int32)
+    assert "LowerBound" not in _graph_op_types(fft_lengths, spec, spec)
+
+
+@pytest.mark.parametrize("dims, causal", [(1, True), (1, False), (2, False)])
+def test_fft_path_has_no_conjugation_or_searchsorted(dims, causal):
+    """The kernel is reversed in the spatial domain instead of conjugating its spectrum (TFLite has no Conj)."""
+    x_spec = tf.TensorSpec((None,) * (dims + 1) + (3,))
+    k_spec = tf.TensorSpec((None,) * dims + (3,))
+    types = _graph_op_types(lambda x, k: fft_depthwise_conv(x, k, causal), x_spec, k_spec)
+    assert {"RFFT" if dims == 1 else "RFFT2D", "IRFFT" if dims == 1 else "IRFFT2D"} <= types
+    assert not types & {"Conj", "LowerBound"}, types
+    dense = _graph_op_types(lambda x, k: fft_conv(x, k, causal), x_spec, tf.TensorSpec((None,) * dims + (3, 2)))
+    assert not dense & {"Conj", "LowerBound"}, dense
+
+
+@pytest.mark.parametrize("max_taps", [None, (5, 3, 3), (8, 3, 3)])
+def test_3d_depthwise_with_symbolic_taps_unrolls_to_a_static_bound(max_taps):
+    """A static bound replaces the tf.while_loop over depth taps (which TFLite and ONNX cannot convert here)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 5, 4, 3)).astype("float32")
+    fn = tf.function(lambda x, k: direct_depthwise_conv(x, k, max_taps=max_taps),
+                     input_signature=[tf.TensorSpec((None, 6, 5, 4, 3)), tf.TensorSpec((None, None, None, 3))])
+    for taps in ((1, 3, 3), (3, 1, 3), (5, 3, 1)):
+        kernel = rng.standard_normal(taps + (3,)).astype("float32")
+        expected = _numpy_correlation(x.astype(np.float64), kernel.astype(np.float64), False)
+        np.testing.assert_allclose(fn(x, kernel).numpy(), expected, atol=2e-5)
+    types = _graph_op_types(fn.python_function, *fn.input_signature)
+    assert ("While" in types or "StatelessWhile" in types) == (max_taps is None), types
 
 
 def test_causal_needs_1d():
