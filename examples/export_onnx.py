@@ -3,8 +3,8 @@
 Builds a registered model (random weights unless ``--weights``), folds its
 BatchNormalizations (``kcz.deploy.fuse``, unless ``--no-fuse``), writes an
 ONNX file with ``kcz.export.to_onnx`` (dynamic batch; with
-``--dynamic-size`` dynamic height and width too; checked against Keras on
-random inputs while writing), then runs the file with onnxruntime on real
+``--dynamic-size`` dynamic height and width too; checked against Keras
+while writing), then runs the file with onnxruntime on real
 photos (the two sample photos that ship with scikit-learn, plus
 scikit-image's when it is installed), scaled with ``kcz.preprocess_input``,
 and prints the largest difference from the Keras model and the batch-1
@@ -47,6 +47,7 @@ def parse_args(argv=None):
     parser.add_argument("--tiny", action="store_true", help="the model's tiny test twin")
     parser.add_argument("--latency-runs", type=int, default=None, help="timed runs (default 50; 10 with --smoke)")
     parser.add_argument("--out", default="examples_out", help="output folder")
+    _common.add_reproducibility_args(parser)
     parser.add_argument("--smoke", action="store_true", help="quick check: tiny twin, 32x32")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -102,6 +103,7 @@ def keras_latency_ms(model, x, runs):
 
 def main(argv=None):
     args = parse_args(argv)
+    print(_common.make_reproducible(args.seed, args.tf_threads))  # the random weights
     out = _common.make_out_dir(args.out)
     spec = kcz.get_spec(args.model)
     overrides = dict(spec.test_overrides) if args.tiny else {}
@@ -137,7 +139,8 @@ def main(argv=None):
         rows.append((f"{side}x{side}", len(x), f"{max_diff:.2e}", f"{relative:.2e}", f"{agreement:.3f}",
                      f"{onnx_ms:.2f}", f"{keras_ms:.2f}"))
         print(f"RESULT size={side} photos={len(x)} max_abs_diff={max_diff:.3e} relative_diff={relative:.3e} "
-              f"top1_agreement={agreement:.4f} onnx_ms={onnx_ms:.3f} keras_ms={keras_ms:.3f}")
+              f"top1_agreement={agreement:.4f} onnx_ms={onnx_ms:.3f} keras_ms={keras_ms:.3f} "
+              f"file_bytes={report.file_size_bytes} latency_runs={args.latency_runs}")
     if args.weights and getattr(model.output, "shape", (0, 0))[-1] == 1000:
         for name, top in zip(names, kcz.decode_predictions(got, top=3)):
             print(f"{name}: " + ", ".join(f"{label} {score:.2f}" for _, label, score in top))

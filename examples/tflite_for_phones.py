@@ -60,7 +60,7 @@ def parse_args(argv=None):
     parser.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True,
                         help="export the fused inference form (kcz.deploy.fuse; default: on)")
     parser.add_argument("--out", default="examples_out", help="output folder")
-    parser.add_argument("--seed", type=int, default=0)
+    _common.add_reproducibility_args(parser)
     parser.add_argument("--check-samples", type=int, default=200,
                         help="held-out images each file is checked on against Keras (default 200)")
     parser.add_argument("--smoke", action="store_true",
@@ -102,8 +102,8 @@ def train(model, args, x_train, y_train, x_test, y_test):
     model.compile(keras.optimizers.Adam(args.lr), "sparse_categorical_crossentropy", metrics=["accuracy"],
                   run_eagerly=args.eager)
     start = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-              validation_data=(x_test, y_test), verbose=2)
+    model.fit(_common.training_dataset(x_train, y_train, args.batch_size, args.seed), epochs=args.epochs,
+              validation_data=(x_test, y_test), shuffle=False, verbose=2)  # the dataset is shuffled already
     print(f"trained {args.epochs} epoch(s) in {time.perf_counter() - start:.1f} s")
 
 
@@ -129,7 +129,7 @@ def keras_latency_ms(model, sample, runs):
 
 
 def export_all(model, args, x_cal, x_check, out, stem):
-    """Writes the four files, each checked against Keras on real images; returns ``[(label, path)]``.
+    """Writes the four files, each checked against Keras on real images; returns ``[(label, path, passed)]``.
 
     ``to_tflite`` runs each file on ``x_check`` (held-out digits, 0-255
     pixels like the app's camera frames) and rejects it when its SNR or its
@@ -156,7 +156,7 @@ def export_all(model, args, x_cal, x_check, out, stem):
             check = "check FAILED: " + str(e).split("model: ")[-1].split(" (max_abs")[0]
         converted = f", converted in {report.convert_seconds:.1f} s" if report else ""
         print(f"wrote {path}: {_common.format_size(os.path.getsize(path))}{converted}, {check}")
-        rows.append((label, path))
+        rows.append((label, path, report is not None))
     return rows
 
 
@@ -168,7 +168,7 @@ def snr_db(reference, approximation):
 
 def main(argv=None):
     args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
+    print(_common.make_reproducible(args.seed, args.tf_threads))
     out = _common.make_out_dir(args.out)
     limit = 256 if args.smoke else None
     x_train, y_train, x_test, y_test = _common.load_digits_images(args.image_size, 3, seed=args.seed, limit=limit)
@@ -201,29 +201,35 @@ def main(argv=None):
     sample = x_test[:1]
     weight_bytes = sum(int(np.prod(w.shape)) * 4 for w in model.weights)
     results = [("keras (graph mode)", weight_bytes, keras_latency_ms(model, sample, args.latency_runs),
-                1.0, float(np.mean(keras_top1 == y_test)), float("inf"))]
+                1.0, float(np.mean(keras_top1 == y_test)), float("inf"), _common.cross_entropy(keras_probs, y_test))]
 
     order = np.random.default_rng(args.seed).permutation(len(x_train))
     x_cal = x_train[order[: args.calibration_samples]]
     print(f"\nexporting ({args.calibration_samples} training images calibrate the int8 file)")
-    for label, path in export_all(deployed, args, x_cal, x_test[: args.check_samples], out, stem):
+    checks = {"keras": "-"}
+    for label, path, passed in export_all(deployed, args, x_cal, x_test[: args.check_samples], out, stem):
+        checks[label] = "passed" if passed else "rejected"
         (probs,) = kcz.export.run_tflite(path, x_test, num_threads=args.threads)
         top1 = probs.argmax(-1)
         results.append((f"tflite {label}", os.path.getsize(path),
                         tflite_latency_ms(path, sample, args.threads, args.latency_runs),
                         float(np.mean(top1 == keras_top1)), float(np.mean(top1 == y_test)),
-                        snr_db(keras_probs, probs)))
+                        snr_db(keras_probs, probs), _common.cross_entropy(probs, y_test)))
 
     print(f"\n{len(x_test)} test images; latency: batch 1, median of {args.latency_runs} runs, "
           f"{args.threads} thread(s); agreement: top-1 equal to the Keras model's; SNR of the "
           "probabilities against Keras; keras size: its float32 weights")
     headers = ("model", "size", "latency ms", "agreement", "accuracy", "SNR dB")
     rows = [(name, _common.format_size(size), f"{ms:.3f}", f"{agree:.4f}", f"{acc:.4f}", f"{snr:.1f}")
-            for name, size, ms, agree, acc, snr in results]
+            for name, size, ms, agree, acc, snr, _ in results]
     print(_common.format_table(headers, rows))
-    for name, size, ms, agree, acc, snr in results:
-        print(f"RESULT {name.split()[-1] if name.startswith('tflite') else 'keras'} size_bytes={size} "
-              f"latency_ms={ms:.4f} agreement={agree:.4f} accuracy={acc:.4f} snr_db={snr:.1f}")
+    # loss: mean test cross-entropy, a fine fingerprint of the weights (identical lines: identical models).
+    # check: the file's to_tflite check on --check-samples held-out digits (a rejected file is kept aside).
+    for name, size, ms, agree, acc, snr, loss in results:
+        label = name.split()[-1] if name.startswith("tflite") else "keras"
+        print(f"RESULT {label} size_bytes={size} check={checks[label]} "
+              f"latency_ms={ms:.4f} agreement={agree:.4f} accuracy={acc:.4f} snr_db={snr:.1f} "
+              f"loss={loss:.6f} test_images={len(y_test)} latency_runs={args.latency_runs} threads={args.threads}")
     return 0
 
 

@@ -73,7 +73,7 @@ def parse_args(argv=None):
     parser.add_argument("--tiny", action="store_true", help="the model's tiny test twin (fewer, narrower blocks)")
     parser.add_argument("--steps", type=int, default=None, help="limit the steps per epoch")
     parser.add_argument("--out", default="examples_out", help="output folder")
-    parser.add_argument("--seed", type=int, default=0)
+    _common.add_reproducibility_args(parser)
     parser.add_argument("--smoke", action="store_true",
                         help="quick check: tiny twin, 32x32, 1+1 epochs of 8 steps on 256 images")
     args = parser.parse_args(argv)
@@ -126,14 +126,19 @@ def load_data(args, global_batch):
 
 
 def augmentation(args):
-    """Random flips (optional), rotations, zooms and shifts; identity at inference."""
+    """Random flips (optional), rotations, zooms and shifts; identity at inference.
+
+    Each layer gets its own seed (``--seed`` + 1, + 2...): layers given the
+    same seed draw the same random numbers, so the rotation, zoom and shift
+    of an image would move together.
+    """
     layers = []
     if args.flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=args.seed))
+        layers.append(keras.layers.RandomFlip("horizontal", seed=args.seed + 1))
     layers += [
-        keras.layers.RandomRotation(0.05, fill_mode="constant", seed=args.seed),
-        keras.layers.RandomZoom(0.1, fill_mode="constant", seed=args.seed),
-        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=args.seed),
+        keras.layers.RandomRotation(0.05, fill_mode="constant", seed=args.seed + 2),
+        keras.layers.RandomZoom(0.1, fill_mode="constant", seed=args.seed + 3),
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=args.seed + 4),
     ]
     if args.randaugment:
         try:
@@ -141,7 +146,7 @@ def augmentation(args):
         except ImportError:
             print("keras_cv is not installed: --randaugment ignored")
         else:
-            layers.append(keras_cv.layers.RandAugment(value_range=(0, 255), seed=args.seed))
+            layers.append(keras_cv.layers.RandAugment(value_range=(0, 255), seed=args.seed + 5))
     return keras.Sequential(layers, name="augmentation")
 
 
@@ -159,7 +164,7 @@ def build_model(args, num_classes):
     x = _common.apply_layers(_common.input_scaling(backbone), x)  # the scaling of the loaded weights
     # training=False: BatchNormalization keeps its statistics even once unfrozen.
     x = backbone(x, training=False)
-    x = keras.layers.Dropout(args.dropout, seed=args.seed)(x)
+    x = keras.layers.Dropout(args.dropout, seed=args.seed + 6)(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
     return keras.Model(inputs, outputs, name=f"{args.model}_transfer"), backbone
 
@@ -221,7 +226,7 @@ def plot_curves(history, switch_epoch, path, title):
 
 def main(argv=None):
     args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
+    print(_common.make_reproducible(args.seed, args.tf_threads))
     out = _common.make_out_dir(args.out)
     strategy = make_strategy(args.strategy)
     replicas = strategy.num_replicas_in_sync
@@ -257,7 +262,7 @@ def main(argv=None):
 
     print(f"\n[1/2] frozen backbone: {count_trainable(model):,} trainable parameters (the new head)")
     fit(args.epochs, "frozen")
-    frozen_acc = model.evaluate(val_ds, verbose=0)[1]
+    frozen_loss, frozen_acc = model.evaluate(val_ds, verbose=0)
     print(f"accuracy after the frozen phase: {frozen_acc:.4f}")
 
     with strategy.scope():
@@ -266,7 +271,7 @@ def main(argv=None):
     print(f"\n[2/2] fine-tuning {', '.join(top) or 'nothing'} (+ layers after it) at lr {args.fine_tune_lr}: "
           f"{count_trainable(model):,} trainable parameters")
     fit(args.fine_tune_epochs, "fine-tune")
-    final_acc = model.evaluate(val_ds, verbose=0)[1]
+    final_loss, final_acc = model.evaluate(val_ds, verbose=0)
     print(f"accuracy after fine-tuning: {final_acc:.4f}")
 
     model_path = os.path.join(out, f"{args.model}_transfer.keras")
@@ -278,7 +283,10 @@ def main(argv=None):
         curves = plot_curves(history, max(args.epochs, 0), os.path.join(out, f"{args.model}_transfer_curves.png"),
                              f"{args.model}: frozen backbone, then top {args.unfreeze_stages} stage(s) fine-tuned")
         print(f"saved curves: {curves}")
-    print(f"\nRESULT frozen_accuracy={frozen_acc:.4f} final_accuracy={final_acc:.4f}")
+    # The losses (validation cross-entropy) are a fine fingerprint of the weights: identical lines, identical models.
+    val_images = sum(int(y.shape[0]) for _, y in val_ds)
+    print(f"\nRESULT frozen_accuracy={frozen_acc:.4f} final_accuracy={final_acc:.4f} frozen_loss={frozen_loss:.6f} "
+          f"final_loss={final_loss:.6f} val_images={val_images} unfrozen={','.join(top) or '-'}")
     return 0
 
 

@@ -81,9 +81,9 @@ _ERFC_REGISTERED = []
 def _register_erfc_handler():
     """Teaches tf2onnx ``Erfc`` as ``1 - Erf`` (ONNX has Erf since opset 9).
 
-    ``tf.nn.gelu`` (exact form, the one that converts to TFLite's GELU
-    builtin, used by ``layers.GELU``) is ``0.5 * x * erfc(-x / sqrt(2))`` in
-    the TensorFlow graph; tf2onnx 1.17 has no handler for ``Erfc``. The
+    ``tf.nn.gelu`` and ``keras.activations.gelu`` (exact form) are
+    ``0.5 * x * erfc(-x / sqrt(2))`` in the TensorFlow graph; tf2onnx 1.17
+    has no handler for ``Erfc``. The
     package's own GELU (``layers.gelu.gelu_exact``) is written with ``Erf``;
     the handler serves user layers such as ``keras.activations.gelu``.
     """

@@ -13,7 +13,7 @@ synthetic images in the model's own input range (``export.inputs``). With
 | TFLite fp32 (`None`)  | ``relative_diff <= 1e-4``                        | ``FP32_MAX_RELATIVE_DIFF``               |
 | TFLite ``"float16"``  | ``snr_db >= 30``, top-1 agreement >= 0.97        | ``FLOAT16_MIN_SNR_DB``                   |
 | TFLite ``"dynamic"``  | ``snr_db >= 20``, top-1 agreement >= 0.9         | ``DYNAMIC_MIN_SNR_DB``                   |
-| TFLite ``"int8"``     | ``snr_db >= 10``, top-1 agreement >= 0.7         | ``INT8_MIN_SNR_DB``                      |
+| TFLite ``"int8"``     | ``snr_db >= 5``, top-1 agreement >= 0.7          | ``INT8_MIN_SNR_DB``                      |
 | TFLite int8 of a QAT model | ``snr_db >= 20``                            | ``QAT_INT8_MIN_SNR_DB``                  |
 | ONNX, SavedModel      | ``relative_diff <= 1e-4``                        | ``ONNX_MAX_RELATIVE_DIFF``               |
 
@@ -31,6 +31,11 @@ twin on the digits (0-255 pixels, scaling inside), exports it in every mode
 and measures each file on the held-out images; its table is in BENCHMARKS_EXPORT.md
 ("Exported files of trained models"). Bounds set on random weights and
 unit-normal noise rejected good files of trained models and passed wrong ones.
+For int8 files top-1 agreement on the user's inputs is the main check: the
+SNR of a classifier's probabilities swings with its near ties (the
+phone example's int8 file, as accurate as Keras, measures under 10 dB), so
+the int8 SNR bound only catches broken files (ConvNeXt's full-integer
+LayerNorm: below 0 dB).
 
 A quantization-aware-trained model (``quantization.quantize_aware``) already
 emulates the int8 weights and activations, so its full-integer file is held
@@ -63,7 +68,7 @@ FLOAT16_MIN_SNR_DB = 30.0
 #: Smallest output SNR (dB) accepted for a dynamic-range quantized TFLite file.
 DYNAMIC_MIN_SNR_DB = 20.0
 #: Smallest output signal-to-noise ratio (dB) accepted for a full-integer file.
-INT8_MIN_SNR_DB = 10.0
+INT8_MIN_SNR_DB = 5.0
 #: Smallest top-1 agreement with Keras on the user's inputs, per quantization.
 MIN_TOP1_AGREEMENT = {"float16": 0.97, "dynamic": 0.9, "int8": 0.7}
 #: Fewest real samples on which top-1 agreement is checked.
@@ -338,7 +343,7 @@ def tolerance_for(fmt, quantization=None, quantization_aware=False):
 
     Example:
     >>> [str(c) for c in tolerance_for("tflite", "int8")]
-    ['snr_db >= 10', 'top1_agreement >= 0.7 (real inputs)']
+    ['snr_db >= 5', 'top1_agreement >= 0.7 (real inputs)']
     """
     if fmt == "onnx":
         return (Check("relative_diff", ONNX_MAX_RELATIVE_DIFF),)

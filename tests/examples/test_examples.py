@@ -1,7 +1,9 @@
 """Runs every example with --smoke in a subprocess and checks what it prints and writes.
 
-Each smoke run takes 20-60 s on 2 CPU cores (mostly TensorFlow start-up and
-tracing); the examples' full runs are documented in the README.
+Also checks that an example reruns identically with the same seed, and the
+logic of ``tools/run_examples.py`` (which writes README's example tables from
+the examples' RESULT lines) on made-up lines. The examples' full runs are in
+the README.
 """
 
 import importlib.util
@@ -15,13 +17,14 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(REPO, "examples")
+RUN_EXAMPLES = os.path.join(REPO, "tools", "run_examples.py")
 SCRIPTS = ("transfer_learning", "tflite_for_phones", "ccnn_any_resolution", "export_onnx")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def run_example(name, *args, timeout=300):
+def run_example(name, *args, timeout=300, env=None):
     """Runs ``examples/<name>.py`` from the repository root; returns its stdout (fails on rc != 0)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", **(env or {}))
     command = [sys.executable, os.path.join("examples", f"{name}.py"), *args]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, (
@@ -49,11 +52,27 @@ def result_lines(stdout):
     return rows
 
 
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
+def load_module(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_example(name):
+    return load_module(f"example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
+
+
+@pytest.fixture(scope="module")
+def tool():
+    """``tools/run_examples.py`` as a module."""
+    return load_module("run_examples_tool", RUN_EXAMPLES)
+
+
+def rendered(tool, name, stdout):
+    """README's block of example ``name`` rendered from the RESULT lines of ``stdout``."""
+    meta = {"software": "TensorFlow x, Keras y", "machine": "test machine"}
+    return tool.render_block(tool.EXAMPLES[name], tool.result_lines(stdout), meta)
 
 
 def is_png(path):
@@ -100,7 +119,7 @@ def test_transfer_learning_strategies():
             module.compile_model(module.keras.Sequential([module.keras.layers.Dense(2)]), 1e-3)
 
 
-def test_transfer_learning_smoke(tmp_path):
+def test_transfer_learning_smoke(tmp_path, tool):
     from keras_convzoo.backend import keras
 
     out = tmp_path / "tl"
@@ -108,6 +127,9 @@ def test_transfer_learning_smoke(tmp_path):
     (_, fields), = result_lines(stdout)
     for key in ("frozen_accuracy", "final_accuracy"):
         assert 0.0 <= float(fields[key]) <= 1.0
+    assert float(fields["frozen_loss"]) > 0 and int(fields["val_images"]) == 256
+    assert "| test accuracy (256 digits) | frozen backbone | after fine-tuning `stage7` |" in rendered(
+        tool, "transfer_learning", stdout)
     assert "strategy: default" in stdout
     assert re.search(r"fine-tuning stage\d+", stdout), stdout
     model_path = out / "mobilenetv2_035_transfer.keras"
@@ -120,7 +142,7 @@ def test_transfer_learning_smoke(tmp_path):
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
 
 
-def test_tflite_for_phones_smoke(tmp_path):
+def test_tflite_for_phones_smoke(tmp_path, tool):
     out = tmp_path / "tflite"
     stdout = run_example("tflite_for_phones", "--smoke", "--out", str(out))
     rows = {label: fields for label, fields in result_lines(stdout)}
@@ -133,6 +155,7 @@ def test_tflite_for_phones_smoke(tmp_path):
     for label, bound in minimum.items():
         assert float(rows[label]["agreement"]) >= bound, (label, rows[label])
     assert float(rows["float32"]["snr_db"]) > 60
+    assert rows["keras"]["check"] == "-" and rows["float32"]["check"] == "passed"
     assert float(rows["int8"]["snr_db"]) > 10
     sizes = {label: int(rows[label]["size_bytes"]) for label in rows}
     assert sizes["int8"] < sizes["float32"] and sizes["float16"] < sizes["float32"]
@@ -140,11 +163,22 @@ def test_tflite_for_phones_smoke(tmp_path):
         path = out / f"mobilenetv2_035_digits_{label}.tflite"
         assert path.stat().st_size == sizes[label]
     assert (out / "mobilenetv2_035_digits.keras").exists()
+    block = rendered(tool, "tflite_for_phones", stdout)
+    assert "| model (256 test digits) |" in block and "| TFLite int8 |" in block
+    assert f"| {float(rows['int8']['accuracy']):.3f} |" in block
 
 
-def test_ccnn_any_resolution_smoke(tmp_path):
-    out = tmp_path / "ccnn"
-    stdout = run_example("ccnn_any_resolution", "--smoke", "--out", str(out))
+@pytest.fixture(scope="module")
+def ccnn_smoke(tmp_path_factory):
+    """``(stdout, out folder)`` of ``ccnn_any_resolution.py --smoke --seed 0`` (shared by two tests)."""
+    out = tmp_path_factory.mktemp("ccnn")
+    stdout = run_example("ccnn_any_resolution", "--smoke", "--seed", "0", "--out", str(out),
+                         env={"PYTHONHASHSEED": "1"})
+    return stdout, out
+
+
+def test_ccnn_any_resolution_smoke(ccnn_smoke, tool):
+    stdout, out = ccnn_smoke
     accuracy = {(label, int(f["size"])): float(f["accuracy"]) for label, f in result_lines(stdout)}
     assert set(accuracy) == {("2d_continuous", 8), ("2d_continuous", 16), ("2d_fixed", 8), ("2d_fixed", 16),
                              ("1d_sequence", 64)}
@@ -153,9 +187,32 @@ def test_ccnn_any_resolution_smoke(tmp_path):
     assert accuracy[("2d_continuous", 8)] == accuracy[("2d_fixed", 8)]
     assert "1D sequence (64 steps)" in stdout
     assert is_png(out / "ccnn_any_resolution.png")
+    block = rendered(tool, "ccnn_any_resolution", stdout)
+    assert "| test accuracy (397 digits) | 8x8 | 16x16 |" in block
+    assert f"| 1D, 64-step sequence | {accuracy[('1d_sequence', 64)]:.3f} |  |" in block
 
 
-def test_export_onnx_smoke(tmp_path):
+def without_latency(stdout):
+    """The RESULT lines with their machine-dependent timings removed."""
+    return [re.sub(r" \S*(latency|_ms)\S*=\S+", "", line) for line in stdout.splitlines() if line.startswith("RESULT ")]
+
+
+def test_example_reruns_identically(ccnn_smoke, tmp_path):
+    # ccnn_any_resolution: the quickest example that trains (two models; init, shuffling, training).
+    # Each RESULT line carries the test loss to 6 decimals: equal lines mean equal trained weights.
+    # Another PYTHONHASHSEED: no set or str-keyed hash order may change what is built or trained.
+    first, _ = ccnn_smoke
+    again = run_example("ccnn_any_resolution", "--smoke", "--seed", "0", "--out", str(tmp_path / "again"),
+                        env={"PYTHONHASHSEED": "2"})
+    assert without_latency(again) == without_latency(first)
+    assert all("loss=" in line for line in without_latency(first))
+    # The lines do tell trained models apart: another seed gives other losses.
+    other = run_example("ccnn_any_resolution", "--smoke", "--seed", "1", "--out", str(tmp_path / "other"))
+    losses = [[f["loss"] for _, f in result_lines(stdout)] for stdout in (first, other)]
+    assert all(a != b for a, b in zip(*losses)), losses
+
+
+def test_export_onnx_smoke(tmp_path, tool):
     out = tmp_path / "onnx"
     stdout = run_example("export_onnx", "--smoke", "--out", str(out))
     (_, fields), = result_lines(stdout)
@@ -163,4 +220,136 @@ def test_export_onnx_smoke(tmp_path):
     assert float(fields["relative_diff"]) < 1e-4
     assert float(fields["top1_agreement"]) == 1.0
     assert float(fields["onnx_ms"]) > 0 and float(fields["keras_ms"]) > 0
-    assert (out / "mobilenetv2_100.onnx").stat().st_size > 0
+    assert (out / "mobilenetv2_100.onnx").stat().st_size == int(fields["file_bytes"])
+    assert "| 32x32 |" in rendered(tool, "export_onnx", stdout)
+
+
+# tools/run_examples.py on made-up RESULT lines (no example runs).
+
+TFLITE_STDOUT = """training...
+RESULT keras size_bytes=1690000 check=- latency_ms=5.2000 agreement=1.0000 accuracy=0.7911 snr_db=inf \
+loss=0.600000 test_images=450 latency_runs=200 threads=2
+RESULT float32 size_bytes=1650000 check=passed latency_ms=0.3900 agreement=1.0000 accuracy=0.7911 snr_db=130.0 \
+loss=0.600000 test_images=450 latency_runs=200 threads=2
+RESULT int8 size_bytes=640000 check=passed latency_ms=0.4000 agreement=0.7580 accuracy=0.7620 snr_db=14.0 \
+loss=0.700000 test_images=450 latency_runs=200 threads=2
+"""
+
+
+def moved(stdout, label, key, value):
+    """``stdout`` with ``key`` of the row ``label`` set to ``value``."""
+    lines = []
+    for line in stdout.splitlines():
+        if line.startswith(f"RESULT {label} "):
+            line = re.sub(rf"\b{key}=\S+", f"{key}={value}", line)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def readme(tmp_path, tool):
+    """A README holding the tflite_for_phones block rendered from TFLITE_STDOUT."""
+    path = tmp_path / "README.md"
+    block = rendered(tool, "tflite_for_phones", TFLITE_STDOUT)
+    path.write_text(f"# title\n\ntext before\n\n{block}\n\ntext after\n")
+    return path
+
+
+def test_run_examples_block_round_trip(tool, readme):
+    text = readme.read_text()
+    lines, meta = tool.read_block(text, "tflite_for_phones")
+    assert lines == tool.result_lines(TFLITE_STDOUT) and meta["machine"] == "test machine"
+    assert "| TFLite int8 | 625 KiB | 0.40 | 0.758 | 0.762 | 14.0 | passed |" in text
+    assert "| model (450 test digits) |" in text and "median of 200 runs (LiteRT with 2 threads" in text
+    assert text.startswith("# title\n\ntext before\n\n<!-- example table: tflite_for_phones begin -->")
+    assert text.endswith("<!-- example table: tflite_for_phones end -->\n\ntext after\n")
+    # Rewriting the block with other lines replaces it and keeps the rest.
+    new = tool.write_block(text, tool.EXAMPLES["tflite_for_phones"],
+                           tool.result_lines(moved(TFLITE_STDOUT, "int8", "accuracy", "0.5000")), meta)
+    assert "| 0.500 |" in new and "| 0.762 |" not in new and new.count("begin -->") == 1
+    assert new.endswith("end -->\n\ntext after\n")
+
+
+def test_run_examples_check_without_run(tool, readme):
+    assert tool.main(["--check", "--no-run", "tflite_for_phones", "--readme", str(readme)]) == 0
+    readme.write_text(readme.read_text().replace("| 0.762 |", "| 0.802 |"))  # a hand edit
+    assert tool.main(["--check", "--no-run", "tflite_for_phones", "--readme", str(readme)]) == 1
+
+
+def test_run_examples_missing_markers(tool, tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="no '<!-- example table: ccnn_any_resolution begin -->'"):
+        tool.main(["--check", "--no-run", "ccnn_any_resolution", "--readme", str(path)])
+
+
+@pytest.mark.parametrize(
+    "label, key, value, ok",
+    [
+        ("int8", "accuracy", "0.7700", True),  # 0.8 point
+        ("int8", "accuracy", "0.7500", False),  # 1.2 points
+        ("int8", "agreement", "0.7300", False),
+        ("keras", "latency_ms", "50.0000", True),  # latency: machine-dependent, not compared
+        ("float32", "size_bytes", "1", True),
+        ("int8", "snr_db", "3.0", True),
+    ],
+)
+def test_run_examples_check_rerun(tool, readme, monkeypatch, label, key, value, ok):
+    rerun = moved(TFLITE_STDOUT, label, key, value)
+    monkeypatch.setattr(tool, "run_example", lambda example, out_dir, timeout: rerun)
+    before = readme.read_text()
+    assert tool.main(["--check", "tflite_for_phones", "--readme", str(readme)]) == (0 if ok else 1)
+    assert readme.read_text() == before  # --check never writes
+
+
+def test_run_examples_check_missing_row(tool, readme, monkeypatch):
+    rerun = "\n".join(line for line in TFLITE_STDOUT.splitlines() if not line.startswith("RESULT int8"))
+    monkeypatch.setattr(tool, "run_example", lambda example, out_dir, timeout: rerun)
+    assert tool.main(["--check", "tflite_for_phones", "--readme", str(readme)]) == 1
+
+
+def test_run_examples_failed_run(tool, readme, monkeypatch):
+    def fail(example, out_dir, timeout):
+        raise RuntimeError("python examples/tflite_for_phones.py exited with 1: ValueError: boom")
+
+    monkeypatch.setattr(tool, "run_example", fail)
+    before = readme.read_text()
+    assert tool.main(["tflite_for_phones", "--readme", str(readme)]) == 1
+    assert readme.read_text() == before
+
+
+def test_run_examples_writes_table(tool, readme, monkeypatch):
+    rerun = moved(TFLITE_STDOUT, "int8", "accuracy", "0.5000")
+    monkeypatch.setattr(tool, "run_example", lambda example, out_dir, timeout: rerun)
+    assert tool.main(["tflite_for_phones", "--readme", str(readme), "--machine", "(test)"]) == 0
+    text = readme.read_text()
+    assert "| 0.500 |" in text and "(test)" in text
+    lines, _ = tool.read_block(text, "tflite_for_phones")
+    assert lines == tool.result_lines(rerun)
+    assert tool.main(["--check", "--no-run", "tflite_for_phones", "--readme", str(readme)]) == 0
+
+
+def test_run_examples_ccnn_and_onnx_tables(tool):
+    ccnn = "\n".join(
+        [f"RESULT 2d_{rule} size={s} accuracy={a:.4f} loss=0.5 test_digits=397"
+         for rule, accs in (("continuous", (0.93, 0.78, 0.77)), ("fixed", (0.93, 0.27, 0.12)))
+         for s, a in zip((8, 16, 32), accs)]
+        + ["RESULT 1d_sequence size=64 accuracy=0.9220 loss=0.3 test_digits=397"])
+    block = rendered(tool, "ccnn_any_resolution", ccnn)
+    assert "| test accuracy (397 digits) | 8x8 | 16x16 | 32x32 |" in block
+    assert '| 2D, `resolution="fixed"` (reference rule) | 0.930 | 0.270 | 0.120 |' in block
+    assert "| 1D, 64-step sequence | 0.922 |  |  |" in block
+    onnx = ("RESULT size=224 photos=6 max_abs_diff=1.800e-07 relative_diff=4.400e-07 top1_agreement=1.0000 "
+            "onnx_ms=10.300 keras_ms=22.900 file_bytes=13914035 latency_runs=50")
+    expected = "| 224x224 | 6 | 13.27 MiB | 1.8e-07 | 4.4e-07 | 1.000 | 10.3 | 22.9 |"
+    assert expected in rendered(tool, "export_onnx", onnx)
+    # ccnn rows share labels: they are told apart by size.
+    rerun = ccnn.replace("size=32 accuracy=0.1200", "size=32 accuracy=0.2000")
+    report, failures = tool.compare(tool.EXAMPLES["ccnn_any_resolution"], tool.result_lines(ccnn),
+                                    tool.result_lines(rerun), 0.01)
+    assert len(report) == 7 and len(failures) == 1 and "2d_fixed size=32 accuracy" in failures[0]
+
+
+def test_readme_example_tables_match_their_results(tool):
+    # README's tables are written by tools/run_examples.py: each equals the rendering of its stored RESULT lines.
+    assert tool.main(["--check", "--no-run"]) == 0
