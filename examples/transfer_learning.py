@@ -162,7 +162,9 @@ def build_model(args, num_classes):
     inputs = keras.Input(shape, name="image")
     x = augmentation(args)(inputs)
     x = _common.apply_layers(_common.input_scaling(backbone), x)  # the scaling of the loaded weights
-    # training=False: BatchNormalization keeps its statistics even once unfrozen.
+    # training=False is keras.applications' recipe, but Keras 3.15's functional models pass fit()'s
+    # training=True down to a nested model over it: what keeps the backbone's BatchNormalization
+    # statistics frozen is their trainable=False in unfreeze_top() below.
     x = backbone(x, training=False)
     x = keras.layers.Dropout(args.dropout, seed=args.seed + 6)(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)

@@ -6,6 +6,7 @@ Errors print one readable line (exit code 2) unless ``--debug`` is given.
 
 import argparse
 import os
+import re
 import sys
 
 from keras_convzoo.progress import ProgressBar
@@ -269,10 +270,14 @@ def _read_image(path, shape, flag):
 
     from keras_convzoo.backend import tf
 
+    from keras_convzoo.export.report import converter_logs
+
     try:
-        image = tf.io.decode_image(tf.io.read_file(path), channels=shape[-1], expand_animations=False)
+        with converter_logs():  # TensorFlow's C++ "rendezvous is aborting" line
+            image = tf.io.decode_image(tf.io.read_file(path), channels=shape[-1], expand_animations=False)
     except Exception as error:  # TF's two-line InvalidArgumentError: fold it into one line naming the file
         reason = " ".join(str(error).split("[[")[0].split("{{")[-1].split("}}")[-1].split())
+        reason = re.sub(r"\s*\[Op:[^\]]*\].*$", "", reason)
         raise ValueError(f"{flag}: cannot decode image {path}: {reason or type(error).__name__}") from None
     image = tf.cast(image, tf.float32)
     if tuple(image.shape[:2]) != tuple(shape[:2]):
@@ -280,12 +285,14 @@ def _read_image(path, shape, flag):
     return np.clip(np.asarray(image, dtype="float32"), 0.0, 255.0)
 
 
-def _input_images(source, flag, model, spec, shape, count):
+def _input_images(source, flag, model, spec, shape, count, exclude=()):
     """``count`` model inputs of ``shape`` (no batch): images from a folder (spread over it) or synthetic.
 
     Folder images are 0-255 pixels, passed through ``preprocess_input`` for
     a registry model (a saved ``.keras`` model scales its own input);
-    ``random`` draws synthetic images in the model's own range.
+    ``random`` draws synthetic images in the model's own range. Files in
+    ``exclude`` are left out (calibration images, when the same folder also
+    checks the file). Returns ``(inputs, files used)``.
     """
     import numpy as np
 
@@ -293,14 +300,17 @@ def _input_images(source, flag, model, spec, shape, count):
     from keras_convzoo.export.inputs import spread, synthetic_inputs
 
     if source == "random":
-        return synthetic_inputs(model, shape, count, seed=0)[0]
-    files = _image_files(source, flag)
+        return synthetic_inputs(model, shape, count, seed=0)[0], ()
+    files = [f for f in _image_files(source, flag) if f not in set(exclude)]
+    if not files:
+        return None, ()
     if len(shape) != 3 or shape[-1] not in (1, 3):
         raise ValueError(f"{flag} DIR needs an image model; it takes inputs {shape}.")
-    images = np.stack([_read_image(path, shape, flag) for path in spread(files, count)])
+    files = spread(files, count)
+    images = np.stack([_read_image(path, shape, flag) for path in files])
     if spec is not None and spec.preprocessing is not None:
         images = np.asarray(preprocess_input(images, model), dtype="float32")
-    return images
+    return images, tuple(files)
 
 
 def _load_keras_file(args):
@@ -327,6 +337,10 @@ def _load_keras_file(args):
         if len(sizes) != len(spatial) or min(sizes) < 1:
             raise ValueError(f"--input-size needs 1 or {len(spatial)} positive sizes for {args.name}. "
                              f"Received: {' '.join(str(s) for s in args.input_size)}")
+        known = [(m, g) for m, g in zip(model_shape[:-1], sizes) if m is not None]
+        if any(m != g for m, g in known):
+            raise ValueError(f"--input-size {' '.join(str(s) for s in args.input_size)} disagrees with the input "
+                             f"{(None,) + tuple(model_shape)} of {args.name}; leave it out or match the sizes.")
         spatial = sizes
     if any(d is None for d in spatial):
         raise ValueError(f"{args.name} takes inputs of any size {model_shape}; pass --input-size.")
@@ -357,6 +371,11 @@ def _cmd_export(args):
     elif args.verify_data != "none" and args.verify_data != "random" and not os.path.isdir(args.verify_data):
         raise ValueError(f"--verify-data must be a folder of images, 'random' or 'none'. Received: {args.verify_data}")
     lowering = _tflite_lowering(args, args.format == "tflite", "--format tflite")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--out: the folder {folder} does not exist; create it first. Received: --out {args.out}")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--out: the folder {folder} is not writable. Received: --out {args.out}")
     if args.name.endswith(".keras"):
         model, spec, shape = _load_keras_file(args)
     else:
@@ -372,16 +391,23 @@ def _cmd_export(args):
     if args.fuse:
         model = deploy.fuse(model)
     checks = dict(verify=args.verify_data != "none", verbose=args.debug)
-    if args.verify_data not in ("none", "random", "calibration"):
-        checks["verification_data"] = _input_images(
+    calibration, calibration_files, progress = None, (), None
+    if args.quantize == "int8":
+        calibration, calibration_files = _input_images(
+            args.calibration, "--calibration", model, spec, shape, args.calibration_samples
+        )
+        progress = ProgressBar("calibration")
+    if args.verify_data == "calibration":  # the folder's images not used to calibrate, else the calibration ones
+        held_out, _ = _input_images(args.calibration, "--calibration", model, spec, shape, args.verify_samples,
+                                    exclude=calibration_files)
+        if held_out is not None:
+            checks["verification_data"] = held_out
+    elif args.verify_data not in ("none", "random"):
+        checks["verification_data"], _ = _input_images(
             args.verify_data, "--verify-data", model, spec, shape, args.verify_samples
         )
     if args.format == "tflite":
         quantization = None if args.quantize == "none" else args.quantize
-        calibration, progress = None, None
-        if quantization == "int8":
-            calibration = _input_images(args.calibration, "--calibration", model, spec, shape, args.calibration_samples)
-            progress = ProgressBar("calibration")
         report = export.to_tflite(
             model, args.out, quantization=quantization, representative_data=calibration,
             input_shape=shape, progress=progress, **checks, **lowering,
@@ -395,11 +421,33 @@ def _cmd_export(args):
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, with the closest option for a misspelt one."""
+
+    def error(self, message):
+        import difflib
+
+        unknown = re.findall(r"(--?[\w-]+)", message.split(":", 1)[-1]) if "unrecognized" in message else []
+        options = [o for action in self._actions for o in action.option_strings]
+        for subparsers in (a for a in self._actions if isinstance(a, argparse._SubParsersAction)):
+            for name, sub in subparsers.choices.items():
+                if name in sys.argv[1:]:
+                    options += [o for action in sub._actions for o in action.option_strings]
+        hints = [difflib.get_close_matches(u, options, n=1) for u in unknown]
+        suggestion = "; ".join(f"did you mean {h[0]}?" for h in hints if h)
+        self.exit(2, f"{self.prog}: error: {message}{' (' + suggestion + ')' if suggestion else ''}; see {self.prog} --help\n")
+
+
 def build_parser():
     """Returns the ``convzoo`` argument parser."""
-    parser = argparse.ArgumentParser(prog="convzoo", description="keras_convzoo model zoo tools.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="convzoo", description="keras_convzoo model zoo tools.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and converter logs")
+    common = argparse.ArgumentParser(add_help=False)  # --debug after the command too
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show full tracebacks and converter logs")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add_parser(*a, parents=[common], **k)
     p_list = sub.add_parser("list", help="list registered models")
     p_list.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'seres*'")
     p_list.set_defaults(func=_cmd_list)
@@ -461,7 +509,8 @@ def build_parser():
     p_export.add_argument("--verify-data", metavar="DIR|random|none",
                           help="inputs the file is checked on against Keras: a folder of images (like the real "
                                "ones), 'random' (synthetic images in the model's input range) or 'none' (no "
-                               "check); default: the --calibration folder for int8, else random")
+                               "check); default for int8: the --calibration folder's images not used to calibrate "
+                               "(else the calibration images), otherwise random")
     p_export.add_argument("--verify-samples", type=int, default=200, metavar="N",
                           help="images taken from --verify-data DIR, spread over the folder (default 200)")
     p_export.add_argument("--depthwise-max-taps", type=int, metavar="N",

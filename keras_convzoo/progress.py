@@ -13,7 +13,8 @@ class ProgressBar:
 
     Args:
         label: text before the bar.
-        stream: a text stream (default ``sys.stderr``).
+        stream: a text stream (default ``sys.stderr``; when that is not a
+            terminal, e.g. a log file, only the finished bar is written).
         width: number of bar characters.
 
     Example:
@@ -36,10 +37,22 @@ class ProgressBar:
         filled = int(self.width * done / max(total, 1))
         bar = "#" * filled + "." * (self.width - filled)
         stream = self.stream or sys.stderr  # looked up now: export.converter_logs may have moved it
+        if self.stream is None and not _is_terminal(stream):  # a log file: one line at the end, no redraws
+            if done >= total:
+                stream.write(f"{self.label} [{bar}] {done}/{total}\n")
+                stream.flush()
+            return
         stream.write(f"\r{self.label} [{bar}] {done}/{total}")
         if done >= total:
             stream.write("\n")
         stream.flush()
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def check_progress(progress):

@@ -38,3 +38,23 @@ def test_info_compares_ccnn_with_the_reference_model_it_counted(capsys):
     reference = get_spec("ccnn_4_140").reference_params
     assert f"{reference:,}" in out
     assert "matches reference     True (counted with classes=10, input_shape=(32, 32, 3))" in out
+
+
+def test_parser_errors_are_one_line_with_the_closest_option(capsys, monkeypatch):
+    import pytest
+
+    argv = ["export", "m.keras", "--quantise", "int8", "--out", "m.tflite"]
+    monkeypatch.setattr(sys, "argv", ["convzoo"] + argv)
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1
+    assert err == ("convzoo: error: unrecognized arguments: --quantise int8 (did you mean --quantize?); "
+                   "see convzoo --help\n")
+
+
+def test_debug_is_accepted_after_the_command(capsys):
+    import pytest
+
+    with pytest.raises(ValueError, match="Unknown model name"):  # --debug: the exception itself
+        cli.main(["info", "nope", "--debug"])

@@ -42,3 +42,13 @@ def test_benchmark_reports_each_mode_and_batch():
     assert {t for _, t in calls} == {4}
     with pytest.raises(ValueError, match="progress"):
         benchmark(model, input_size=None, modes=("graph",), progress=1)
+
+
+def test_bar_on_a_log_file_writes_one_line(monkeypatch):
+    # Default stream (sys.stderr) that is not a terminal: no "\r" redraws in logs.
+    log = io.StringIO()
+    monkeypatch.setattr("sys.stderr", log)
+    bar = ProgressBar("work", width=4)
+    for i in range(3):
+        bar(i + 1, 3)
+    assert log.getvalue() == "work [####] 3/3\n"

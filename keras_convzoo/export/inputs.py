@@ -22,8 +22,10 @@ import numpy as np
 
 from keras_convzoo.backend import keras, tf
 
-#: Samples drawn from the user's data or synthesised when ``num_samples`` is not given.
+#: Synthetic inputs drawn when ``num_samples`` is not given.
 DEFAULT_NUM_SAMPLES = 8
+#: ``representative_data`` samples the file is checked on when ``num_samples`` is not given.
+DEFAULT_REPRESENTATIVE_SAMPLES = 32
 
 # Layers that leave the value range unchanged at inference (augmentation,
 # noise, resizing): skipped while looking for the model's input scaling.
@@ -262,8 +264,18 @@ def data_samples(data, sample_shape, dtype, argument):
     rank = len(sample_shape)
     if isinstance(source, np.ndarray) or tf.is_tensor(source):
         source = np.asarray(source)
-        if source.ndim in (rank, rank + 1):  # one sample, or one batch
-            source = [source]
+        fits = [source.ndim == n and all(d is None or d == a for d, a in zip(sample_shape, source.shape[n - rank:]))
+                for n in (rank, rank + 1)]
+        if source.ndim in (rank, rank + 1) and not any(fits):
+            hint = ""
+            if source.ndim == rank + 1 and tuple(source.shape[2:]) + source.shape[1:2] == tuple(
+                    d if d is not None else a for d, a in zip(sample_shape, tuple(source.shape[2:]) + source.shape[1:2])):
+                hint = " (it looks channels-first; keras_convzoo models are channels-last)"
+            raise ValueError(
+                f"`{argument}` has shape {source.shape}; expected samples of shape {tuple(sample_shape)} "
+                f"(one, or a batch of them), the input shape of the exported file{hint}."
+            )
+        source = [source]
     try:
         iterator = iter(source)
     except TypeError:
@@ -328,7 +340,8 @@ def verification_inputs(model, sample_shape, dtype, verification_data=None, repr
         verification_data: the user's inputs (see ``data_samples``), or None.
         representative: already materialised calibration samples, or None.
         num_samples: how many to use: None takes every ``verification_data``
-            sample, else ``DEFAULT_NUM_SAMPLES``.
+            sample, ``DEFAULT_REPRESENTATIVE_SAMPLES`` of the calibration
+            samples, or ``DEFAULT_NUM_SAMPLES`` synthetic ones.
         seed: seed of synthetic inputs.
 
     Returns:
@@ -339,10 +352,11 @@ def verification_inputs(model, sample_shape, dtype, verification_data=None, repr
     if verification_data is not None:
         samples = spread(data_samples(verification_data, sample_shape, dtype, "verification_data"), num_samples)
         return np.concatenate(samples), f"{len(samples)} samples of verification_data", True
-    count = DEFAULT_NUM_SAMPLES if num_samples is None else num_samples
     if representative:
-        samples = spread(representative, count)
-        return np.concatenate(samples), f"{len(samples)} samples of representative_data", True
+        samples = spread(representative, DEFAULT_REPRESENTATIVE_SAMPLES if num_samples is None else num_samples)
+        description = f"{len(samples)} samples of representative_data (calibration inputs; verification_data checks held-out ones)"
+        return np.concatenate(samples), description, True
+    count = DEFAULT_NUM_SAMPLES if num_samples is None else num_samples
     from keras_convzoo.export.report import DEFAULT_SPATIAL_SIZE
 
     filled = tuple(DEFAULT_SPATIAL_SIZE if d is None else d for d in sample_shape)

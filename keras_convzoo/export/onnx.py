@@ -208,14 +208,16 @@ def run_onnx(path, x):
     Args:
         path: the ``.onnx`` file.
         x: input array, batch first. A file with a fixed batch of 1 is run one
-            sample at a time.
+            sample at a time; a single sample without the batch axis is run
+            as a batch of one.
 
     Returns:
         A list of output arrays in the file's output order (the model's
         flattened outputs for files written by ``to_onnx``).
 
     Raises:
-        ValueError: when the file does not have exactly one input.
+        ValueError: when the file does not have exactly one input or ``x``
+            does not fit it.
 
     Example:
     >>> (probs,) = run_onnx("model.onnx", images)
@@ -232,6 +234,13 @@ def run_onnx(path, x):
             f"run_onnx supports single-input files; '{path}' has {len(inputs)} inputs."
         )
     x = np.asarray(x, dtype=np.float32)
+    shape = list(inputs[0].shape or [])
+    if x.ndim == len(shape) - 1:  # one sample without its batch axis
+        x = x[None]
+    fits = x.ndim == len(shape) and all(not isinstance(d, int) or d == a for d, a in zip(shape[1:], x.shape[1:]))
+    if not fits:
+        signature = tuple(d if isinstance(d, int) else -1 for d in shape)
+        raise ValueError(f"Input of shape {x.shape} does not fit the ONNX file's input {signature} (-1: dynamic).")
     batch = inputs[0].shape[0] if inputs[0].shape else None
     if batch == 1 and x.shape[0] != 1:
         batches = [x[i : i + 1] for i in range(x.shape[0])]
@@ -308,8 +317,8 @@ def to_onnx(
             or produces a model ``onnx.checker`` rejects; the message names
             tf2onnx and carries its first error line.
         VerificationError: (a ``ValueError``) when ``verify=True`` and the
-            file is out of tolerance; the message has the measured numbers
-            (the file stays on disk for inspection).
+            file is out of tolerance; the message has the measured numbers.
+            Nothing is written at ``path`` then (see ``keep_failed``).
 
     Example:
     >>> model = kcz.ResNeXt50(weights=None, input_shape=(None, None, 3))

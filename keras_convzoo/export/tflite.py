@@ -99,10 +99,15 @@ def _open_interpreter(content):
     return Interpreter(model_path=os.fspath(content))
 
 
+#: Other spellings of the ``quantization`` values (the CLI's ``none``, ``fp16``...).
+_QUANTIZATION_ALIASES = {"none": None, "fp32": None, "float32": None, "fp16": "float16", "float16": "float16",
+                         "dynamic": "dynamic", "dynamic_range": "dynamic", "int8": "int8"}
+
+
 def _normalize_quantization(quantization):
-    """``quantization`` checked, with option strings matched case-insensitively (``"INT8"``)."""
-    if isinstance(quantization, str) and quantization.lower() in QUANTIZATIONS:
-        return quantization.lower()
+    """``quantization`` checked; strings matched case-insensitively, with aliases (``"INT8"``, ``"fp16"``, ``"none"``)."""
+    if isinstance(quantization, str) and quantization.lower() in _QUANTIZATION_ALIASES:
+        return _QUANTIZATION_ALIASES[quantization.lower()]
     if quantization not in QUANTIZATIONS:
         raise ValueError(
             f"Unknown quantization: {quantization!r}. Allowed values: {list(QUANTIZATIONS)} "
@@ -284,7 +289,8 @@ def run_tflite(path, x, num_threads=None):
 
     Args:
         path: the ``.tflite`` file.
-        x: input array, batch first.
+        x: input array, batch first (a single sample without the batch
+            axis is run as a batch of one).
         num_threads: interpreter threads (default: the interpreter's).
 
     Returns:
@@ -306,6 +312,8 @@ def run_tflite(path, x, num_threads=None):
         )
     signature = tuple(int(d) for d in inputs[0]["shape_signature"])
     x = np.asarray(x)
+    if x.ndim == len(signature) - 1:  # one sample without its batch axis
+        x = x[None]
     if x.ndim != len(signature) or any(
         s not in (-1, d) for s, d in zip(signature[1:], x.shape[1:])
     ):
@@ -560,17 +568,29 @@ def to_tflite(
     except VerificationError as error:
         if quantization not in ("int8", "dynamic") or qat:
             raise
-        raise VerificationError(f"{error} {_quantization_hint(model, quantization)}") from None
+        raise VerificationError(f"{error} {_quantization_hint(model, quantization, samples)}") from None
 
 
-def _quantization_hint(model, quantization):
+def _quantization_hint(model, quantization, samples=None):
     """What to try when a quantized file is rejected."""
+    from keras_convzoo.export.inputs import input_range
+
+    range_hint = ""
+    if samples:
+        found = input_range(model)
+        top = max(float(np.max(np.abs(sample))) for sample in samples)
+        if found.kind == "pixels" and top <= 2.0:
+            range_hint = (
+                f" The representative_data span at most {top:.3g} in absolute value, but the model scales 0-255 "
+                f"pixels itself ({found.source}): pass images in 0-255."
+            )
     hint = (
         "Try representative_data of a few hundred real inputs, quantization='dynamic' (int8 weights, "
         "float activations) or 'float16'."
         if quantization == "int8"
         else "Try quantization='float16'."
     )
+    hint = range_hint + " " + hint if range_hint else hint
     norms = [layer for layer in iter_layers(model) if type(layer).__name__ == "LayerNormalization"]
     if quantization == "int8" and norms:
         hint += (
