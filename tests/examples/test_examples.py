@@ -35,19 +35,8 @@ def run_example(name, *args, timeout=300, env=None):
 
 
 def result_lines(stdout):
-    """The ``RESULT key=value ...`` lines: a list of (label or None, {key: value})."""
-    rows = []
-    for line in stdout.splitlines():
-        if not line.startswith("RESULT "):
-            continue
-        label, fields = None, {}
-        for token in line.split()[1:]:
-            if "=" in token:
-                key, value = token.split("=", 1)
-                fields[key] = value
-            else:
-                label = token
-        rows.append((label, fields))
+    """The ``RESULT key=value ...`` lines: a list of (label or None, {key: value}) (``tools/run_examples.py``'s parser)."""
+    rows = load_module("run_examples_tool", RUN_EXAMPLES).parse_results(stdout)
     assert rows, f"no RESULT line in the output:\n{stdout[-3000:]}"
     return rows
 
