@@ -277,8 +277,8 @@ def test_layer_configs_train_and_convert_to_full_integer(kind, needs_calibration
     if needs_calibration:  # SqueezeExcite's squeeze vector is inside the layer
         with pytest.raises(export.ExportError, match="representative_data"):
             export.to_tflite(qat, tmp_path / "q.tflite", quantization="int8")
-    report = export.to_tflite(
-        qat, tmp_path / "q.tflite", quantization="int8", num_samples=16,
+    report = export.to_tflite(  # checked on inputs like its training data (unit-normal images)
+        qat, tmp_path / "q.tflite", quantization="int8", verification_data=data[16:],
         representative_data=data[16:] if needs_calibration else None,
     )
     assert report.float_ops == () and report.snr_db >= export.QAT_INT8_MIN_SNR_DB, str(report)
