@@ -240,7 +240,7 @@ def _tiled_continuous_depthwise(layer, max_taps):
 
 
 def _constant_normalization(layer):
-    """``call`` of a Keras 3 ``Normalization`` with its mean and variance traced as constants.
+    """``call`` of a ``Normalization`` (Keras 3 or tf_keras) with its mean and variance traced as constants.
 
     Given ``mean=``/``variance=``, the layer holds them as eager tensors,
     which a traced function captures as extra inputs: tf2onnx then writes a
@@ -258,9 +258,8 @@ def _constant_normalization(layer):
 
 def _rewritable_normalization(layer):
     return (
-        not LEGACY_KERAS
-        and type(layer) is keras.layers.Normalization
-        and not layer.invert
+        type(layer) is keras.layers.Normalization
+        and not getattr(layer, "invert", False)
         and getattr(layer, "mean", None) is not None
     )
 
