@@ -7,15 +7,8 @@ import keras_convzoo as kcz
 from keras_convzoo.backend import keras
 from keras_convzoo.deploy import fuse
 from keras_convzoo.layers._continuous_conv import ContinuousConvBase
+from keras_convzoo.export.lowering import iter_layers as _all_layers  # every layer, nested models too
 from keras_convzoo.testing import randomize_batch_norms
-
-
-def _all_layers(model):
-    """Every layer of ``model``, through nested models."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
 
 
 def _bn_names(model):

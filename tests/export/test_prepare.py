@@ -8,18 +8,12 @@ from keras_convzoo.backend import LEGACY_KERAS, keras
 from keras_convzoo.export.prepare import prepare_for_export
 from keras_convzoo.layers import SeparableFlexConv
 from keras_convzoo.layers._continuous_conv import ContinuousConvBase
+from keras_convzoo.export.lowering import iter_layers as _all_layers  # every layer, nested models too
 from keras_convzoo.testing import randomize_batch_norms
 
 pytestmark = pytest.mark.export
 
 TINY = kcz.get_spec("ccnn_4_140").test_overrides  # depth 2: a stem conv and 2 block convs
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
 
 
 def _continuous(model):
