@@ -1,30 +1,19 @@
-"""The ``convzoo`` command line: ``list``, ``info NAME``, ``download NAME``, ``port-timm NAME``,
-``benchmark NAME``, ``export NAME``.
+"""The ``convzoo`` commands that build models: ``info NAME --input-size``, ``download``, ``port-timm``,
+``benchmark``, ``export``.
 
-Errors print one readable line (exit code 2) unless ``--debug`` is given.
+The parser, ``main`` and the commands that need no TensorFlow (``list``,
+``info NAME``) are in the top-level module ``keras_convzoo_cli``, the console
+script's entry point; ``python -m keras_convzoo.cli`` runs the same ``main``.
+Each ``cmd_*`` function takes the parsed arguments and returns the exit code.
 """
 
-import argparse
 import os
 import re
 import sys
 
+from keras_convzoo.backend import tf  # noqa: F401  (keras_convzoo_cli probes the devices through it)
 from keras_convzoo.progress import ProgressBar
-
-
-def _cmd_list(args):
-    from keras_convzoo.applications import get_spec, list_models
-
-    names = list_models(args.pattern)
-    if not names:
-        raise ValueError(f"No registered model matches {args.pattern!r}.")
-    width = max(len(n) for n in names)
-    print(f"{'name':<{width}}  {'constructor':<14} {'family':<12} {'params (M)':>10}")
-    for name in names:
-        spec = get_spec(name)
-        params = f"{spec.reference_params / 1e6:.2f}" if spec.reference_params else "-"
-        print(f"{name:<{width}}  {spec.entrypoint:<14} {spec.family:<12} {params:>10}")
-    return 0
+from keras_convzoo_cli import build_parser, main, print_info  # noqa: F401  (``python -m keras_convzoo.cli``)
 
 
 def _spatial_sizes(spec, input_size):
@@ -41,70 +30,15 @@ def _spatial_sizes(spec, input_size):
     return tuple(int(s) for s in input_size)
 
 
-def _cmd_info(args):
-    from keras_convzoo.applications import create_model, get_spec
-    from keras_convzoo.profile import count_flops, count_params, format_macs
+def cmd_info(args):
+    """``convzoo info NAME --input-size ...``: builds the model at that size and prints its facts."""
+    from keras_convzoo.applications import get_spec
+    from keras_convzoo.applications.index import model_facts
 
     spec = get_spec(args.name)
-    sizes = _spatial_sizes(spec, args.input_size)
-    kwargs = {} if args.input_size is None else {"input_shape": sizes + (spec.input_channels,)}
-    model = create_model(args.name, **kwargs)
-    counts = count_params(model)
-    model_sizes = tuple(model.input_shape[1:-1])
-    macs = count_flops(model, sizes if None in model_sizes else None)
-    macs_at = "x".join(str(d) for d in macs.input_shape[:-1])
-    rows = [
-        ("name", spec.name),
-        ("constructor", f"keras_convzoo.{spec.entrypoint}"),
-        ("family", spec.family),
-        ("default input", f"{spec.default_size}x{spec.default_size}x{spec.input_channels}"),
-        ("min input size", str(spec.min_size)),
-        ("trainable params", f"{counts['trainable']:,}"),
-        ("non-trainable params", f"{counts['non_trainable']:,}"),
-        ("total params", f"{counts['total']:,}"),
-        ("reference params", f"{spec.reference_params:,} ({spec.reference})" if spec.reference_params else "-"),
-        ("matches reference", _matches_reference(spec, kwargs, counts)),
-        ("MACs", f"{format_macs(macs.total)} at {macs_at} ({macs.total:,})"),
-        ("layers", str(len(model.layers))),
-        ("paper", spec.paper),
-    ]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
-    _print_pretrained(spec.name)
+    sizes = None if args.input_size is None else _spatial_sizes(spec, args.input_size)
+    print_info(model_facts(spec.name, sizes))
     return 0
-
-
-def _matches_reference(spec, kwargs, counts):
-    """Whether the trainable count equals the reference's, on the model the reference counted."""
-    from keras_convzoo.applications import create_model
-    from keras_convzoo.profile import count_params
-
-    if not spec.reference_params:
-        return "-"
-    if spec.reference_kwargs and dict(spec.reference_kwargs) != kwargs:  # e.g. CCNN's 10 classes at 32x32
-        counts = count_params(create_model(spec.name, **spec.reference_kwargs))
-        built = ", ".join(f"{k}={v!r}" for k, v in spec.reference_kwargs.items())
-        return f"{counts['trainable'] == spec.reference_params} (counted with {built})"
-    return str(counts["trainable"] == spec.reference_params)
-
-
-def _print_pretrained(name):
-    """The variant's pretrained weights: tag, source, classes, input size, license (one line each)."""
-    from keras_convzoo.weights.pretrained import list_pretrained, table_metadata
-
-    entries = [e for e in list_pretrained(name) if e.name == name]
-    if not entries:
-        reasons = [row["reason"] for row in table_metadata()["unavailable"] if row["name"] == name]
-        print(f"\npretrained weights: none ({reasons[0] if reasons else 'no upstream weights'})")
-        return
-    print("\npretrained weights (weights=TAG; 'imagenet' = the first):")
-    tag_width = max(len(e.tag) for e in entries)
-    for entry in entries:
-        where = entry.download_url
-        size = "x".join(str(d) for d in entry.input_size)
-        print(f"  {entry.tag:<{tag_width}}  {entry.source:<6} {entry.num_classes:>6} classes  {size:>7}  "
-              f"{entry.license:<14} {where}")
 
 
 def _tflite_lowering(args, applies, where):
@@ -131,7 +65,7 @@ def _tflite_lowering(args, applies, where):
     return options
 
 
-def _cmd_benchmark(args):
+def cmd_benchmark(args):
     from keras_convzoo.applications import get_spec
     from keras_convzoo.profile import benchmark, format_table, write_csv
     from keras_convzoo.profile.benchmark import plot_latency_vs_macs
@@ -200,7 +134,7 @@ def _interleaved_rows(args, specs, lowering):
     return rows
 
 
-def _cmd_port_timm(args):
+def cmd_port_timm(args):
     from keras_convzoo.weights.timm import convert_timm_weights
 
     out = convert_timm_weights(args.name, args.out, checkpoint=args.checkpoint, tag=args.tag,
@@ -209,7 +143,7 @@ def _cmd_port_timm(args):
     return 0
 
 
-def _cmd_download(args):
+def cmd_download(args):
     from keras_convzoo.applications import get_spec, list_models
     from keras_convzoo.weights import pretrained
 
@@ -347,7 +281,7 @@ def _load_keras_file(args):
     return model, None, tuple(spatial) + (model_shape[-1],)
 
 
-def _cmd_export(args):
+def cmd_export(args):
     from keras_convzoo import deploy, export
     from keras_convzoo.applications import create_model, get_spec
 
@@ -419,144 +353,6 @@ def _cmd_export(args):
     print(f"{args.name}{' (tiny twin)' if args.tiny else ''}{', fused' if args.fuse else ''} -> {report.path}")
     print(report)
     return 0
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line, with the closest option for a misspelt one."""
-
-    def error(self, message):
-        import difflib
-
-        unknown = re.findall(r"(--?[\w-]+)", message.split(":", 1)[-1]) if "unrecognized" in message else []
-        options = [o for action in self._actions for o in action.option_strings]
-        for subparsers in (a for a in self._actions if isinstance(a, argparse._SubParsersAction)):
-            for name, sub in subparsers.choices.items():
-                if name in sys.argv[1:]:
-                    options += [o for action in sub._actions for o in action.option_strings]
-        hints = [difflib.get_close_matches(u, options, n=1) for u in unknown]
-        suggestion = "; ".join(f"did you mean {h[0]}?" for h in hints if h)
-        self.exit(2, f"{self.prog}: error: {message}{' (' + suggestion + ')' if suggestion else ''}; see {self.prog} --help\n")
-
-
-def build_parser():
-    """Returns the ``convzoo`` argument parser."""
-    parser = _Parser(prog="convzoo", description="keras_convzoo model zoo tools.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks and converter logs")
-    common = argparse.ArgumentParser(add_help=False)  # --debug after the command too
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show full tracebacks and converter logs")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _add_parser = sub.add_parser
-    sub.add_parser = lambda *a, **k: _add_parser(*a, parents=[common], **k)
-    p_list = sub.add_parser("list", help="list registered models")
-    p_list.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'seres*'")
-    p_list.set_defaults(func=_cmd_list)
-    p_info = sub.add_parser("info", help="parameters and settings of a model")
-    p_info.add_argument("name", help="registry name, e.g. resnext50_32x4d")
-    p_info.add_argument("--input-size", nargs="+", type=int, metavar="SIZE",
-                        help="spatial size(s) to build and count MACs at (default: the variant's)")
-    p_info.set_defaults(func=_cmd_info)
-    p_bench = sub.add_parser("benchmark", help="latency per execution mode and batch size")
-    p_bench.add_argument("names", nargs="+", metavar="NAME", help="registry name(s)")
-    p_bench.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], metavar="N")
-    p_bench.add_argument("--input-size", nargs="+", type=int, metavar="SIZE",
-                         help="spatial size(s) (default: each variant's, e.g. 224)")
-    p_bench.add_argument("--modes", nargs="+", default=["eager", "graph", "xla", "tflite", "tflite_int8"],
-                         metavar="MODE", help="of eager, graph, xla, tflite, tflite_int8")
-    p_bench.add_argument("--fuse", action="store_true", help="time the fused inference form (deploy.fuse)")
-    p_bench.add_argument("--warmup", type=int, default=3)
-    p_bench.add_argument("--repeats", type=int, default=15)
-    p_bench.add_argument("--threads", type=int, help="TFLite interpreter threads (default: TensorFlow's)")
-    p_bench.add_argument("--rounds", type=int, metavar="N",
-                         help="time the models together in N alternating rounds (fair ratios on a busy machine)")
-    p_bench.add_argument("--depthwise-max-taps", type=int, metavar="N",
-                         help="tflite modes: as export --depthwise-max-taps (default 25; 0 keeps kernels whole)")
-    p_bench.add_argument("--dense-group-channels", type=int, metavar="N",
-                         help="tflite modes: as export --dense-group-channels (grouped convs of at most N input "
-                              "channels per group written dense; default: grouped)")
-    p_bench.add_argument("--tiny", action="store_true", help="the variants' tiny test twins (quick checks)")
-    p_bench.add_argument("--csv", metavar="FILE", help="write the rows to a CSV file")
-    p_bench.add_argument("--plot", metavar="FILE.png", help="plot latency vs MACs (needs matplotlib)")
-    p_bench.set_defaults(func=_cmd_benchmark)
-    p_port = sub.add_parser("port-timm", help="port timm weights to a .weights.h5 file that records its layout")
-    p_port.add_argument("name", help="registry name with a timm counterpart, e.g. seresnet50")
-    p_port.add_argument("--checkpoint", metavar="FILE",
-                        help="timm state dict (.safetensors, .pth, .bin, .npz; read without torch); default: "
-                             "download the tag's weights from the hub")
-    p_port.add_argument("--tag", help="timm tag to download (default: the variant's default timm tag)")
-    p_port.add_argument("--out", required=True, metavar="FILE.weights.h5", help="output file")
-    p_port.set_defaults(func=_cmd_port_timm)
-    p_down = sub.add_parser("download", help="fetch pretrained weights into the cache (for offline machines)")
-    p_down.add_argument("names", nargs="*", metavar="NAME", help="registry names, e.g. resnext50_32x4d")
-    p_down.add_argument("--all", action="store_true", help="every variant's default weights")
-    p_down.add_argument("--tag", default="imagenet", help="tag to fetch (default: imagenet, the default)")
-    p_down.add_argument("--mirror", metavar="DIR",
-                        help="also copy the files into DIR, laid out for KERAS_CONVZOO_MIRROR=DIR")
-    p_down.set_defaults(func=_cmd_download)
-    p_export = sub.add_parser("export", help="export to TFLite, ONNX or SavedModel, verified against Keras")
-    p_export.add_argument("name", help="registry name (e.g. mobilenetv2_100) or a saved model FILE.keras (e.g. a "
-                                       "fine-tuned one, taking 0-255 images when its scaling is inside)")
-    p_export.add_argument("--format", default="tflite", metavar="FORMAT",
-                          help="tflite (default), onnx or saved_model")
-    p_export.add_argument("--quantize", default="none", metavar="MODE",
-                          help="tflite only: none (default), float16, dynamic or int8")
-    p_export.add_argument("--input-size", nargs="+", type=int, metavar="SIZE",
-                          help="spatial size(s) of the exported input (default: the variant's, e.g. 224)")
-    p_export.add_argument("--calibration", metavar="DIR|random",
-                          help="int8 only: a folder of images, or 'random' (quick, calibrates poorly)")
-    p_export.add_argument("--calibration-samples", type=int, default=100, metavar="N",
-                          help="calibration images, spread over the folder (default 100)")
-    p_export.add_argument("--verify-data", metavar="DIR|random|none",
-                          help="inputs the file is checked on against Keras: a folder of images (like the real "
-                               "ones), 'random' (synthetic images in the model's input range) or 'none' (no "
-                               "check); default for int8: the --calibration folder's images not used to calibrate "
-                               "(else the calibration images), otherwise random")
-    p_export.add_argument("--verify-samples", type=int, default=200, metavar="N",
-                          help="images taken from --verify-data DIR, spread over the folder (default 200)")
-    p_export.add_argument("--depthwise-max-taps", type=int, metavar="N",
-                          help="tflite only: write depthwise kernels of more taps as sums of smaller ones "
-                               "(default 25 = export.DEPTHWISE_MAX_TAPS, XNNPACK's one-pass limit; 0 keeps them whole)")
-    p_export.add_argument("--dense-group-channels", type=int, metavar="N",
-                          help="tflite only: write grouped convs with at most N input channels per group as "
-                               "dense block-diagonal convs (faster int8 on x86 CPUs with VNNI/AMX; slower in "
-                               "float; default: grouped)")
-    p_export.add_argument("--out", required=True, metavar="FILE", help="output file (a folder for saved_model)")
-    p_export.add_argument("--weights", metavar="TAG|FILE",
-                          help="'imagenet', an upstream tag (see `convzoo info NAME`) or a weights file "
-                               "(default: random init)")
-    p_export.add_argument("--classes", type=int, metavar="N",
-                          help="classifier size, e.g. of fine-tuned --weights (default: the variant's, 1000)")
-    p_export.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True,
-                          help="export the fused inference form (deploy.fuse; default) or not")
-    p_export.add_argument("--tiny", action="store_true", help="the variant's tiny test twin (quick checks)")
-    p_export.set_defaults(func=_cmd_export)
-    return parser
-
-
-def _one_line(error):
-    """An exception's message on one line (TensorFlow's errors span several)."""
-    text = " ".join(str(error).split())
-    return text if len(text) <= 600 else text[:597] + "..."
-
-
-def main(argv=None):
-    """Entry point of the ``convzoo`` console script.
-
-    Args:
-        argv: argument list (default: ``sys.argv[1:]``).
-
-    Returns:
-        The exit code.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except Exception as error:  # one readable line unless --debug
-        if args.debug:
-            raise
-        print(f"convzoo {args.command}: error: {_one_line(error)}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

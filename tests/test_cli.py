@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from keras_convzoo import cli
 
 
@@ -58,3 +60,66 @@ def test_debug_is_accepted_after_the_command(capsys):
 
     with pytest.raises(ValueError, match="Unknown model name"):  # --debug: the exception itself
         cli.main(["info", "nope", "--debug"])
+
+
+_LIGHT = """
+import sys, time
+import keras_convzoo_cli
+start = time.perf_counter()
+codes = [keras_convzoo_cli.main(["list"]), keras_convzoo_cli.main(["info", "resnext50_32x4d"])]
+print("codes", codes)
+print("tensorflow imported", "tensorflow" in sys.modules, "keras_convzoo imported", "keras_convzoo" in sys.modules)
+"""
+
+
+def test_list_and_info_answer_without_importing_tensorflow():
+    result = subprocess.run([sys.executable, "-c", _LIGHT], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "codes [0, 0]" in result.stdout
+    assert "tensorflow imported False keras_convzoo imported False" in result.stdout
+    assert "25,028,904" in result.stdout  # timm's resnext50_32x4d trainable count, from the index
+    assert result.stderr == ""
+
+
+def test_help_does_not_import_tensorflow():
+    code = "import sys, keras_convzoo_cli\ntry:\n    keras_convzoo_cli.main(['--help'])\nexcept SystemExit:\n    pass\n" \
+           "print('tensorflow imported', 'tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "export" in result.stdout and "tensorflow imported False" in result.stdout
+
+
+_ABSL_LINE = r"^(?:[IWEF]\d{4} |WARNING: All log messages before absl)"
+
+
+def _run_cli(*argv):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run([sys.executable, "-m", "keras_convzoo_cli", *argv], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_commands_that_import_tensorflow_keep_its_cpp_logs_off_stderr_unless_debug():
+    import re
+
+    quiet = _run_cli("info", "mobilenetv2_035", "--input-size", "32")
+    assert quiet.returncode == 0 and "MACs" in quiet.stdout
+    assert quiet.stderr == ""
+    loud = _run_cli("info", "mobilenetv2_035", "--input-size", "32", "--debug")
+    assert loud.returncode == 0
+    assert re.search(_ABSL_LINE, loud.stderr, re.M), loud.stderr[-2000:]  # TensorFlow's own start-up lines
+
+
+def test_quiet_logs_replays_what_it_caught_when_the_block_fails(capfd):
+    import os
+
+    from keras_convzoo_cli import quiet_native_logs
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with quiet_native_logs():
+            os.write(2, b"native line before the failure\n")
+            raise RuntimeError("boom")
+    assert capfd.readouterr().err == "native line before the failure\n"
+    with quiet_native_logs():
+        os.write(2, b"hidden\n")
+    assert capfd.readouterr().err == ""

@@ -17,6 +17,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from keras_convzoo.backend import keras, tf
+from keras_convzoo_cli import format_macs  # noqa: F401  (its TF-free home: the CLI prints MACs without TF)
 
 #: Layer classes that count zero MACs by convention, though they have weights.
 ZERO_MAC_LAYERS = (
@@ -69,14 +70,6 @@ class MacCount:
         if self.uncounted:
             lines.append(f"  not counted (no rule): {', '.join(self.uncounted)}")
         return "\n".join(lines)
-
-
-def format_macs(macs):
-    """``4.26G``-style text of a MAC count."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if macs >= scale:
-            return f"{macs / scale:.2f}{unit}"
-    return str(int(macs))
 
 
 def fft_macs(length):
