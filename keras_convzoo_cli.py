@@ -236,8 +236,9 @@ def build_parser():
     p_bench.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], metavar="N")
     p_bench.add_argument("--input-size", nargs="+", type=int, metavar="SIZE",
                          help="spatial size(s) (default: each variant's, e.g. 224)")
-    p_bench.add_argument("--modes", nargs="+", default=["eager", "graph", "xla", "tflite", "tflite_int8"],
-                         metavar="MODE", help="of eager, graph, xla, tflite, tflite_int8")
+    p_bench.add_argument("--modes", nargs="+", metavar="MODE",
+                         help="execution modes (default: all of keras_convzoo.profile.MODES: eager, graph, xla, "
+                              "tflite, tflite_int8, onnxruntime)")
     p_bench.add_argument("--fuse", action="store_true", help="time the fused inference form (deploy.fuse)")
     p_bench.add_argument("--warmup", type=int, default=3)
     p_bench.add_argument("--repeats", type=int, default=15)

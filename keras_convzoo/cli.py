@@ -70,7 +70,10 @@ def cmd_benchmark(args):
     from keras_convzoo.profile import benchmark, format_table, write_csv
     from keras_convzoo.profile.benchmark import plot_latency_vs_macs
 
+    from keras_convzoo.profile import MODES
+
     specs = [get_spec(name) for name in args.names]  # unknown names fail before any timing
+    args.modes = list(MODES) if args.modes is None else args.modes
     if args.plot and not args.plot.lower().endswith(".png"):
         raise ValueError(f"--plot must name a .png file. Received: {args.plot}")
     lowering = _tflite_lowering(args, any(m.startswith("tflite") for m in args.modes),

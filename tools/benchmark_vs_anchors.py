@@ -10,7 +10,9 @@ Pairs (ours: keras.applications anchor, timm anchor):
 TensorFlow side (this process): ``keras_convzoo.profile.compare`` times our
 model in its fused inference form (``deploy.fuse``) and the keras.applications
 model as users get it, in each of ``--modes`` (all of ``profile.MODES`` by
-default) at each batch size, on the same seeded inputs, in ``--rounds``
+default: TensorFlow eager/graph/XLA, TFLite fp32/int8 files in LiteRT, the
+ONNX file in onnxruntime; the keras.applications model goes through the same
+exporters, so both sides run in their best shipped runtimes) at each batch size, on the same seeded inputs, in ``--rounds``
 alternating rounds so that a slow spell of the machine falls on both sides
 (``profile.benchmark`` for a model without a keras.applications anchor). The
 ratio to keras.applications is printed for every mode (int8 against keras'
@@ -79,8 +81,9 @@ PAIRS = {
     "mobilenetv2_100": ("MobileNetV2", "mobilenetv2_100"),
     "convnext_tiny": ("ConvNeXtTiny", "convnext_tiny"),
 }
-TF_MODES = MODES  # eager, graph, xla, tflite, tflite_int8
-FP32_MODES = ("eager", "graph", "xla", "tflite")  # the modes "best" picks from: the anchors' arithmetic
+TF_MODES = MODES  # eager, graph, xla, tflite, tflite_int8, onnxruntime
+# the modes "best" picks from: the anchors' arithmetic (float32), each a runtime a user can ship
+FP32_MODES = ("eager", "graph", "xla", "tflite", "onnxruntime")
 TORCH_MODES = ("eager", "channels_last", "jit")
 
 TORCH_SCRIPT = textwrap.dedent(

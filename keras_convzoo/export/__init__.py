@@ -23,7 +23,7 @@ True
 """
 
 from keras_convzoo.export.lowering import DEPTHWISE_MAX_TAPS, deployment_lowering
-from keras_convzoo.export.onnx import run_onnx, to_onnx
+from keras_convzoo.export.onnx import onnx_session, run_onnx, to_onnx
 from keras_convzoo.export.report import (
     DEFAULT_SPATIAL_SIZE,
     DYNAMIC_MIN_SNR_DB,
@@ -58,6 +58,7 @@ from keras_convzoo.export.tflite import float_ops, is_quantization_aware, run_tf
 __all__ = [
     "to_tflite",
     "to_onnx",
+    "onnx_session",
     "to_saved_model",
     "run_tflite",
     "run_onnx",

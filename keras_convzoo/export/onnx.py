@@ -202,6 +202,41 @@ def _convert(model, signature_shape, dtype, name, opset):
     return proto
 
 
+def onnx_session(model, num_threads=None):
+    """Opens an ONNX file (or its bytes) in an onnxruntime CPU session.
+
+    The session ``run_onnx`` and the ``onnxruntime`` mode of
+    ``keras_convzoo.profile.benchmark`` use: CPU execution provider, every
+    graph optimisation onnxruntime offers, its warnings off.
+
+    Args:
+        model: path of an ``.onnx`` file, or the file's bytes.
+        num_threads: intra-op threads (default: onnxruntime's, one per
+            physical core).
+
+    Returns:
+        An ``onnxruntime.InferenceSession``.
+
+    Raises:
+        ValueError: when ``num_threads`` is not a positive int.
+
+    Example:
+    >>> session = onnx_session("model.onnx", num_threads=2)
+    >>> (probs,) = session.run(None, {session.get_inputs()[0].name: images})
+    """
+    _, _, ort = _import_onnx_stack()
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                    or num_threads < 1):
+        raise ValueError(f"`num_threads` must be a positive int or None. Received: num_threads={num_threads!r}")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if num_threads is not None:
+        options.intra_op_num_threads = num_threads
+    source = model if isinstance(model, (bytes, bytearray)) else os.fspath(model)
+    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+
+
 def run_onnx(path, x):
     """Runs a single-input ONNX file with onnxruntime on the CPU.
 
@@ -222,12 +257,7 @@ def run_onnx(path, x):
     Example:
     >>> (probs,) = run_onnx("model.onnx", images)
     """
-    _, _, ort = _import_onnx_stack()
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"]
-    )
+    session = onnx_session(path)
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ValueError(

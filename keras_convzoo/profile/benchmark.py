@@ -1,11 +1,13 @@
-"""Latency of a model in each execution mode: eager, graph, XLA, TFLite fp32 and TFLite int8.
+"""Latency of a model in each execution mode: eager, graph, XLA, TFLite fp32 and int8, onnxruntime.
 
 Every mode runs the same seeded input in this process. TensorFlow modes
 include bringing the output to the host (``.numpy()``); TFLite modes time
 ``invoke()`` plus reading the output with the LiteRT interpreter
 (``ai_edge_litert``) on the file ``keras_convzoo.export.to_tflite`` writes
 (batch 1, resized to the batch; run sample by sample, with a ``note``, when
-a reshape fixed batch 1 in the file). A mode that cannot run a model (XLA on a model
+a reshape fixed batch 1 in the file); the onnxruntime mode times
+``session.run`` on the ``keras_convzoo.export.to_onnx`` file (dynamic
+batch), output on the host. A mode that cannot run a model (XLA on a model
 with run-time shapes, a conversion that fails) gives a row with its error
 text instead of a time.
 """
@@ -24,7 +26,9 @@ import numpy as np
 from keras_convzoo.backend import keras, tf
 from keras_convzoo.progress import check_progress
 
-MODES = ("eager", "graph", "xla", "tflite", "tflite_int8")
+MODES = ("eager", "graph", "xla", "tflite", "tflite_int8", "onnxruntime")
+#: Modes that time an exported file in its runtime (LiteRT, onnxruntime) rather than TensorFlow.
+FILE_MODES = ("tflite", "tflite_int8", "onnxruntime")
 #: Representative samples of the ``tflite_int8`` calibration (seeded random data).
 INT8_CALIBRATION_SAMPLES = 8
 #: ``keras_convzoo.export.to_tflite`` lowering options the TFLite modes accept (``tflite_options``).
@@ -308,13 +312,15 @@ def mode_call(model, mode, x, num_threads=None, tflite_options=None):
     the host; TFLite modes convert ``model`` with
     ``keras_convzoo.export.to_tflite`` (float32, or full int8 calibrated on
     seeded random samples) and invoke the LiteRT interpreter resized to the
-    batch (one sample at a time when a reshape fixed batch 1 in the file).
+    batch (one sample at a time when a reshape fixed batch 1 in the file);
+    ``"onnxruntime"`` converts with ``keras_convzoo.export.to_onnx`` and
+    runs an ``onnx_session``.
 
     Args:
         model: a built single-input ``keras.Model``.
         mode: one of ``MODES``.
         x: the input batch, a float32 array of the model's input shape.
-        num_threads: TFLite interpreter threads (default ``default_threads()``).
+        num_threads: TFLite interpreter and onnxruntime threads (default ``default_threads()``).
         tflite_options: ``to_tflite`` lowering options of the TFLite modes,
             a dict with keys of ``TFLITE_OPTIONS`` (e.g.
             ``{"dense_group_channels": 8}``); None: its defaults.
@@ -331,8 +337,8 @@ def mode_call(model, mode, x, num_threads=None, tflite_options=None):
     num_threads = default_threads() if num_threads is None else _check_positive_int("num_threads", num_threads)
     tflite_options = _check_tflite_options(tflite_options)
     x = np.asarray(x, dtype="float32")
-    if mode.startswith("tflite"):
-        return _tflite_call(_tflite_content(model, tuple(x.shape[1:]), mode, tflite_options), x, num_threads)
+    if mode in FILE_MODES:
+        return _file_call(mode, _file_content(model, tuple(x.shape[1:]), mode, tflite_options), x, num_threads)
     return _host_call(_tf_function(model, mode), tf.constant(x)), None
 
 
@@ -370,6 +376,32 @@ def _quiet_native_output():
             for fd, copy in zip((1, 2), saved):
                 os.dup2(copy, fd)
                 os.close(copy)
+
+
+def _file_content(model, shape, mode, tflite_options=None):
+    """The exported file of a file mode, as bytes: TFLite (``_tflite_content``) or ONNX."""
+    if mode != "onnxruntime":
+        return _tflite_content(model, shape, mode, tflite_options)
+    from keras_convzoo.export import to_onnx
+
+    with tempfile.TemporaryDirectory(prefix="convzoo_benchmark_") as folder:
+        path = os.path.join(folder, "model.onnx")
+        with _quiet_native_output():
+            to_onnx(model, path, input_shape=shape, verify=False)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def _file_call(mode, content, x, num_threads):
+    """``(call, note)`` running the file of a file mode on the batch ``x``."""
+    if mode != "onnxruntime":
+        return _tflite_call(content, x, num_threads)
+    from keras_convzoo.export import onnx_session
+
+    session = onnx_session(content, num_threads=num_threads)
+    feed = {session.get_inputs()[0].name: x}
+    output = session.get_outputs()[0].name
+    return (lambda: session.run([output], feed)[0]), None
 
 
 def _tflite_content(model, shape, mode, tflite_options=None):
@@ -471,8 +503,11 @@ def benchmark(
     Modes: ``"eager"`` (``model(x, training=False)``), ``"graph"``
     (``tf.function``), ``"xla"`` (``tf.function(jit_compile=True)``),
     ``"tflite"`` (float32 file of ``keras_convzoo.export.to_tflite`` run
-    with the LiteRT interpreter) and ``"tflite_int8"`` (full-integer file
-    calibrated on seeded random inputs, float input and output). Each
+    with the LiteRT interpreter), ``"tflite_int8"`` (full-integer file
+    calibrated on seeded random inputs, float input and output) and
+    ``"onnxruntime"`` (the ``keras_convzoo.export.to_onnx`` file, dynamic
+    batch, in an onnxruntime CPU session with every graph optimisation,
+    ``keras_convzoo.export.onnx_session``). Each
     (mode, batch size) is called ``warmup`` times, then timed ``repeats``
     times on the same seeded uniform input; a TFLite file is converted once
     and resized to each batch. A mode that fails (XLA on a model whose
@@ -481,8 +516,8 @@ def benchmark(
 
     Threads: TensorFlow modes use the process's intra-op threads (set them
     with ``tf.config.threading.set_intra_op_parallelism_threads`` before
-    TensorFlow starts); TFLite uses ``num_threads`` (default: the same
-    number, ``default_threads()``).
+    TensorFlow starts); TFLite and onnxruntime use ``num_threads``
+    (default: the same number, ``default_threads()``).
 
     Args:
         model_or_name: a registry name (the model is built with
@@ -497,7 +532,7 @@ def benchmark(
         repeats: timed calls (>= 1).
         fuse: time ``keras_convzoo.deploy.fuse(model)`` (BN folding and
             re-parameterisation), the inference form.
-        num_threads: TFLite interpreter threads.
+        num_threads: TFLite interpreter and onnxruntime threads.
         model_kwargs: extra ``create_model`` arguments for a registry name
             (e.g. a variant's ``test_overrides`` for its tiny twin).
         count_macs: add ``count_flops`` MACs to the rows.
@@ -566,7 +601,7 @@ def compare(
         repeats: timed calls of each model (>= ``rounds``).
         rounds: alternating rounds (>= 1).
         fuse: time each model's ``keras_convzoo.deploy.fuse`` form.
-        num_threads: TFLite interpreter threads (default ``default_threads()``).
+        num_threads: TFLite interpreter and onnxruntime threads (default ``default_threads()``).
         count_macs: add ``count_flops`` MACs to the rows.
         progress: optional ``progress(done, total)`` per (mode, batch size).
         tflite_options: ``to_tflite`` lowering options of every model's
@@ -660,11 +695,11 @@ def _time_entries(entries, batch_sizes, modes, warmup, repeats, rounds, num_thre
             progress(done, total)
         sources = []  # per entry: a tf.function, TFLite bytes, or the conversion error
         for model, _, _, _ in entries:
-            if not mode.startswith("tflite"):
+            if mode not in FILE_MODES:
                 sources.append(_tf_function(model, mode))  # one function per mode, traced once per batch size
                 continue
             try:
-                sources.append(_tflite_content(model, shape, mode, tflite_options))
+                sources.append(_file_content(model, shape, mode, tflite_options))
             except Exception as error:
                 sources.append(error)
         for b in batch_sizes:
@@ -674,7 +709,7 @@ def _time_entries(entries, batch_sizes, modes, warmup, repeats, rounds, num_thre
                     if isinstance(source, Exception):
                         raise source
                     if isinstance(source, bytes):
-                        calls[i], notes[i] = _tflite_call(source, inputs[b], num_threads)
+                        calls[i], notes[i] = _file_call(mode, source, inputs[b], num_threads)
                     else:
                         calls[i] = _host_call(source, tf.constant(inputs[b]))
                 except Exception as error:

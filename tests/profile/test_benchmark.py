@@ -29,8 +29,8 @@ def test_every_mode_and_batch_gets_a_positive_time(tmp_path):
         assert r.images_per_s == pytest.approx(1e3 * r.batch_size / r.median_ms)
         assert r.macs == macs
     table = format_table(rows).splitlines()
-    assert table[0].split()[:4] == ["model", "mode", "batch", "median"] and len(table) == 11
-    assert table[-1].split()[:3] == ["mobilenetv2_035", "tflite_int8", "2"]
+    assert table[0].split()[:4] == ["model", "mode", "batch", "median"] and len(table) == 1 + 2 * len(MODES)
+    assert table[-1].split()[:3] == ["mobilenetv2_035", "onnxruntime", "2"]
     write_csv(rows, tmp_path / "rows.csv")
     with open(tmp_path / "rows.csv") as f:
         read = list(csv.DictReader(f))
@@ -250,7 +250,7 @@ def test_mode_call_runs_the_model_in_each_mode():
     model = create_model("mobilenetv2_035", input_shape=(64, 64, 3), **TINY)
     x = np.random.default_rng(3).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
     expected = model.predict(x, verbose=0)
-    for mode, tolerance in (("eager", 1e-5), ("graph", 1e-5), ("xla", 1e-4), ("tflite", 1e-4)):
+    for mode, tolerance in (("eager", 1e-5), ("graph", 1e-5), ("xla", 1e-4), ("tflite", 1e-4), ("onnxruntime", 1e-4)):
         call, note = mode_call(model, mode, x)
         np.testing.assert_allclose(call(), expected, atol=tolerance, err_msg=mode)
         assert note is None
@@ -327,3 +327,31 @@ def test_bad_tflite_options_are_rejected_before_timing(options, error, text):
     ):
         with pytest.raises(error, match=text):
             run()
+
+
+def test_onnxruntime_mode_runs_the_exported_file_with_the_given_threads(monkeypatch):
+    # The timed call is an onnxruntime session over to_onnx's file, opened with num_threads intra-op threads.
+    from keras_convzoo import export
+
+    opened = []
+    real = export.onnx_session
+
+    def recording(model, num_threads=None):
+        session = real(model, num_threads=num_threads)
+        opened.append(session.get_session_options().intra_op_num_threads)
+        return session
+
+    monkeypatch.setattr(export, "onnx_session", recording)
+    model = create_model("mobilenetv2_035", input_shape=(32, 32, 3), **TINY)
+    x = np.random.default_rng(5).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
+    call, note = mode_call(model, "onnxruntime", x, num_threads=1)
+    np.testing.assert_allclose(call(), model.predict(x, verbose=0), atol=1e-4)
+    assert note is None and opened == [1]
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True])
+def test_onnx_session_rejects_bad_thread_counts(threads):
+    from keras_convzoo import export
+
+    with pytest.raises(ValueError, match=r"`num_threads` must be a positive int or None. Received: num_threads="):
+        export.onnx_session(b"", num_threads=threads)
