@@ -53,12 +53,13 @@ from keras_convzoo.export.inputs import (
 )
 from keras_convzoo.export.prepare import prepare_for_export
 from keras_convzoo.export.saved_model import run_saved_model, to_saved_model
-from keras_convzoo.export.tflite import float_ops, is_quantization_aware, run_tflite, to_tflite
+from keras_convzoo.export.tflite import float_ops, is_quantization_aware, run_tflite, tflite_interpreter, to_tflite
 
 __all__ = [
     "to_tflite",
     "to_onnx",
     "onnx_session",
+    "tflite_interpreter",
     "to_saved_model",
     "run_tflite",
     "run_onnx",

@@ -80,7 +80,28 @@ _FAKE_QUANT_OPS = frozenset(
 )
 
 
-def _interpreter_class():
+def tflite_interpreter(model, num_threads=None):
+    """Opens a TFLite file (or its bytes) in the LiteRT interpreter (``ai_edge_litert``).
+
+    The interpreter ``run_tflite``, the exporters' checks and the TFLite
+    modes of ``keras_convzoo.profile.benchmark`` use; tensors are not yet
+    allocated.
+
+    Args:
+        model: path of a ``.tflite`` file, or the flatbuffer's bytes.
+        num_threads: interpreter threads (default: the interpreter's).
+
+    Returns:
+        An ``ai_edge_litert.interpreter.Interpreter``.
+
+    Raises:
+        ImportError: when ai-edge-litert is not installed, naming the pip command.
+        ValueError: when ``num_threads`` is not a positive int.
+
+    Example:
+    >>> interpreter = tflite_interpreter("model.tflite", num_threads=2)
+    >>> interpreter.allocate_tensors()
+    """
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -88,15 +109,12 @@ def _interpreter_class():
             "Verifying and running TFLite files needs the LiteRT interpreter: "
             "`pip install ai-edge-litert` (or `pip install keras_convzoo[export]`)."
         ) from e
-    return Interpreter
-
-
-def _open_interpreter(content):
-    """A LiteRT interpreter of a TFLite file given as flatbuffer bytes or a path."""
-    Interpreter = _interpreter_class()
-    if isinstance(content, (bytes, bytearray)):
-        return Interpreter(model_content=bytes(content))
-    return Interpreter(model_path=os.fspath(content))
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                    or num_threads < 1):
+        raise ValueError(f"`num_threads` must be a positive int or None. Received: num_threads={num_threads!r}")
+    if isinstance(model, (bytes, bytearray)):
+        return Interpreter(model_content=bytes(model), num_threads=num_threads)
+    return Interpreter(model_path=os.fspath(model), num_threads=num_threads)
 
 
 #: Other spellings of the ``quantization`` values (the CLI's ``none``, ``fp16``...).
@@ -200,7 +218,7 @@ def _convert(model, concrete, quantization, samples, int8_io, progress=None):
 
 def _resource_ops(content):
     """Names of variable ops left in a converted flatbuffer (empty when frozen)."""
-    interpreter = _interpreter_class()(model_content=content)
+    interpreter = tflite_interpreter(content)
     get_ops = getattr(interpreter, "_get_ops_details", None)
     if get_ops is None:  # pragma: no cover - older/newer interpreter
         return []
@@ -224,7 +242,7 @@ def float_ops(content):
     >>> float_ops(open("m_int8.tflite", "rb").read())
     ()
     """
-    interpreter = _open_interpreter(content)
+    interpreter = tflite_interpreter(content)
     get_ops = getattr(interpreter, "_get_ops_details", None)
     if get_ops is None:  # pragma: no cover - older/newer interpreter
         raise ExportError("This LiteRT interpreter cannot list a file's ops.")
@@ -304,7 +322,7 @@ def run_tflite(path, x, num_threads=None):
     Example:
     >>> (probs,) = run_tflite("model.tflite", images)
     """
-    interpreter = _interpreter_class()(model_path=os.fspath(path), num_threads=num_threads)
+    interpreter = tflite_interpreter(path, num_threads=num_threads)
     inputs = interpreter.get_input_details()
     if len(inputs) != 1:
         raise ValueError(

@@ -428,10 +428,10 @@ def _tflite_call(content, x, num_threads):
     fixed batch 1 (resizing fails), the samples are invoked one by one and
     ``note`` says so.
     """
-    from keras_convzoo.export.tflite import _interpreter_class
+    from keras_convzoo.export import tflite_interpreter
 
     def interpreter_for(batch):
-        interpreter = _interpreter_class()(model_content=content, num_threads=num_threads)
+        interpreter = tflite_interpreter(content, num_threads=num_threads)
         detail = interpreter.get_input_details()[0]
         if tuple(detail["shape"]) != batch.shape:
             interpreter.resize_tensor_input(detail["index"], list(batch.shape), strict=False)

@@ -293,8 +293,8 @@ def tflite_filter_shapes(file, op_name="CONV_2D"):
     >>> tflite_filter_shapes("resnext.tflite")[:2]
     [(128, 1, 1, 64), (128, 3, 3, 4)]
     """
-    from keras_convzoo.export.tflite import _open_interpreter
+    from keras_convzoo.export import tflite_interpreter
 
-    interpreter = _open_interpreter(file)
+    interpreter = tflite_interpreter(file)
     shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
     return [shapes[op["inputs"][1]] for op in interpreter._get_ops_details() if op["op_name"] == op_name]

@@ -524,3 +524,22 @@ def test_saved_model_replaces_an_older_folder_only_once_verified(tmp_path, monke
     export.to_saved_model(model, target)  # verified: swapped in whole
     assert not (target / "marker.txt").exists() and (target / "saved_model.pb").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
+
+
+def test_tflite_interpreter_opens_paths_and_bytes_with_threads(tmp_path):
+    from keras_convzoo.export import tflite_interpreter
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    path = tmp_path / "m.tflite"
+    export.to_tflite(model, path)
+    x = np.arange(4, dtype="float32")[None]
+    for source in (path, str(path), path.read_bytes()):
+        interpreter = tflite_interpreter(source, num_threads=1)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        np.testing.assert_allclose(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]),
+                                   model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"`num_threads` must be a positive int or None. Received: num_threads=0"):
+        tflite_interpreter(path, num_threads=0)
