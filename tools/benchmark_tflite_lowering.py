@@ -27,7 +27,8 @@ representative-dataset recipe) and through ``to_tflite``, timed together.
 
 Usage:
     python tools/benchmark_tflite_lowering.py
-    python tools/benchmark_tflite_lowering.py --models convnext_tiny replknet31_base ccnn_4_140@32 --repeats 20
+    python tools/benchmark_tflite_lowering.py --models convnext_tiny replknet31_base ccnn_4_140@32 --repeats 20 \
+        --out docs/benchmarks/tflite-lowering.md
     python tools/benchmark_tflite_lowering.py --kernels 7 --models --anchors   # part 1 only, one size
 """
 
@@ -174,7 +175,7 @@ def main(argv=None):
                         help="part 3 pairs of a registered model and a keras.applications name (none: skip)")
     parser.add_argument("--size", type=int, default=224, help="input size of parts 2 and 3")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", metavar="FILE", help="also write the tables to this Markdown file")
+    parser.add_argument("--out", metavar="FILE", help="also write the tables to this Markdown file (docs/benchmarks/tflite-lowering.md)")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)

@@ -37,8 +37,8 @@ breakdowns and the machine (CPU model, threads, versions, date) are written
 as Markdown; ``--plot`` saves latency vs MACs.
 
 Usage:
-    python tools/benchmark_vs_anchors.py --torch-python /work/venv-torch/bin/python --out BENCHMARKS.md \
-        --plot benchmarks.png
+    python tools/benchmark_vs_anchors.py --torch-python /work/venv-torch/bin/python --out docs/benchmarks/anchors.md \
+        --plot docs/benchmarks/benchmarks.png
     python tools/benchmark_vs_anchors.py --models mobilenetv2_100 --batch-sizes 1 --repeats 5   # quick look
 """
 
@@ -371,7 +371,7 @@ def main(argv=None):
                         help="our TFLite files: grouped convs of at most N input channels per group written as "
                              "dense block-diagonal convs (to_tflite dense_group_channels; faster int8 on VNNI/AMX "
                              "x86 CPUs); default: grouped")
-    parser.add_argument("--out", help="write the report as Markdown (e.g. BENCHMARKS.md)")
+    parser.add_argument("--out", help="write the report as Markdown (docs/benchmarks/anchors.md)")
     parser.add_argument("--plot", help="save latency vs MACs as a PNG")
     args = parser.parse_args(argv)
     threads = default_threads()

@@ -9,7 +9,7 @@ and of the file, the top-1 agreement and the output SNR against Keras, on the
 real test images and on the exporters' default verification inputs. These
 numbers set the verification tolerances of ``keras_convzoo.export.report``.
 
-    python tools/export_accuracy.py --out BENCHMARKS_EXPORT.md   # every family, 32 px
+    python tools/export_accuracy.py --out docs/benchmarks/export-accuracy.md   # every family, 32 px
     python tools/export_accuracy.py --names mobilenetv2_100 --epochs 4
 """
 
@@ -104,7 +104,7 @@ def main(argv=None):
     parser.add_argument("--calibration", type=int, default=100, help="calibration images for int8")
     parser.add_argument("--synthetic-samples", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", metavar="FILE.md", help="also write the table as a Markdown page")
+    parser.add_argument("--out", metavar="FILE.md", help="also write the table as a Markdown page (docs/benchmarks/export-accuracy.md)")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as folder:

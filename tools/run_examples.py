@@ -1,9 +1,10 @@
-"""Reruns the examples with their README settings and writes (or checks) README's example tables.
+"""Reruns the examples with their documented settings and writes (or checks) their result tables in the docs.
 
 Each example prints ``RESULT key=value ...`` lines (the lines
 ``tests/examples/test_examples.py`` reads). This script runs each example in
 a subprocess with the settings below, parses those lines and writes the
-example's table into README.md between its marker comments::
+example's table into its guide page (``Example.page``, e.g.
+``docs/guides/tflite.md``) between its marker comments::
 
     <!-- example table: tflite_for_phones begin -->
     ...generated table, the command, the software and the machine...
@@ -23,7 +24,7 @@ TensorFlow's ops deterministic and fix its thread count, so a rerun on the
 same machine and software prints identical lines.
 
 Usage:
-    python tools/run_examples.py                       # rerun every example, rewrite README's tables
+    python tools/run_examples.py                       # rerun every example, rewrite the guides' tables
     python tools/run_examples.py tflite_for_phones     # only these examples
     python tools/run_examples.py --check               # rerun, exit 1 when a figure moved > 1 point
     python tools/run_examples.py --check --no-run      # only check the tables against their RESULT lines
@@ -40,7 +41,6 @@ import tempfile
 from importlib import metadata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = os.path.join(ROOT, "README.md")
 RESULTS_OPEN, RESULTS_CLOSE = "<!-- example results", "-->"
 META_KEYS = ("software", "machine")
 
@@ -117,22 +117,24 @@ def md_table(headers, aligns, rows):
 
 
 # ---------------------------------------------------------------------------------------------
-# The examples: README settings, table, checked figures
+# The examples: documented settings, page, table, checked figures
 
 
 @dataclasses.dataclass(frozen=True)
 class Example:
-    """One example's README table.
+    """One example's result table.
 
     Args:
-        name: script name in ``examples/`` (and the README marker's name).
-        args: command-line arguments of the README run (besides ``--out``).
+        name: script name in ``examples/`` (and the marker's name).
+        page: the Markdown file holding the table, relative to the repository root.
+        args: command-line arguments of the documented run (besides ``--out``).
         render: ``(rows, command, meta) -> [markdown lines]``; ``rows`` as
             ``parse_results`` returns them.
         checked: the RESULT keys ``--check`` compares (fractions in 0-1).
     """
 
     name: str
+    page: str
     args: tuple
     render: object
     checked: tuple
@@ -219,16 +221,17 @@ def render_onnx(rows, command, meta):
 EXAMPLES = {
     e.name: e
     for e in (
-        Example("transfer_learning", ("--weights", "none"), render_transfer, ("frozen_accuracy", "final_accuracy")),
-        Example("tflite_for_phones", (), render_tflite, ("agreement", "accuracy")),
-        Example("ccnn_any_resolution", (), render_ccnn, ("accuracy",)),
-        Example("export_onnx", (), render_onnx, ("top1_agreement",)),
+        Example("transfer_learning", "docs/guides/transfer-learning.md", ("--weights", "none"), render_transfer,
+                ("frozen_accuracy", "final_accuracy")),
+        Example("tflite_for_phones", "docs/guides/tflite.md", (), render_tflite, ("agreement", "accuracy")),
+        Example("ccnn_any_resolution", "docs/guides/ccnn.md", (), render_ccnn, ("accuracy",)),
+        Example("export_onnx", "docs/guides/onnx.md", (), render_onnx, ("top1_agreement",)),
     )
 }
 
 
 # ---------------------------------------------------------------------------------------------
-# README blocks
+# Table blocks
 
 
 def software():
@@ -250,7 +253,7 @@ def machine(extra=None):
 
 
 def render_block(example, lines, meta):
-    """The whole README block of ``example`` (markers included) from its RESULT lines."""
+    """The whole block of ``example`` (markers included) from its RESULT lines."""
     rows = parse_results("\n".join(lines))
     out = [begin_marker(example.name)]
     out += example.render(rows, example.command, meta)
@@ -259,19 +262,19 @@ def render_block(example, lines, meta):
     return "\n".join(out)
 
 
-def find_block(text, name):
+def find_block(text, name, where="the page"):
     """``(start, end)`` offsets of ``name``'s block in ``text`` (markers included)."""
     begin, end = begin_marker(name), end_marker(name)
     start = text.find(begin)
     stop = text.find(end, start + 1) if start >= 0 else -1
     if start < 0 or stop < 0:
-        raise ValueError(f"README.md has no '{begin}' ... '{end}' block: add the two markers where the table goes.")
+        raise ValueError(f"{where} has no '{begin}' ... '{end}' block: add the two markers where the table goes.")
     return start, stop + len(end)
 
 
-def read_block(text, name):
+def read_block(text, name, where="the page"):
     """``(RESULT lines, meta)`` stored in ``name``'s block; ``([], {})`` when it holds none yet."""
-    start, stop = find_block(text, name)
+    start, stop = find_block(text, name, where)
     block = text[start:stop]
     opened = block.find(RESULTS_OPEN)
     if opened < 0:
@@ -297,7 +300,7 @@ def write_block(text, example, lines, meta):
 
 
 def run_example(example, out_dir, timeout):
-    """Runs ``example`` with its README settings; returns its stdout (raises in one line on failure)."""
+    """Runs ``example`` with its documented settings; returns its stdout (raises in one line on failure)."""
     command = [sys.executable, os.path.join(ROOT, "examples", f"{example.name}.py"), *example.args, "--out", out_dir]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     print(f"$ {example.command}", flush=True)
@@ -314,20 +317,20 @@ def run_example(example, out_dir, timeout):
 
 
 def compare(example, old_lines, new_lines, tolerance):
-    """``(report lines, failures)``: each checked figure of the README against the rerun."""
+    """``(report lines, failures)``: each checked figure of the table against the rerun."""
     old = {row_id(label, f): f for label, f in parse_results("\n".join(old_lines))}
     new = {row_id(label, f): f for label, f in parse_results("\n".join(new_lines))}
     report, failures = [], []
     for rid in list(old) + [r for r in new if r not in old]:
         if rid not in new or rid not in old:
-            failures.append(f"{example.name} {rid}: row {'missing from the rerun' if rid in old else 'not in README'}")
+            failures.append(f"{example.name} {rid}: row {'missing from the rerun' if rid in old else 'not in the table'}")
             continue
         for key in example.checked:
             if key not in old[rid] or key not in new[rid]:
                 continue
             before, after = float(old[rid][key]), float(new[rid][key])
             moved = abs(after - before)
-            line = f"{example.name} {rid} {key}: README {before:.4f}, rerun {after:.4f} ({100 * moved:.1f} points)"
+            line = f"{example.name} {rid} {key}: table {before:.4f}, rerun {after:.4f} ({100 * moved:.1f} points)"
             report.append(line)
             if moved > tolerance + 1e-9:
                 failures.append(f"{line} > {100 * tolerance:g}")
@@ -348,7 +351,8 @@ def main(argv=None):
                         help="allowed move of a checked figure (0.01: 1 point)")
     parser.add_argument("--machine", default=None,
                         help="words added to the machine description under the tables, e.g. '(shared, under load)'")
-    parser.add_argument("--readme", default=README, help="the README to write or check")
+    parser.add_argument("--file", "--readme", dest="file", default=None, metavar="FILE.md",
+                        help="read and write every table in FILE.md instead of each example's guide page")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per example")
     parser.add_argument("--log-dir", default=None, help="also write each example's whole output to DIR/NAME.log")
     args = parser.parse_args(argv)
@@ -359,25 +363,30 @@ def main(argv=None):
         parser.error("--no-run only goes with --check")
     examples = [EXAMPLES[name] for name in (args.examples or EXAMPLES)]
 
-    with open(args.readme) as f:
-        text = f.read()
+    texts = {}
     failures = []
     for example in examples:
-        old_lines, old_meta = read_block(text, example.name)
+        path = args.file or os.path.join(ROOT, example.page)
+        where = os.path.relpath(path)
+        if path not in texts:
+            with open(path, encoding="utf-8") as f:
+                texts[path] = f.read()
+        text = texts[path]
+        old_lines, old_meta = read_block(text, example.name, where)
         if args.check:
-            start, stop = find_block(text, example.name)
+            start, stop = find_block(text, example.name, where)
             if not old_lines:
-                failures.append(f"{example.name}: README's block holds no RESULT lines; run without --check first")
+                failures.append(f"{example.name}: the block in {where} holds no RESULT lines; run without --check first")
                 continue
             if set(META_KEYS) - set(old_meta) or text[start:stop] != render_block(example, old_lines, old_meta):
-                failures.append(f"{example.name}: README's table differs from its RESULT lines (edited by hand?); "
+                failures.append(f"{example.name}: the table in {where} differs from its RESULT lines (edited by hand?); "
                                 "rerun without --check to regenerate it")
         if args.no_run:
             continue
         with tempfile.TemporaryDirectory(prefix=f"run_examples_{example.name}_") as out_dir:
             try:
                 stdout = run_example(example, out_dir, args.timeout)
-            except RuntimeError as error:  # the next examples still run; README keeps this one's table
+            except RuntimeError as error:  # the next examples still run; the page keeps this one's table
                 failures.append(str(error))
                 continue
         if args.log_dir:
@@ -393,17 +402,17 @@ def main(argv=None):
                 failures += moved
         if not args.check:
             meta = {"software": software(), "machine": machine(args.machine)}
-            text = write_block(text, example, new_lines, meta)
-            tmp = args.readme + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.replace(tmp, args.readme)
-            print(f"wrote {example.name}'s table into {os.path.relpath(args.readme)}", flush=True)
+            texts[path] = write_block(text, example, new_lines, meta)
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(texts[path])
+            os.replace(tmp, path)
+            print(f"wrote {example.name}'s table into {where}", flush=True)
     if failures:
         print("\n".join(["FAILED:"] + failures))
         return 1
     if args.check:
-        print(f"OK: {', '.join(e.name for e in examples)} within {100 * args.tolerance:g} point(s) of README")
+        print(f"OK: {', '.join(e.name for e in examples)} within {100 * args.tolerance:g} point(s) of their tables")
     return 0
 
 

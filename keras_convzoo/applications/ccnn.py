@@ -292,11 +292,15 @@ def CCNN(
         input_shape: ``(length, C)``, ``(H, W, C)`` or ``(D, H, W, C)``,
             sizes may be None; default ``(32, 32, 3)`` with the top and
             ``(None, None, 3)`` without.
-        include_top, weights, input_tensor, pooling, classes,
-        classifier_activation, name: as in ``keras.applications``;
-            ``weights`` may be a ``.weights.h5`` file of ours or an official
-            CCNN state dict (``.npz`` / ``.pth`` / ``.safetensors``, see
-            ``keras_convzoo.weights.port_ccnn``).
+        include_top: as in ``keras.applications``.
+        weights: as in ``keras.applications``; may also be a ``.weights.h5``
+            file of ours or an official CCNN state dict (``.npz`` / ``.pth`` /
+            ``.safetensors``, see ``keras_convzoo.weights.port_ccnn``).
+        input_tensor: as in ``keras.applications``.
+        pooling: as in ``keras.applications``.
+        classes: as in ``keras.applications``.
+        classifier_activation: as in ``keras.applications``.
+        name: as in ``keras.applications``.
         depth: residual blocks.
         width: channels.
         kernel_hidden: hidden units of the kernel networks.

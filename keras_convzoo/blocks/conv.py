@@ -115,9 +115,14 @@ def conv_bn_act(
 
     Args:
         x: 4D symbolic tensor.
-        filters, kernel_size, strides, groups, padding_mode: see ``conv2d``.
+        filters: see ``conv2d``.
+        kernel_size: see ``conv2d``.
+        strides: see ``conv2d``.
+        groups: see ``conv2d``.
         activation: None, ``"relu"`` or ``"relu6"``.
-        bn_epsilon, bn_momentum: batch norm settings (Keras momentum, i.e.
+        padding_mode: see ``conv2d``.
+        bn_epsilon: batch norm epsilon.
+        bn_momentum: batch norm momentum (Keras momentum, i.e.
             ``1 - torch_momentum``).
         zero_gamma: start the BN scale at zero (residual branch ends).
         name: prefix of the layer names.

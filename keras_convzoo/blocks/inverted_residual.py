@@ -27,8 +27,8 @@ def inverted_residual_block(
         expansion: expansion factor t of the paper.
         padding_mode: padding of strided depthwise convs, ``"keras"``
             (keras.applications' correct_pad) or ``"torch"`` (symmetric, timm).
-        bn_epsilon, bn_momentum: batch norm settings (keras.applications:
-            1e-3 and 0.999).
+        bn_epsilon: batch norm epsilon (keras.applications: 1e-3).
+        bn_momentum: batch norm momentum (keras.applications: 0.999).
         name: prefix of the layer names.
 
     Returns:

@@ -69,7 +69,8 @@ def bottleneck_block(
         expansion: output channels / planes.
         se_ratio: None, or the squeeze-excite reduction ratio (1/16).
         se_divisor: rounding multiple of the SE width.
-        bn_epsilon, bn_momentum: batch norm settings.
+        bn_epsilon: batch norm epsilon.
+        bn_momentum: batch norm momentum (Keras convention).
         zero_init_last: start the last BN scale at zero (timm's default).
         name: prefix of the layer names, e.g. ``"stage1_block1"``.
 
@@ -113,7 +114,8 @@ def basic_block(
         strides: stride of the first 3x3 convolution.
         se_ratio: None, or the squeeze-excite reduction ratio.
         se_divisor: rounding multiple of the SE width.
-        bn_epsilon, bn_momentum: batch norm settings.
+        bn_epsilon: batch norm epsilon.
+        bn_momentum: batch norm momentum (Keras convention).
         zero_init_last: start the last BN scale at zero.
         name: prefix of the layer names.
 

@@ -36,7 +36,8 @@ def shufflenet_v2_block(
         strides: 1 or 2.
         padding_mode: padding of the strided depthwise convs, ``"torch"``
             (symmetric, as torchvision) or ``"keras"``/``"same"``.
-        bn_epsilon, bn_momentum: batch norm settings (Keras momentum).
+        bn_epsilon: batch norm epsilon.
+        bn_momentum: batch norm momentum (Keras convention).
         name: prefix of the layer names.
 
     Returns:

@@ -7,39 +7,31 @@ TensorFlow has no CPU kernel gradient for a grouped ``tf.nn.conv2d``. The
 deployment runtimes have native grouped convolutions (TFLite ``CONV_2D`` with
 a grouped filter, run by XNNPACK and by the builtin kernels; ONNX ``Conv``
 with ``group``), so exporters trace every ``"auto"`` ``GroupConv2D`` in its
-``"native"`` form: one op per grouped conv instead of 3 + groups ops. On the
-2-core CPU this makes the fp32 TFLite ResNeXt50 (224x224, XNNPACK, 2 threads)
-run in 180 ms instead of 335 ms, and it leaves no tensor inside the layer
-that a full-integer file would have to calibrate separately. A
-``GroupConv2D`` built with an explicit ``implementation`` keeps it.
+``"native"`` form: one op per grouped conv instead of 3 + groups ops, faster,
+and no tensor inside the layer that a full-integer file would have to
+calibrate separately. A ``GroupConv2D`` built with an explicit
+``implementation`` keeps it.
 
 TFLite only, opt-in (``dense_group_channels``): grouped convolutions with few
 input channels per group can instead be traced as one dense convolution with
 a block-diagonal filter (``groups`` times the multiply-accumulates, zeros
 included). In full-integer files on x86 CPUs with int8 dot-product
-instructions this is much faster, because XNNPACK's int8 grouped kernel is
-slow for narrow groups: ResNeXt50-32x4d, 224x224, batch 1, 2 threads, on an
-Intel Xeon with AVX-512 VNNI and AMX, int8 17.6 ms grouped, 7.8 ms with
-``dense_group_channels=8`` (the 56x56 and 28x28 stages; ``tools/export_matrix.py``);
-in another run 17.0 grouped, 10.9 with 4 (56x56 only), 8.2 with 8, 8.9 with 16.
-One layer alone, 128 channels at 56x56 in 32 groups: 2.58 ms grouped, 0.32 ms
-dense. In float32 the dense form is slower (that layer 4.02 vs 0.95 ms; the
-whole ResNeXt50 62.8 vs 41.1 ms), and a CPU
-without int8 dot products gains nothing, so the default stays native:
-measure on the target device (``tools/export_matrix.py --dense-group-channels N``).
+instructions this can be much faster, because XNNPACK's int8 grouped kernel is
+slow for narrow groups; in float32, or on a CPU without int8 dot products, it
+is slower, so the default stays native: measure on the target device
+(``tools/export_matrix.py --dense-group-channels N``).
 
 Keras 3's ``LayerNormalization`` computes ``x * inv + (beta - mean * inv)``
 with ``-mean`` as a separate ``Neg`` op, which TFLite has no int8 kernel for:
 a full-integer file would keep one float ``DEQUANTIZE -> NEG -> QUANTIZE``
-island per LayerNorm (ConvNeXt: 11). Exporters trace it as
+island per LayerNorm. Exporters trace it as
 ``(x - mean) * rsqrt(var + eps) * gamma + beta`` instead (same numbers to
 float rounding; tf_keras' LayerNormalization has no ``Neg`` and is left as it
 is). Only the usual form is rewritten: normalization over the last axis, no
 ``rms_scaling``. The variance is written as ``mean(d * d)`` with
 ``d = x - mean`` (``SUB`` and ``MUL``) rather than ``SquaredDifference``:
 XNNPACK runs int8 ``SUB``/``MUL`` but has no int8 ``SQUARED_DIFFERENCE``, so
-the int8 ConvNeXt-T file went from 66 to 44 delegate partitions and from
-119 to 73 ms (224x224, batch 1, 2 threads; float32 unchanged, 79 / 77 ms).
+fewer delegate partitions remain.
 
 TFLite only (``depthwise_max_taps``): depthwise convolutions with more than
 25 taps (``keras.layers.DepthwiseConv2D``, so ``layers.DepthwiseConv2D``
@@ -48,17 +40,15 @@ of ``layers.ReparamLargeKernelConv``; the baked kernel of a fused 1D or 2D
 ``layers.SeparableFlexConv``, CCNN's convolution) are traced as a sum of depthwise
 convolutions of at most 25 taps each
 (``ops.depthwise.depthwise_conv2d_tiled``): XNNPACK's one-pass depthwise
-kernels go up to 25 taps, and its multipass kernel is about 20x slower per
-tap. Measured with ai-edge-litert 2.3.0 on the 2-core AVX2 CPU, ConvNeXt-T
-224x224 batch 1: float32 136 -> 102 ms, int8 298 -> 133 ms. The price is
-some int8 accuracy (each ADD of the pieces re-quantizes; one random 31x31
-layer: 34.7 -> 22.3 dB SNR against Keras, 7x7: 34.6 -> 30.3 dB; whole
-random-weight models with random BatchNorm statistics, logits: RepLKNet-31B
-26.1 -> 23.8 dB, CCNN_4,140 33.1 -> 33.3, ConvNeXt-T at 64x64 27.7 -> 27.7);
-the pieces are added smallest first (by the magnitude of their weights, read
-at export time), which recovers about 3 dB where a kernel is concentrated at
-its centre; ``to_tflite`` still verifies the file. Keras models under
+kernels go up to 25 taps, and its multipass kernel is much slower per tap.
+The price is some int8 accuracy (each ADD of the pieces re-quantizes); the
+pieces are added smallest first (by the magnitude of their weights, read at
+export time), which loses least where a kernel is concentrated at its
+centre, and ``to_tflite`` still verifies the file. Keras models under
 tf_keras (QAT) are left as they are.
+
+The measurements behind these choices (dated, with their machines) are on the
+documentation's benchmarks page (``docs/benchmarks/index.md``).
 """
 
 import contextlib

@@ -28,7 +28,7 @@ reordering (about 1e-7). ``snr_db`` is ``10 log10(signal power / error
 power)`` of the outputs. The quantized bounds come from trained models, not
 from random weights: ``tools/export_accuracy.py`` trains each family's tiny
 twin on the digits (0-255 pixels, scaling inside), exports it in every mode
-and measures each file on the held-out images; its table is in BENCHMARKS_EXPORT.md
+and measures each file on the held-out images; its table is in docs/benchmarks/export-accuracy.md
 ("Exported files of trained models"). Bounds set on random weights and
 unit-normal noise rejected good files of trained models and passed wrong ones.
 For int8 files top-1 agreement on the user's inputs is the main check: the

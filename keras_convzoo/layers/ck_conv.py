@@ -16,9 +16,19 @@ class CKConv(ContinuousConvBase):
     Args:
         filters: output channels.
         kernel_size: grid points per dim or ``"same"`` (the static input size).
-        causal, kernel_network, kernel_hidden, kernel_layers, omega_0, use_bias, conv_method,
-        fft_threshold, resolution, train_size, seed, deploy, deploy_taps: see
-            ``FlexConv``.
+        causal: see ``FlexConv``.
+        kernel_network: see ``FlexConv``.
+        kernel_hidden: see ``FlexConv``.
+        kernel_layers: see ``FlexConv``.
+        omega_0: see ``FlexConv``.
+        use_bias: see ``FlexConv``.
+        conv_method: see ``FlexConv``.
+        fft_threshold: see ``FlexConv``.
+        resolution: see ``FlexConv``.
+        train_size: see ``FlexConv``.
+        seed: see ``FlexConv``.
+        deploy: see ``FlexConv``.
+        deploy_taps: see ``FlexConv``.
         **kwargs: base Layer arguments.
 
     Input shape:

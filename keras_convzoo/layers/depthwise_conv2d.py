@@ -19,10 +19,9 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
     (eager, ``tf.function`` without XLA, GPU, TFLite/ONNX export) it is
     Keras' layer unchanged.
 
-    Args:
-        *args, **kwargs: those of ``keras.layers.DepthwiseConv2D``
-            (``kernel_size``, ``strides``, ``padding``, ``depth_multiplier``,
-            ``use_bias``, initialisers, ...).
+    It takes the arguments of ``keras.layers.DepthwiseConv2D``
+    (``kernel_size``, ``strides``, ``padding``, ``depth_multiplier``,
+    ``use_bias``, initialisers, ...) and defines no ``__init__`` of its own.
 
     Input shape:
         ``(batch, height, width, channels)`` (channels last; ``None`` spatial

@@ -70,8 +70,9 @@ class FlexConv(ContinuousConvBase):
         dynamic_cropping: crop the grid to the mask (else keep every tap).
         kernel_network: ``"magnet"`` (``layers.MAGNet``, CCNN's), ``"siren"``
             or ``"mlp"`` (``layers.KernelMLP`` with sine / GELU units).
-        kernel_hidden, kernel_layers, omega_0: hidden units, hidden layers
-            and frequency scale of the kernel network (MAGNet: 2976.49 for
+        kernel_hidden: hidden units of the kernel network.
+        kernel_layers: hidden layers of the kernel network.
+        omega_0: frequency scale of the kernel network (MAGNet: 2976.49 for
             sMNIST... see CCNN; SIREN: typically 30).
         use_bias: add a bias.
         conv_method: ``"auto"``, ``"direct"`` or ``"fft"``.

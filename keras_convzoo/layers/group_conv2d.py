@@ -11,28 +11,21 @@ from keras_convzoo.layers._validation import (
 IMPLEMENTATIONS = ("auto", "native", "depthwise", "split", "dense")
 
 #: On CPU, ``"auto"`` lowers to ``"depthwise"`` when each group has at most
-#: this many input channels, else to ``"split"``. Measured by
-#: ``tools/benchmark_group_conv.py`` on the 2-core CPU (TF 2.21, graph mode,
-#: 2 threads): with 4 channels per group (ResNeXt50 stage 1, 128 channels,
-#: 56x56, batch 1) depthwise takes 4.7 ms, native 10.0, split 10.5 and Keras'
-#: ``Conv2D(groups=32)`` 14.7; with 16 per group (512@14) native 2.8, split
-#: 3.0, depthwise 5.8. Over 40 layer/batch cases, "depthwise if <= 4 else
-#: split" is within 1% of the best lowering per case (geomean), thresholds 2
-#: or 8 are worse, and auto/Keras is 0.57. "split" is preferred to "native" on
-#: CPU because TensorFlow has no CPU gradient for grouped ``Conv2D``
-#: ("Gradients for grouped convolutions are not supported on CPU"). Under
-#: ``jit_compile=True`` (XLA) on CPU the depthwise lowering is 2.5-6x slower
-#: than split; there ``"auto"`` follows ``XLA_CPU_RULE`` instead.
+#: this many input channels, else to ``"split"``: the rule that came closest
+#: to the best lowering per case over the layers of the registered models
+#: (``tools/benchmark_group_conv.py``; measurements on the documentation's
+#: benchmarks page). ``"split"`` is preferred to ``"native"`` on CPU because
+#: TensorFlow has no CPU gradient for grouped ``Conv2D`` ("Gradients for
+#: grouped convolutions are not supported on CPU"). Under
+#: ``jit_compile=True`` (XLA) on CPU the depthwise lowering is slow; there
+#: ``"auto"`` follows ``XLA_CPU_RULE`` instead.
 DEPTHWISE_MAX_GROUP_CHANNELS = 4
 
 #: Inside ``jit_compile=True`` on CPU, ``"auto"`` lowers a grouped conv with
 #: at most 4 input channels per group to the depthwise form computed as a sum
 #: of shifted products (``ops.depthwise``, which XLA fuses), with at most 16
-#: to ``"split"``, and with more to ``"native"``. Measured (XLA, 2 threads,
-#: ms, 3x3, 32 groups; native / split / depthwise / shifted): 128@56 batch 1
-#: 12.1 / 12.2 / 24.8 / 2.2 (graph-mode "auto": 7.1), batch 8 143 / 68 / 297 /
-#: 15.5; 256@28 6.7 / 2.8 / 16.0 / 3.3; 512@14 5.1 / 2.4 / 10.4 / 21.2, batch 8
-#: 13.3 / 7.8 / 92 / 169; 1024@7 2.7 / 5.1 / 14.4 / 33.9.
+#: to ``"split"``, and with more to ``"native"`` (measurements on the
+#: documentation's benchmarks page).
 XLA_CPU_RULE = ((4, "shifted"), (16, "split"))
 
 
@@ -76,7 +69,9 @@ class GroupConv2D(keras.layers.Layer):
             ``filters``.
         dilation_rate: int or pair of ints (strides must be 1 when > 1).
         use_bias: bool.
-        kernel_initializer, bias_initializer, kernel_regularizer,
+        kernel_initializer: as in ``keras.layers.Conv2D``.
+        bias_initializer: as in ``keras.layers.Conv2D``.
+        kernel_regularizer: as in ``keras.layers.Conv2D``.
         bias_regularizer: as in ``keras.layers.Conv2D``.
         implementation: one of ``"auto"``, ``"native"``, ``"depthwise"``,
             ``"split"``, ``"dense"``. Does not change the weights.

@@ -48,7 +48,8 @@ class MAGNet(keras.layers.Layer):
         omega_0: frequency scale of the filters' initialisation.
         init_spatial_value: spread of the filter centres ``mu`` at init.
         causal: initialise the centres for a causal 1D kernel (near +1).
-        alpha, beta: Gamma distribution of the first filter's ``gamma``.
+        alpha: shape of the Gamma distribution of the first filter's ``gamma``.
+        beta: rate of the Gamma distribution of the first filter's ``gamma``.
         output_scale: variance multiplier of the output layer's initial weights.
         seed: int seed of the initialisation (None: random).
         **kwargs: base Layer arguments (``dtype`` is fixed to float32).

@@ -31,7 +31,8 @@ class ReparamLargeKernelConv(keras.layers.Layer):
             None for no parallel branch.
         strides: int, stride of both branches.
         deploy: build the merged inference form.
-        bn_epsilon, bn_momentum: settings of the two BNs (PyTorch defaults).
+        bn_epsilon: epsilon of the two BNs (PyTorch's default).
+        bn_momentum: momentum of the two BNs (PyTorch's default, Keras convention).
         kernel_initializer: initializer of the kernels.
         **kwargs: base Layer arguments.
 

@@ -18,10 +18,23 @@ class SeparableFlexConv(ContinuousConvBase):
 
     Args:
         filters: output channels of the pointwise convolution.
-        kernel_size, causal, mask_init, mask_threshold, dynamic_cropping,
-        kernel_network, kernel_hidden, kernel_layers, omega_0, use_bias, conv_method,
-        fft_threshold, resolution, train_size, seed, deploy, deploy_taps: see
-            ``FlexConv`` (``use_bias`` is the depthwise bias).
+        kernel_size: see ``FlexConv``.
+        causal: see ``FlexConv``.
+        mask_init: see ``FlexConv``.
+        mask_threshold: see ``FlexConv``.
+        dynamic_cropping: see ``FlexConv``.
+        kernel_network: see ``FlexConv``.
+        kernel_hidden: see ``FlexConv``.
+        kernel_layers: see ``FlexConv``.
+        omega_0: see ``FlexConv``.
+        use_bias: the depthwise bias, see ``FlexConv``.
+        conv_method: see ``FlexConv``.
+        fft_threshold: see ``FlexConv``.
+        resolution: see ``FlexConv``.
+        train_size: see ``FlexConv``.
+        seed: see ``FlexConv``.
+        deploy: see ``FlexConv``.
+        deploy_taps: see ``FlexConv``.
         pointwise_initializer: initializer of the pointwise kernel.
         **kwargs: base Layer arguments.
 

@@ -35,7 +35,9 @@ class ShiftConv2D(keras.layers.Layer):
         strides: int or pair of ints, strides of the pointwise convolution
             (subsampling after the shift; 1 by default).
         use_bias: bool, whether the pointwise convolution has a bias.
-        kernel_initializer, bias_initializer, kernel_regularizer,
+        kernel_initializer: as in ``keras.layers.Conv2D``.
+        bias_initializer: as in ``keras.layers.Conv2D``.
+        kernel_regularizer: as in ``keras.layers.Conv2D``.
         bias_regularizer: as in ``keras.layers.Conv2D``.
         **kwargs: base Layer arguments (``name``, ``dtype``, ``trainable``).
 

@@ -29,7 +29,8 @@ class SqueezeExcite(keras.layers.Layer):
         activation: activation after the squeeze, one of ``"relu"``,
             ``"relu6"``, ``"swish"``, ``"silu"``, ``"gelu"``.
         gate: ``"sigmoid"`` or ``"hard_sigmoid"``.
-        kernel_initializer, bias_initializer: initializers of both layers.
+        kernel_initializer: kernel initializer of both layers.
+        bias_initializer: bias initializer of both layers.
         **kwargs: base Layer arguments.
 
     Input shape:

@@ -1,9 +1,9 @@
 """Runs every example with --smoke in a subprocess and checks what it prints and writes.
 
 Also checks that an example reruns identically with the same seed, and the
-logic of ``tools/run_examples.py`` (which writes README's example tables from
-the examples' RESULT lines) on made-up lines. The examples' full runs are in
-the README.
+logic of ``tools/run_examples.py`` (which writes the example tables of the
+docs guides from the examples' RESULT lines) on made-up lines. The examples'
+full runs are in the guides (``docs/guides/*.md``).
 """
 
 import importlib.util
@@ -59,7 +59,7 @@ def tool():
 
 
 def rendered(tool, name, stdout):
-    """README's block of example ``name`` rendered from the RESULT lines of ``stdout``."""
+    """The docs block of example ``name`` rendered from the RESULT lines of ``stdout``."""
     meta = {"software": "TensorFlow x, Keras y", "machine": "test machine"}
     return tool.render_block(tool.EXAMPLES[name], tool.result_lines(stdout), meta)
 
@@ -236,16 +236,16 @@ def moved(stdout, label, key, value):
 
 
 @pytest.fixture
-def readme(tmp_path, tool):
-    """A README holding the tflite_for_phones block rendered from TFLITE_STDOUT."""
-    path = tmp_path / "README.md"
+def page(tmp_path, tool):
+    """A Markdown page holding the tflite_for_phones block rendered from TFLITE_STDOUT."""
+    path = tmp_path / "page.md"
     block = rendered(tool, "tflite_for_phones", TFLITE_STDOUT)
     path.write_text(f"# title\n\ntext before\n\n{block}\n\ntext after\n")
     return path
 
 
-def test_run_examples_block_round_trip(tool, readme):
-    text = readme.read_text()
+def test_run_examples_block_round_trip(tool, page):
+    text = page.read_text()
     lines, meta = tool.read_block(text, "tflite_for_phones")
     assert lines == tool.result_lines(TFLITE_STDOUT) and meta["machine"] == "test machine"
     assert "| TFLite int8 | 625 KiB | 0.40 | 0.758 | 0.762 | 14.0 | passed |" in text
@@ -259,17 +259,17 @@ def test_run_examples_block_round_trip(tool, readme):
     assert new.endswith("end -->\n\ntext after\n")
 
 
-def test_run_examples_check_without_run(tool, readme):
-    assert tool.main(["--check", "--no-run", "tflite_for_phones", "--readme", str(readme)]) == 0
-    readme.write_text(readme.read_text().replace("| 0.762 |", "| 0.802 |"))  # a hand edit
-    assert tool.main(["--check", "--no-run", "tflite_for_phones", "--readme", str(readme)]) == 1
+def test_run_examples_check_without_run(tool, page):
+    assert tool.main(["--check", "--no-run", "tflite_for_phones", "--file", str(page)]) == 0
+    page.write_text(page.read_text().replace("| 0.762 |", "| 0.802 |"))  # a hand edit
+    assert tool.main(["--check", "--no-run", "tflite_for_phones", "--file", str(page)]) == 1
 
 
 def test_run_examples_missing_markers(tool, tmp_path):
-    path = tmp_path / "README.md"
+    path = tmp_path / "page.md"
     path.write_text("# no markers\n")
     with pytest.raises(ValueError, match="no '<!-- example table: ccnn_any_resolution begin -->'"):
-        tool.main(["--check", "--no-run", "ccnn_any_resolution", "--readme", str(path)])
+        tool.main(["--check", "--no-run", "ccnn_any_resolution", "--file", str(path)])
 
 
 @pytest.mark.parametrize(
@@ -283,39 +283,39 @@ def test_run_examples_missing_markers(tool, tmp_path):
         ("int8", "snr_db", "3.0", True),
     ],
 )
-def test_run_examples_check_rerun(tool, readme, monkeypatch, label, key, value, ok):
+def test_run_examples_check_rerun(tool, page, monkeypatch, label, key, value, ok):
     rerun = moved(TFLITE_STDOUT, label, key, value)
     monkeypatch.setattr(tool, "run_example", lambda example, out_dir, timeout: rerun)
-    before = readme.read_text()
-    assert tool.main(["--check", "tflite_for_phones", "--readme", str(readme)]) == (0 if ok else 1)
-    assert readme.read_text() == before  # --check never writes
+    before = page.read_text()
+    assert tool.main(["--check", "tflite_for_phones", "--file", str(page)]) == (0 if ok else 1)
+    assert page.read_text() == before  # --check never writes
 
 
-def test_run_examples_check_missing_row(tool, readme, monkeypatch):
+def test_run_examples_check_missing_row(tool, page, monkeypatch):
     rerun = "\n".join(line for line in TFLITE_STDOUT.splitlines() if not line.startswith("RESULT int8"))
     monkeypatch.setattr(tool, "run_example", lambda example, out_dir, timeout: rerun)
-    assert tool.main(["--check", "tflite_for_phones", "--readme", str(readme)]) == 1
+    assert tool.main(["--check", "tflite_for_phones", "--file", str(page)]) == 1
 
 
-def test_run_examples_failed_run(tool, readme, monkeypatch):
+def test_run_examples_failed_run(tool, page, monkeypatch):
     def fail(example, out_dir, timeout):
         raise RuntimeError("python examples/tflite_for_phones.py exited with 1: ValueError: boom")
 
     monkeypatch.setattr(tool, "run_example", fail)
-    before = readme.read_text()
-    assert tool.main(["tflite_for_phones", "--readme", str(readme)]) == 1
-    assert readme.read_text() == before
+    before = page.read_text()
+    assert tool.main(["tflite_for_phones", "--file", str(page)]) == 1
+    assert page.read_text() == before
 
 
-def test_run_examples_writes_table(tool, readme, monkeypatch):
+def test_run_examples_writes_table(tool, page, monkeypatch):
     rerun = moved(TFLITE_STDOUT, "int8", "accuracy", "0.5000")
     monkeypatch.setattr(tool, "run_example", lambda example, out_dir, timeout: rerun)
-    assert tool.main(["tflite_for_phones", "--readme", str(readme), "--machine", "(test)"]) == 0
-    text = readme.read_text()
+    assert tool.main(["tflite_for_phones", "--file", str(page), "--machine", "(test)"]) == 0
+    text = page.read_text()
     assert "| 0.500 |" in text and "(test)" in text
     lines, _ = tool.read_block(text, "tflite_for_phones")
     assert lines == tool.result_lines(rerun)
-    assert tool.main(["--check", "--no-run", "tflite_for_phones", "--readme", str(readme)]) == 0
+    assert tool.main(["--check", "--no-run", "tflite_for_phones", "--file", str(page)]) == 0
 
 
 def test_run_examples_ccnn_and_onnx_tables(tool):
@@ -339,6 +339,8 @@ def test_run_examples_ccnn_and_onnx_tables(tool):
     assert len(report) == 7 and len(failures) == 1 and "2d_fixed size=32 accuracy" in failures[0]
 
 
-def test_readme_example_tables_match_their_results(tool):
-    # README's tables are written by tools/run_examples.py: each equals the rendering of its stored RESULT lines.
+def test_docs_example_tables_match_their_results(tool):
+    # The guides' tables are written by tools/run_examples.py: each equals the rendering of its stored RESULT lines.
+    for example in tool.EXAMPLES.values():
+        assert os.path.isfile(os.path.join(REPO, example.page)), example.page
     assert tool.main(["--check", "--no-run"]) == 0
