@@ -23,7 +23,7 @@ def add_reproducibility_args(parser, seed=True):
         parser.add_argument("--seed", type=int, default=0,
                             help="seed of everything random: initial weights, split, shuffling, augmentation")
     parser.add_argument("--tf-threads", type=int, default=DEFAULT_TF_THREADS,
-                        help=f"TensorFlow intra-op threads (default {DEFAULT_TF_THREADS}, the README figures' "
+                        help=f"TensorFlow intra-op threads (default {DEFAULT_TF_THREADS}, the documented figures' "
                              "setting; a CPU op's result depends on how many threads share it; 0: one per core)")
 
 
@@ -61,7 +61,7 @@ def make_reproducible(seed, tf_threads=DEFAULT_TF_THREADS):
             current = tf.config.threading.get_intra_op_parallelism_threads()
             if current != tf_threads:
                 print(f"note: TensorFlow already runs with {current or 'default'} intra-op threads, not "
-                      f"{tf_threads}: figures may differ from the README's")
+                      f"{tf_threads}: figures may differ from the documented ones")
     threads = f"{tf_threads} TensorFlow thread(s)" if tf_threads else "TensorFlow's default threads"
     return f"seed {seed}, deterministic ops, {threads}"
 

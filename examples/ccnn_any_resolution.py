@@ -17,7 +17,7 @@ with scikit-learn):
 The architecture and the data split are those of
 ``tools/ccnn_resolution_transfer.py`` (imported from there); the training
 batches are shuffled with ``--seed``. Prints an accuracy-vs-resolution table
-and writes ``<out>/ccnn_any_resolution.png``; README's table is the default
+and writes ``<out>/ccnn_any_resolution.png``; the CCNN guide's table (docs/guides/ccnn.md) is the default
 run, written by ``tools/run_examples.py``.
 
 Usage:

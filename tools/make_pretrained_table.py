@@ -25,7 +25,7 @@ native library crashes when it loads after TensorFlow's.
 
 Usage::
 
-    python tools/make_pretrained_table.py            # writes the package data and README's table
+    python tools/make_pretrained_table.py            # writes the package data (the docs site renders its table)
     python tools/make_pretrained_table.py --check    # exits 1 if either is out of date
 """
 
@@ -37,8 +37,6 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "keras_convzoo", "data", "pretrained.json")
-README = os.path.join(ROOT, "README.md")
-BEGIN, END = "<!-- pretrained table: begin -->", "<!-- pretrained table: end -->"
 
 #: Licenses of keras.applications' weight files, which keras' code does not state: the upstream releases'
 #: (MobileNetV2: tensorflow/models, Apache-2.0; ConvNeXt: facebookresearch/ConvNeXt, MIT).
@@ -205,28 +203,9 @@ def build_table(variants, keras_version, timm_info):
     }
 
 
-def readme_table(table):
-    """The README's availability table: one line per variant."""
-    lines = ["| variant | `weights=\"imagenet\"` | other tags | license of the default |", "|---|---|---|---|"]
-    by_name = {}
-    for entry in table["entries"]:
-        by_name.setdefault(entry["name"], []).append(entry)
-    names = sorted(set(by_name) | {row["name"] for row in table["unavailable"] if row["tag"] is None})
-    for name in names:
-        rows = by_name.get(name)
-        if not rows:
-            reason = next(r["reason"] for r in table["unavailable"] if r["name"] == name and r["tag"] is None)
-            lines.append(f"| `{name}` | none: {reason} | | |")
-            continue
-        default = next((r for r in rows if r["default"]), rows[0])
-        others = ", ".join(f"`{r['tag']}`" for r in rows if r is not default)
-        lines.append(f"| `{name}` | {default['source']} `{default['tag']}` | {others} | {default['license']} |")
-    return "\n".join(lines)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the package data or README is out of date")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the package data is out of date")
     parser.add_argument("--timm-part", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.timm_part:
@@ -246,22 +225,14 @@ def main(argv=None):
         return 1
     table = build_table(variants, keras_version, json.loads(result.stdout.strip().splitlines()[-1]))
     text = json.dumps(table, indent=1) + "\n"
-    with open(README, encoding="utf-8") as handle:
-        readme = handle.read()
-    head, _, rest = readme.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    new_readme = f"{head}{BEGIN}\n{readme_table(table)}\n{END}{tail}" if BEGIN in readme else readme
     if args.check:
         with open(OUT, encoding="utf-8") as handle:
-            stale = handle.read() != text or new_readme != readme
+            stale = handle.read() != text
         print("out of date" if stale else "up to date")
         return 1 if stale else 0
     with open(OUT + ".part", "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(OUT + ".part", OUT)
-    with open(README + ".part", "w", encoding="utf-8") as handle:
-        handle.write(new_readme)
-    os.replace(README + ".part", README)
     print(f"{OUT}: {len(table['entries'])} entries, {len(table['unavailable'])} unavailable")
     return 0
 

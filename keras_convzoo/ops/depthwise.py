@@ -2,10 +2,9 @@
 
 XLA's CPU backend has no fast kernel for grouped convolutions: a depthwise
 ``tf.nn.depthwise_conv2d`` compiled with ``jit_compile=True`` runs through a
-naive loop emitter. Measured on the 2-core CPU dev machine (TF 2.21, batch 1,
-median ms): 7x7 on 56x56x96 graph 1.9 / XLA 40 / XLA shifted sum 2.4; 7x7 on
-14x14x384 1.2 / 18.7 / 0.9; 3x3 on 112x112x32 2.0 / 25.8 / 1.5; 3x3 on
-56x56x144 0.9 / 18.5 / 0.8. The same cross-correlation written as
+naive loop emitter, many times slower than TensorFlow's own kernel (the
+measurements are on the documentation's benchmarks page). The same
+cross-correlation written as
 ``sum_{i,j} x[i::s, j::s] * w[i, j]`` is one elementwise loop that XLA fuses
 and vectorises, so it is as fast as TensorFlow's own depthwise kernel
 outside XLA. Outside XLA the shifted sum is slower (k*k separate ops), so
@@ -166,11 +165,9 @@ def depthwise_conv2d_tiled(x, kernel, strides=(1, 1), padding="same", max_taps=2
     a ``"VALID"`` depthwise convolution of the (once padded) input window it
     sees, and the pieces are added; kernel rows and columns that never reach
     a (static) input are left out. For TFLite export: XNNPACK runs depthwise kernels of up
-    to 25 taps in one pass and larger ones through a multipass kernel that is
-    about 20x slower per tap (measured with ai-edge-litert 2.3.0 on the 2-core
-    AVX2 CPU, 56x56x96, batch 1, float32 / int8 ms: 5x5 0.30 / 0.39, 3x7 0.37 /
-    0.45, 6x6 7.9 / 19.5, 7x7 8.4 / 21.8, 9x9 12.0 / 36.4), so a 7x7 kernel
-    written as bands of 3 + 3 + 1 rows runs about 8x faster.
+    to 25 taps in one pass and larger ones through a much slower multipass
+    kernel, so a 7x7 kernel written as bands of 3 + 3 + 1 rows runs several
+    times faster (measurements on the documentation's benchmarks page).
 
     Args:
         x: ``(batch, height, width, channels)`` tensor, channels last.
