@@ -71,7 +71,9 @@ from keras_convzoo.profile import (  # noqa: E402
     count_flops,
     format_macs,
     interleaved_times,
+    measure_peaks,
     mode_call,
+    roofline_point,
 )
 from keras_convzoo.profile.benchmark import default_threads, plot_latency_vs_macs  # noqa: E402
 
@@ -382,14 +384,17 @@ def main(argv=None):
                   repeats=args.repeats, num_threads=threads, tflite_options=lowering)
     print(f"{args.size}x{args.size}, batches {args.batch_sizes}, {threads} threads, medians of {args.repeats} (ms)",
           flush=True)
+    peaks = measure_peaks(num_threads=threads, repeats=args.repeats)  # the ceilings, measured in this run
+    print(f"machine: {peaks}", flush=True)
 
-    rows, macs, keras_rows = {}, {}, {}
+    rows, macs, keras_rows, mac_counts = {}, {}, {}, {}
     built = {}  # name: (ours fused, keras.applications model or None), reused by the later phases
     for name in args.models:
         anchor = PAIRS[name][0]
         model, keras_model = built[name] = (ours(name, args.size),
                                             keras_application(anchor, args.size) if anchor else None)
-        macs[name] = count_flops(model).total
+        mac_counts[name] = count_flops(model)
+        macs[name] = mac_counts[name].total
         if anchor:  # interleaved rounds: a slow spell of the machine falls on both sides alike
             timed = compare({f"{name} (ours)": model, f"keras {anchor}": keras_model}, rounds=args.rounds,
                             **common)
@@ -456,6 +461,24 @@ def main(argv=None):
         )
     print("\nratio = ours / anchor, each side at its best mode (< 1: ours faster)")
     print("\n".join(lines), flush=True)
+
+    # roofline: each model's best float32 mode (and its int8 file) against the ceilings measured above
+    roof_lines = ["| model | batch | MACs per byte | best fp32 mode | GMAC/s | of fp32 peak | roofline bound "
+                  "| int8 file GMAC/s | of int8 peak |", "|" + "---|" * 9]
+    for name, b, our_best, *_ in table:
+        if our_best is None:
+            continue
+        point = roofline_point(mac_counts[name], our_best[0], peaks, batch_size=b)
+        int8 = next((r for r in rows[name] if r.mode == "tflite_int8" and r.batch_size == b and r.ok), None)
+        int8_cells = "- | -"
+        if int8 is not None and peaks.int8_gmacs:
+            q = roofline_point(mac_counts[name], int8.median_ms, peaks, batch_size=b, int8=True)
+            int8_cells = f"{q.achieved_gmacs:.0f} | {100 * q.fraction_of_peak:.0f}%"
+        roof_lines.append(f"| {name} | {b} | {point.intensity:.1f} | {our_best[1]} | {point.achieved_gmacs:.0f} | "
+                          f"{100 * point.fraction_of_peak:.0f}% | {point.bound_gmacs:.0f} ({point.bound}) | "
+                          f"{int8_cells} |")
+    print(f"\nroofline: {peaks}")
+    print("\n".join(roof_lines), flush=True)
 
     # the keras.applications target holds in every mode: ratio per mode, both sides timed in alternation
     per_mode_lines = []
@@ -587,6 +610,15 @@ def main(argv=None):
             "",
             "## Best mode per side",
             *lines,
+            "",
+            "## Roofline",
+            f"Measured in the same run (`keras_convzoo.profile.measure_peaks`): {peaks}. GMAC/s = MACs x batch / "
+            "best float32 time (the int8 file: its own time, against the int8 peak). MACs per byte: "
+            "`count_flops(...).intensity`, each layer reading its inputs and weights and writing its outputs "
+            "once in float32 (a quarter of the bytes in int8); roofline bound = min(peak, intensity x "
+            "bandwidth). Depthwise layers do few MACs per byte, so MobileNetV2's bound and fraction are low.",
+            "",
+            *roof_lines,
             "",
             *(["## Ours / keras.applications in every mode",
                 "Both models timed in alternating rounds in this process (`keras_convzoo.profile.compare`); "

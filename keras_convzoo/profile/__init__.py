@@ -1,4 +1,4 @@
-"""Model complexity and speed: parameters, multiply-accumulates (MACs) and latency per execution mode."""
+"""Model complexity and speed: parameters, multiply-accumulates (MACs), latency per execution mode, roofline."""
 
 from keras_convzoo.profile.benchmark import (
     MODES,
@@ -12,6 +12,7 @@ from keras_convzoo.profile.benchmark import (
 )
 from keras_convzoo.profile.flops import MacCount, count_flops, fft_macs, format_macs
 from keras_convzoo.profile.params import count_params
+from keras_convzoo.profile.roofline import MachinePeaks, RooflinePoint, measure_peaks, roofline_point
 
 __all__ = [
     "count_params",
@@ -27,4 +28,8 @@ __all__ = [
     "MODES",
     "format_table",
     "write_csv",
+    "MachinePeaks",
+    "RooflinePoint",
+    "measure_peaks",
+    "roofline_point",
 ]

@@ -45,6 +45,11 @@ class MacCount:
         input_shape: the input shape counted, without batch.
         uncounted: class names of layers with weights that no rule covers
             (they count zero; empty for every model of the zoo).
+        traffic_bytes: float32 bytes the layer calls move when each reads
+            its inputs and weights and writes its outputs once, with nothing
+            kept in cache between layers (inputs + outputs of every call,
+            plus each layer's weights once): the memory traffic of an
+            unfused execution, for the arithmetic intensity.
     """
 
     total: int
@@ -52,6 +57,12 @@ class MacCount:
     by_layer: Dict[str, int]
     input_shape: Tuple[int, ...]
     uncounted: Tuple[str, ...] = ()
+    traffic_bytes: int = 0
+
+    @property
+    def intensity(self):
+        """MACs per byte of ``traffic_bytes`` (arithmetic intensity); 0 when nothing is moved."""
+        return self.total / self.traffic_bytes if self.traffic_bytes else 0.0
 
     @property
     def gmacs(self):
@@ -274,6 +285,8 @@ class _Counter:
         self.by_layer = {}
         self.by_type = {}
         self.uncounted = set()
+        self.traffic = 0  # float32 bytes read and written by the layer calls
+        self.weights_seen = set()
 
     def add(self, path, layer, in_shapes, out_shapes):
         """Counts one call of ``layer`` (shapes batch first)."""
@@ -285,6 +298,10 @@ class _Counter:
             return
         rule = next((rule for cls, rule in self.rules if isinstance(layer, cls)), None)
         kind = type(layer).__name__
+        self.traffic += 4 * sum(_prod(s[:]) for s in list(in_shapes) + list(out_shapes) if None not in s)
+        if id(layer) not in self.weights_seen:
+            self.weights_seen.add(id(layer))
+            self.traffic += 4 * int(sum(_prod(w.shape) for w in layer.weights))
         if rule is None:
             if layer.weights and kind not in ZERO_MAC_LAYERS:
                 self.uncounted.add(kind)
@@ -482,4 +499,5 @@ def count_flops(model, input_shape=None):
         by_layer=dict(counter.by_layer),
         input_shape=shape,
         uncounted=tuple(sorted(counter.uncounted)),
+        traffic_bytes=int(counter.traffic),
     )
