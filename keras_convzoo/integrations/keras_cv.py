@@ -68,20 +68,32 @@ def backbone_class():
             model_kwargs: other builder arguments: ``weights`` (a path, or
                 ``"imagenet"``; not kept in the config, the saved model holds
                 the weights) and family options (e.g. ``{"depths": ...}``).
+            dtype: None (the global policy) or the dtype policy of every
+                layer: a name (``"mixed_float16"``, ``"bfloat16"`` ...), a
+                ``keras.DTypePolicy`` or a ``keras.dtype_policies.DTypePolicyMap``
+                keyed by layer paths (as for the keras-hub adapter).
             **kwargs: ``keras.Model`` arguments (``name``, ``trainable``).
         """
 
-        def __init__(self, model_name, input_shape=None, model_kwargs=None, **kwargs):
+        def __init__(self, model_name, input_shape=None, model_kwargs=None, dtype=None, **kwargs):
             model_kwargs = dict(model_kwargs or {})
             _common.check_model_kwargs("keras_convzoo's KerasCVBackbone", model_kwargs)
-            trunk, pyramid = _common.build_trunk(model_name, input_shape, model_kwargs)
+            policy = _common.check_dtype(dtype)
+            trunk, pyramid = _common.build_trunk(model_name, input_shape, model_kwargs, dtype=policy)
             kwargs.setdefault("name", f"{model_name}_backbone")
             super().__init__(inputs=trunk.input, outputs=trunk.output, **kwargs)
+            if policy is not None:
+                # as keras_hub.models.Backbone: the model's own policy (a quantized one quantizes it)
+                self.dtype_policy = policy
             self.model_name = model_name
             self.image_shape = None if input_shape is None else tuple(input_shape)
             self.model_kwargs = _common.config_kwargs(model_kwargs)
             self.pyramid_level_inputs = {level: info.layer for level, info in pyramid.items()}
             self.pyramid_level_channels = {level: info.channels for level, info in pyramid.items()}
+
+        def compute_output_spec(self, inputs, training=None, mask=None):
+            # arrays become specs first: keras' functional graph passes them on as they are (see as_specs)
+            return super().compute_output_spec(_common.as_specs(self, inputs), training=training, mask=mask)
 
         def get_config(self):
             config = super().get_config()
@@ -90,6 +102,7 @@ def backbone_class():
                     "model_name": self.model_name,
                     "input_shape": self.image_shape,
                     "model_kwargs": dict(self.model_kwargs),
+                    "dtype": keras.dtype_policies.serialize(self.dtype_policy),
                 }
             )
             return config
@@ -99,7 +112,7 @@ def backbone_class():
     return KerasCVBackbone
 
 
-def backbone(name, input_shape=None, trainable=True, **kwargs):
+def backbone(name, input_shape=None, trainable=True, dtype=None, **kwargs):
     """Builds a registered model as a ``keras_cv.models.Backbone``.
 
     The backbone is the zoo trunk (``include_top=False``) with keras-cv's
@@ -114,6 +127,11 @@ def backbone(name, input_shape=None, trainable=True, **kwargs):
         input_shape: input shape without the batch axis; default
             ``(None, None, channels)``.
         trainable: whether the backbone's weights are trainable.
+        dtype: None (the global policy) or the dtype policy every layer
+            computes and stores in: a name (``"mixed_float16"``,
+            ``"mixed_bfloat16"``, ``"bfloat16"``), a ``keras.DTypePolicy`` or
+            a ``keras.dtype_policies.DTypePolicyMap`` keyed by layer paths
+            (quantized policies on Dense / EinsumDense layers).
         **kwargs: ``weights`` (a ``.weights.h5`` path or ``"imagenet"``) and
             the family's config fields (e.g. ``drop_path_rate=0.1``).
 
@@ -122,7 +140,8 @@ def backbone(name, input_shape=None, trainable=True, **kwargs):
 
     Raises:
         ImportError: when keras-cv is not installed (``pip install keras-cv==0.9.0``).
-        ValueError: for an unknown name or a bad argument value.
+        ValueError: for an unknown name or a bad argument value (e.g. an
+            unknown dtype policy name).
         TypeError: for an argument the adapter sets itself (``include_top``,
             ``pooling``, ``classes``, ``input_tensor``, ``name``) or an
             unknown one.
@@ -132,7 +151,9 @@ def backbone(name, input_shape=None, trainable=True, **kwargs):
     >>> from keras_convzoo.integrations.keras_cv import backbone
     >>> model = keras_cv.models.ImageClassifier(backbone=backbone("seresnet50"), num_classes=10)
     """
-    return backbone_class()(model_name=name, input_shape=input_shape, model_kwargs=kwargs, trainable=trainable)
+    return backbone_class()(
+        model_name=name, input_shape=input_shape, model_kwargs=kwargs, trainable=trainable, dtype=dtype
+    )
 
 
 def __getattr__(attribute):

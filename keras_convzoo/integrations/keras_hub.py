@@ -7,6 +7,18 @@ image encoder with pyramid outputs (e.g. ``keras_hub.models.RetinaNetBackbone``)
 keras-hub (0.32) is imported when the adapter is first used, never by
 ``import keras_convzoo``.
 
+Dtype policies follow keras-hub's backbones: ``dtype=`` (a policy name such
+as ``"mixed_float16"``, ``"mixed_bfloat16"``, ``"bfloat16"``, or a
+``keras.dtype_policies.DTypePolicyMap`` keyed by layer paths) is the policy
+every layer is built with, so outputs, output specs and weights carry its
+dtypes, and it round-trips through ``get_config`` and ``.keras`` files.
+Quantized policies (``"int8_from_float32"``, ``"float8_from_float32"``) in a
+map apply to Dense / EinsumDense layers, which are quantized from their float
+weights (the ConvNeXt blocks' pointwise MLPs, CCNN's pointwise linears).
+CCNN's kernel generators (``MAGNet``) stay float32 under every policy: they
+multiply positions by large frequencies; the kernels they produce are cast
+to the policy's compute dtype.
+
 Example:
 >>> import keras_hub
 >>> from keras_convzoo.integrations import keras_hub as kcz_hub
@@ -14,6 +26,9 @@ Example:
 >>> sorted(backbone.pyramid_outputs)
 ['P2', 'P3', 'P4', 'P5']
 >>> classifier = keras_hub.models.ImageClassifier(backbone=backbone, num_classes=10)
+>>> half = kcz_hub.backbone("convnext_tiny", dtype="mixed_bfloat16")
+>>> half.compute_dtype, half.get_layer("stem_conv").kernel.dtype
+('bfloat16', 'float32')
 """
 
 from keras_convzoo.integrations import _common
@@ -49,7 +64,9 @@ def backbone_class():
         ``include_top=False`` (same layers, names and weights);
         ``pyramid_outputs`` maps ``"P2"`` .. ``"P5"`` to the stage outputs
         of stride 4 .. 32 (the deepest stage of each stride);
-        ``pyramid_layers`` gives their layer names.
+        ``pyramid_layers`` gives their layer names. The default name is
+        keras-hub's class-derived one (``"keras_hub_backbone"``, made
+        unique by Keras).
 
         Args:
             model_name: registry name, e.g. ``"resnext50_32x4d"``.
@@ -58,22 +75,30 @@ def backbone_class():
             model_kwargs: other builder arguments: ``weights`` (not kept in
                 the config; the saved model holds the weights) and family
                 options (e.g. ``{"depths": ...}``).
+            dtype: None (the global policy) or the dtype policy every layer
+                is built with: a name, a ``keras.DTypePolicy`` or a
+                ``keras.dtype_policies.DTypePolicyMap`` keyed by layer paths
+                (see the module docstring).
             **kwargs: ``keras_hub.models.Backbone`` arguments (``name``,
-                ``trainable``, ``dtype``).
+                ``trainable``).
         """
 
-        def __init__(self, model_name, image_shape=None, model_kwargs=None, **kwargs):
+        def __init__(self, model_name, image_shape=None, model_kwargs=None, dtype=None, **kwargs):
             model_kwargs = dict(model_kwargs or {})
             _common.check_model_kwargs("keras_convzoo's KerasHubBackbone", model_kwargs)
-            trunk, pyramid = _common.build_trunk(model_name, image_shape, model_kwargs)
-            kwargs.setdefault("name", f"{model_name}_backbone")
-            super().__init__(inputs=trunk.input, outputs=trunk.output, **kwargs)
+            policy = _common.check_dtype(dtype)
+            trunk, pyramid = _common.build_trunk(model_name, image_shape, model_kwargs, dtype=policy)
+            super().__init__(inputs=trunk.input, outputs=trunk.output, dtype=policy, **kwargs)
             self.model_name = model_name
             self.image_shape = None if image_shape is None else tuple(image_shape)
             self.data_format = "channels_last"
             self.model_kwargs = _common.config_kwargs(model_kwargs)
             self.pyramid_outputs = {level: self.get_layer(info.layer).output for level, info in pyramid.items()}
             self.pyramid_layers = {level: info.layer for level, info in pyramid.items()}
+
+        def compute_output_spec(self, inputs, training=None, mask=None):
+            # arrays become specs first: keras' functional graph passes them on as they are (see as_specs)
+            return super().compute_output_spec(_common.as_specs(self, inputs), training=training, mask=mask)
 
         def get_config(self):
             config = super().get_config()
@@ -104,8 +129,13 @@ def backbone(name, input_shape=None, trainable=True, dtype=None, **kwargs):
         input_shape: input shape without the batch axis; default
             ``(None, None, channels)``.
         trainable: whether the backbone's weights are trainable.
-        dtype: keras-hub's dtype policy argument of the backbone model
-            (None: the global policy).
+        dtype: None (the global policy) or the dtype policy every layer
+            computes and stores in, as for keras-hub's backbones: a name
+            (``"mixed_float16"``, ``"mixed_bfloat16"``, ``"bfloat16"``), a
+            ``keras.DTypePolicy`` or a ``keras.dtype_policies.DTypePolicyMap``
+            keyed by layer paths (``int8_from_float32`` /
+            ``float8_from_float32`` on Dense or EinsumDense layers quantize
+            them from their float weights).
         **kwargs: ``weights`` (a ``.weights.h5`` path or ``"imagenet"``) and
             the family's config fields.
 
@@ -114,7 +144,9 @@ def backbone(name, input_shape=None, trainable=True, dtype=None, **kwargs):
 
     Raises:
         ImportError: when keras-hub is not installed (``pip install keras-hub==0.32.0``).
-        ValueError: for an unknown name or a bad argument value.
+        ValueError: for an unknown name or a bad argument value (e.g. an
+            unknown dtype policy name, a map key that is no layer path, a
+            quantized policy on a layer Keras does not quantize).
         TypeError: for an argument the adapter sets itself (``include_top``,
             ``pooling``, ``classes``, ``input_tensor``, ``name``) or an
             unknown one.
