@@ -9,7 +9,7 @@ from keras_convzoo.applications._builder import build_application
 from keras_convzoo.applications._registry import ModelSpec, config_field, register, to_python
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.ccnn import DROPOUT_TYPES, ccnn_block, dropout_layer
-from keras_convzoo.layers._continuous_conv import CONV_METHODS, KERNEL_NETWORKS, RESOLUTIONS
+from keras_convzoo.layers.continuous_conv import CONV_METHODS, KERNEL_NETWORKS, RESOLUTIONS
 from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.separable_flex_conv import SeparableFlexConv
 from keras_convzoo.weights.ccnn import port_ccnn

@@ -2,7 +2,7 @@
 
 from keras_convzoo.backend import keras
 from keras_convzoo.layers.gelu import GELU
-from keras_convzoo.layers._continuous_conv import KAIMING_NORMAL
+from keras_convzoo.layers.continuous_conv import KAIMING_NORMAL
 from keras_convzoo.layers.separable_flex_conv import SeparableFlexConv
 
 _SPATIAL_DROPOUT = {1: "SpatialDropout1D", 2: "SpatialDropout2D", 3: "SpatialDropout3D"}

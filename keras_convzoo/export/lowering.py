@@ -56,7 +56,7 @@ import contextlib
 import numpy as np
 
 from keras_convzoo.backend import LEGACY_KERAS, keras, tf
-from keras_convzoo.layers._continuous_conv import ContinuousConvBase
+from keras_convzoo.layers.continuous_conv import ContinuousConvBase
 from keras_convzoo.layers.group_conv2d import GroupConv2D
 from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
 from keras_convzoo.ops.depthwise import depthwise_conv2d_tiled

@@ -15,7 +15,7 @@ import copy
 from keras_convzoo.backend import keras, tf
 from keras_convzoo import layers as package_layers
 from keras_convzoo.deploy.fuse import copy_weights, fuse, is_graph_model, is_sequential
-from keras_convzoo.layers._continuous_conv import ContinuousConvBase
+from keras_convzoo.layers.continuous_conv import ContinuousConvBase
 
 #: InputLayer config keys of the batch shape: Keras 3, tf_keras.
 _BATCH_SHAPE_KEYS = ("batch_shape", "batch_input_shape")

@@ -1,7 +1,7 @@
 """CKConv: continuous-kernel convolution over the whole grid (no mask)."""
 
 from keras_convzoo.backend import register_serializable
-from keras_convzoo.layers._continuous_conv import ContinuousConvBase
+from keras_convzoo.layers.continuous_conv import ContinuousConvBase
 
 
 @register_serializable

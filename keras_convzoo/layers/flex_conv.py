@@ -1,7 +1,7 @@
 """FlexConv: continuous-kernel convolution with a learned Gaussian mask and dynamic cropping."""
 
 from keras_convzoo.backend import register_serializable
-from keras_convzoo.layers._continuous_conv import ContinuousConvBase
+from keras_convzoo.layers.continuous_conv import ContinuousConvBase
 
 
 @register_serializable

@@ -1,7 +1,7 @@
 """SeparableFlexConv: depthwise FlexConv + bias + pointwise conv, the convolution of CCNN."""
 
 from keras_convzoo.backend import register_serializable
-from keras_convzoo.layers._continuous_conv import KAIMING_NORMAL, ContinuousConvBase
+from keras_convzoo.layers.continuous_conv import KAIMING_NORMAL, ContinuousConvBase
 
 
 @register_serializable

@@ -235,7 +235,7 @@ def _continuous_conv_macs(layer, in_shape, out_shape):
 def _rules():
     """``[(class, rule)]`` in match order (subclasses before their bases)."""
     from keras_convzoo import layers as zoo
-    from keras_convzoo.layers._continuous_conv import ContinuousConvBase
+    from keras_convzoo.layers.continuous_conv import ContinuousConvBase
 
     layers = keras.layers
     rules = [

@@ -173,8 +173,7 @@ def run_application_test(
         classes: classes of the test head.
         check_saving: run the save/load round trips.
     """
-    from keras_convzoo.applications._builder import build_application
-    from keras_convzoo.applications._registry import get_spec
+    from keras_convzoo.applications import build_application, get_spec
 
     spec = get_spec(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     overrides = dict(spec.test_overrides if overrides is None else overrides)

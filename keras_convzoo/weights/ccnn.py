@@ -3,7 +3,7 @@
 import numpy as np
 
 from keras_convzoo.backend import keras
-from keras_convzoo.layers._continuous_conv import ContinuousConvBase
+from keras_convzoo.layers.continuous_conv import ContinuousConvBase
 from keras_convzoo.weights.loading import WeightsMismatchError
 from keras_convzoo.weights.state_dict import to_numpy_state_dict
 

@@ -228,7 +228,7 @@ def port_state_dict(model, state_dict, key_map, source="timm", progress=None, hi
 
 def _model_spec(model, spec):
     """The registered spec a model was built from: ``spec`` (a name or a ModelSpec), else its own name."""
-    from keras_convzoo.applications._registry import get_spec, list_models
+    from keras_convzoo.applications import get_spec, list_models
 
     if spec is not None:
         return get_spec(spec) if isinstance(spec, str) else spec
@@ -325,7 +325,7 @@ def convert_timm_weights(name, out, checkpoint=None, tag=None, progress=None):
     >>> convert_timm_weights("seresnet50", "seresnet50.weights.h5", checkpoint="model.safetensors")
     'seresnet50.weights.h5'
     """
-    from keras_convzoo.applications._registry import create_model, get_spec
+    from keras_convzoo.applications import create_model, get_spec
     from keras_convzoo.weights import pretrained
     from keras_convzoo.weights.loading import save
     from keras_convzoo.weights.state_dict import read_state_dict

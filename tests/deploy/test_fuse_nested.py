@@ -6,7 +6,7 @@ import pytest
 import keras_convzoo as kcz
 from keras_convzoo.backend import keras
 from keras_convzoo.deploy import fuse
-from keras_convzoo.layers._continuous_conv import ContinuousConvBase
+from keras_convzoo.layers.continuous_conv import ContinuousConvBase
 from keras_convzoo.export.lowering import iter_layers as _all_layers  # every layer, nested models too
 from keras_convzoo.testing import randomize_batch_norms
 

@@ -7,7 +7,7 @@ import keras_convzoo as kcz
 from keras_convzoo.backend import LEGACY_KERAS, keras
 from keras_convzoo.export.prepare import prepare_for_export
 from keras_convzoo.layers import SeparableFlexConv
-from keras_convzoo.layers._continuous_conv import ContinuousConvBase
+from keras_convzoo.layers.continuous_conv import ContinuousConvBase
 from keras_convzoo.export.lowering import iter_layers as _all_layers  # every layer, nested models too
 from keras_convzoo.testing import randomize_batch_norms
 
