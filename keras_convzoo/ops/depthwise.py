@@ -12,7 +12,6 @@ outside XLA. Outside XLA the shifted sum is slower (k*k separate ops), so
 """
 
 import numpy as np
-from tensorflow.python.ops import control_flow_util
 
 from keras_convzoo.backend import tf
 
@@ -35,8 +34,27 @@ def in_xla_cpu_context():
     """
     if tf.executing_eagerly():
         return False
-    in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-    return bool(in_xla) and not gpu_visible()
+    return _graph_or_outer_in_xla(tf.compat.v1.get_default_graph()) and not gpu_visible()
+
+
+def _graph_or_outer_in_xla(graph):
+    """Whether ``graph``, or a graph it is traced inside, is compiled by XLA.
+
+    A ``tf.function(jit_compile=True)`` traces into a graph whose control
+    flow context is an XLA context; nested functions trace into inner
+    graphs (``outer_graph`` leads out). TensorFlow has no public API for
+    this: the check reads each graph's control flow context (the same walk
+    tf_keras makes) rather than import TensorFlow's private
+    ``control_flow_util`` module.
+    """
+    while graph is not None:
+        context = graph._get_control_flow_context()  # noqa: SLF001 (no public accessor)
+        while context is not None:
+            if context.IsXLAContext():
+                return True
+            context = context.outer_context
+        graph = getattr(graph, "outer_graph", None)
+    return False
 
 
 def _same_pads(size, kernel, stride):
