@@ -1,6 +1,7 @@
 """Test helpers for keras_convzoo layers and models (pytest-native)."""
 
 from keras_convzoo.testing.helpers import (
+    random_array,
     randomize_batch_norms,
     run_application_test,
     run_layer_test,
@@ -10,6 +11,7 @@ from keras_convzoo.testing.helpers import (
 )
 
 __all__ = [
+    "random_array",
     "randomize_batch_norms",
     "run_application_test",
     "run_layer_test",

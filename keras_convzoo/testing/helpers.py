@@ -234,6 +234,23 @@ def run_application_test(
     return top
 
 
+def random_array(shape, seed=0):
+    """A seeded standard-normal float32 array: the tests' default input.
+
+    Args:
+        shape: the array's shape.
+        seed: int, the NumPy generator seed.
+
+    Returns:
+        A float32 ``numpy.ndarray``.
+
+    Example:
+    >>> random_array((2, 32, 32, 3), seed=1).dtype
+    dtype('float32')
+    """
+    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
+
+
 def randomize_batch_norms(model, seed=0):
     """Gives every ``BatchNormalization`` of ``model`` random affine weights and statistics.
 

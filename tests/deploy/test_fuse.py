@@ -6,18 +6,7 @@ import pytest
 import keras_convzoo as kcz
 from keras_convzoo.backend import keras
 from keras_convzoo.deploy import fuse
-from keras_convzoo.testing import run_model_saving_test
-
-
-def _randomise_bn(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, c).astype("float32"), rng.normal(0, 0.2, c).astype("float32"),
-                rng.normal(0, 0.2, c).astype("float32"), rng.uniform(0.5, 2.0, c).astype("float32"),
-            ])
+from keras_convzoo.testing import randomize_batch_norms, run_model_saving_test
 
 
 @pytest.mark.parametrize("name", kcz.list_models())
@@ -28,7 +17,7 @@ def test_fused_equals_unfused(name):
         overrides["zero_init_last"] = False  # let every branch matter
     model = kcz.create_model(name, input_shape=(None, None, 3), classes=6,
                              classifier_activation=None, **overrides)
-    _randomise_bn(model)
+    randomize_batch_norms(model)
     fused = fuse(model)
     x = np.random.default_rng(1).standard_normal((2, 64, 72, 3)).astype("float32")
     expected = model(x, training=False).numpy()
@@ -54,7 +43,7 @@ def test_fused_model_saves_and_keeps_unfusable_bn():
     c = keras.layers.Conv2D(4, 1, activation="relu", name="c")(out)
     out = keras.layers.BatchNormalization(name="bn_after_act")(c)  # conv has an activation
     model = keras.Model(inputs, out)
-    _randomise_bn(model)
+    randomize_batch_norms(model)
     fused = fuse(model)
     assert len(fused.layers) == len(model.layers)
     x = np.random.default_rng(0).standard_normal((2, 8, 8, 4)).astype("float32")
@@ -62,7 +51,7 @@ def test_fused_model_saves_and_keeps_unfusable_bn():
 
     net = kcz.create_model("seresnext50_32x4d", input_shape=(32, 32, 3),
                            **kcz.get_spec("seresnext50_32x4d").test_overrides)
-    _randomise_bn(net)
+    randomize_batch_norms(net)
     run_model_saving_test(fuse(net), x[:, :, :, :3].repeat(4, 1).repeat(4, 2))
 
 
@@ -79,7 +68,7 @@ def test_reparam_layers_are_merged():
     x = keras.layers.BatchNormalization(name="pw_bn")(x)
     x = ReparamLargeKernelConv(13, small_kernel=5, name="lk")(x)
     model = keras.Model(inputs, keras.layers.ReLU(name="out")(x))
-    _randomise_bn(model)
+    randomize_batch_norms(model)
     lk = model.get_layer("lk")
     rng = np.random.default_rng(5)
     for bn in (lk.large_bn, lk.small_bn):
@@ -102,7 +91,7 @@ def test_bn_before_pointwise_conv_is_folded_but_not_before_padded_conv():
     c = keras.layers.BatchNormalization(name="pre_bn_grouped")(b)
     c = keras.layers.Conv2D(6, 1, groups=2, name="grouped_pw")(c)
     model = keras.Model(inputs, c)
-    _randomise_bn(model, seed=3)
+    randomize_batch_norms(model, seed=3)
     fused = fuse(model)
     names = [l.name for l in fused.layers]
     assert "pre_bn" not in names and "pre_bn_padded" in names and "pre_bn_grouped" in names

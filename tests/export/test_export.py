@@ -9,17 +9,13 @@ import keras_convzoo as kcz
 from keras_convzoo import export
 from keras_convzoo.backend import keras, tf
 from keras_convzoo.layers import GroupConv2D
-from keras_convzoo.testing import tflite_filter_shapes
+from keras_convzoo.testing import random_array, tflite_filter_shapes
 
 pytestmark = pytest.mark.export
 
 onnx = pytest.importorskip("onnx")  # installed by the `test` extra; present in CI
 
 IMPLEMENTATIONS = ("native", "depthwise", "split", "dense")
-
-
-def _random(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
 
 
 def _group_conv_model(implementation, input_shape=(16, 16, 32), conv=None):
@@ -51,7 +47,7 @@ def tiny_resnext():
 def resnext_exports(tiny_resnext, tmp_path_factory):
     """The tiny ResNeXt exported once per format, shared by the checks below."""
     folder = tmp_path_factory.mktemp("resnext")
-    calibration = [_random((1, 32, 32, 3), seed=100 + i) for i in range(8)]
+    calibration = [random_array((1, 32, 32, 3), seed=100 + i) for i in range(8)]
     reports = {}
     for quantization in (None, "float16", "dynamic", "int8"):
         reports[quantization or "fp32"] = export.to_tflite(
@@ -92,7 +88,7 @@ def test_group_conv2d_exports_to_tflite_and_onnx(implementation, tmp_path):
         "keras", conv=lambda *a, **k: keras.layers.Conv2D(*a, **k)
     )
     reference.set_weights(model.get_weights())
-    x = _random((3, 16, 16, 32), seed=7)
+    x = random_array((3, 16, 16, 32), seed=7)
     expected = reference(x, training=False).numpy()
     scale = np.abs(expected).max()
     (tfl_out,) = export.run_tflite(tfl.path, x)
@@ -108,7 +104,7 @@ def test_group_conv2d_exports_to_full_integer_tflite(implementation, tmp_path):
     # ("dense" used to build its block-diagonal filter with an Einsum that the
     # converter kept as an op: an asymmetric int8 filter that CONV_2D rejects).
     model = _randomize(_group_conv_model(implementation))
-    calibration = _random((16, 16, 16, 32), seed=11)
+    calibration = random_array((16, 16, 16, 32), seed=11)
     r = export.to_tflite(
         model, tmp_path / "gconv_int8.tflite", quantization="int8",
         representative_data=calibration, num_samples=4,
@@ -124,7 +120,7 @@ def test_onnx_keeps_dynamic_batch_and_spatial_dims(tmp_path):
     dims = onnx.load(r.path).graph.input[0].type.tensor_type.shape.dim
     assert [d.HasField("dim_value") for d in dims] == [False, False, False, True]
     for shape in [(3, 19, 12, 32), (1, 40, 40, 32)]:
-        x = _random(shape, seed=3)
+        x = random_array(shape, seed=3)
         (out,) = export.run_onnx(r.path, x)
         expected = model(x, training=False).numpy()
         assert np.abs(out - expected).max() <= 1e-4 * np.abs(expected).max()
@@ -154,7 +150,7 @@ def test_multi_output_model_keeps_output_order(tmp_path):
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)
     outputs = [keras.layers.Conv2D(8, 3)(inputs), keras.layers.Dense(3)(pooled), pooled]
     model = _randomize(keras.Model(inputs, outputs))
-    x = _random((2, 16, 16, 32), seed=4)
+    x = random_array((2, 16, 16, 32), seed=4)
     expected = [y.numpy() for y in model(x, training=False)]
     for r, run in [
         (export.to_tflite(model, tmp_path / "m.tflite", num_samples=2), export.run_tflite),
@@ -219,7 +215,7 @@ def test_resnext_onnx(resnext_exports, tiny_resnext):
     assert r.relative_diff <= export.ONNX_MAX_RELATIVE_DIFF
     assert r.top1_agreement == 1.0
     onnx.checker.check_model(onnx.load(r.path), full_check=True)
-    x = _random((5, 32, 32, 3), seed=11)
+    x = random_array((5, 32, 32, 3), seed=11)
     (out,) = export.run_onnx(r.path, x)
     np.testing.assert_allclose(out, tiny_resnext(x, training=False).numpy(), atol=1e-5)
 
@@ -240,7 +236,7 @@ def test_report_str_and_dict(resnext_exports):
 @pytest.mark.parametrize("form", ["callable", "array", "tf_dataset", "pairs"])
 def test_int8_representative_data_forms(form, tmp_path):
     model = _randomize(_group_conv_model("split"))
-    data = _random((6, 16, 16, 32), seed=5)
+    data = random_array((6, 16, 16, 32), seed=5)
     representative = {
         "callable": lambda: (d[None] for d in data),
         "array": data,
@@ -256,7 +252,7 @@ def test_int8_representative_data_forms(form, tmp_path):
 
 def test_int8_io(tmp_path):
     model = _randomize(_group_conv_model("split"))
-    data = [_random((16, 16, 32), seed=i) for i in range(6)]
+    data = [random_array((16, 16, 32), seed=i) for i in range(6)]
     r = export.to_tflite(
         model, tmp_path / "q.tflite", quantization="int8", representative_data=data,
         int8_io=True, num_samples=2,
@@ -308,7 +304,7 @@ def test_bad_arguments(tmp_path):
 
 
 def test_compare_and_check_flag_mismatch():
-    ref = _random((4, 10), seed=0)
+    ref = random_array((4, 10), seed=0)
     metrics = export.compare_outputs([ref], [ref])
     assert metrics["max_abs_diff"] == 0.0 and metrics["snr_db"] == float("inf")
     assert metrics["top1_agreement"] == 1.0
@@ -482,7 +478,7 @@ def test_dense_group_channels_writes_narrow_groups_as_block_diagonal_convs(quant
     model = _randomize(keras.Model(inputs, x))
     kwargs = {"quantization": quantization}
     if quantization:
-        kwargs["representative_data"] = _random((16, 12, 12, 32), seed=5)
+        kwargs["representative_data"] = random_array((16, 12, 12, 32), seed=5)
     shapes = {}
     for limit in (None, 4, 16):
         report = export.to_tflite(model, tmp_path / f"g{limit}.tflite", dense_group_channels=limit, **kwargs)

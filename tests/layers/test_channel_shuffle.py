@@ -5,11 +5,7 @@ import pytest
 
 from keras_convzoo.backend import keras, tf
 from keras_convzoo.layers import ChannelShuffle, ChannelSplit
-from keras_convzoo.testing import run_layer_test, run_model_saving_test, run_serialization_test
-
-
-def _random(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
+from keras_convzoo.testing import random_array, run_layer_test, run_model_saving_test, run_serialization_test
 
 
 def _numpy_shuffle(x, groups):
@@ -25,7 +21,7 @@ def _numpy_shuffle(x, groups):
 
 @pytest.mark.parametrize("groups, channels", [(2, 8), (3, 12), (4, 8), (8, 8), (1, 6)])
 def test_matches_numpy_reference(groups, channels):
-    x = _random((2, 5, 3, channels))
+    x = random_array((2, 5, 3, channels))
     y = ChannelShuffle(groups)(x).numpy()
     np.testing.assert_array_equal(y, _numpy_shuffle(x, groups))
     if 1 < groups < channels:
@@ -34,7 +30,7 @@ def test_matches_numpy_reference(groups, channels):
 
 def test_matches_torchvision_definition_on_nchw():
     # torchvision: x.view(b, g, c // g, h, w).transpose(1, 2).reshape(b, c, h, w)
-    x = _random((2, 12, 4, 5))  # NCHW
+    x = random_array((2, 12, 4, 5))  # NCHW
     expected = x.reshape(2, 3, 4, 4, 5).transpose(0, 2, 1, 3, 4).reshape(2, 12, 4, 5)
     y = ChannelShuffle(3)(x.transpose(0, 2, 3, 1)).numpy().transpose(0, 3, 1, 2)
     np.testing.assert_array_equal(y, expected)
@@ -45,11 +41,11 @@ def test_none_spatial_dims_and_other_ranks():
     model = keras.Model(inputs, ChannelShuffle(4)(inputs))
     assert tuple(model.output_shape) == (None, None, None, 12)
     for hw in [(1, 1), (7, 3), (16, 16)]:
-        x = _random((3,) + hw + (12,), seed=sum(hw))
+        x = random_array((3,) + hw + (12,), seed=sum(hw))
         np.testing.assert_array_equal(model(x).numpy(), _numpy_shuffle(x, 4))
     seq = keras.Input((None, 6))
     seq_model = keras.Model(seq, ChannelShuffle(2)(seq))
-    x = _random((2, 5, 6))
+    x = random_array((2, 5, 6))
     np.testing.assert_array_equal(seq_model(x).numpy(), _numpy_shuffle(x, 2))
 
 
@@ -74,7 +70,7 @@ def test_groups_must_divide_channels():
 
 
 def test_channel_split_matches_numpy_and_chunk():
-    x = _random((2, 4, 3, 12))
+    x = random_array((2, 4, 3, 12))
     parts = ChannelSplit(3)(x)
     assert len(parts) == 3
     for i, part in enumerate(parts):
@@ -97,7 +93,7 @@ def test_channel_split_contract():
     left, right = ChannelSplit(2, name="split")(inputs)
     swapped = keras.layers.Concatenate()([right, ChannelShuffle(2)(left)])
     model = keras.Model(inputs, swapped)
-    x = _random((2, 5, 6, 8), seed=4)
+    x = random_array((2, 5, 6, 8), seed=4)
     expected = np.concatenate([x[..., 4:], _numpy_shuffle(x[..., :4], 2)], axis=-1)
     np.testing.assert_array_equal(model(x).numpy(), expected)
     run_model_saving_test(model, x)

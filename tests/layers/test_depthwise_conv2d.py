@@ -7,11 +7,7 @@ from keras_convzoo.backend import LEGACY_KERAS, keras, tf
 from keras_convzoo.layers import DepthwiseConv2D
 from keras_convzoo.layers.depthwise_conv2d import depthwise_conv2d_layer
 from keras_convzoo.ops import depthwise as depthwise_ops
-from keras_convzoo.testing import run_layer_test
-
-
-def _random(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
+from keras_convzoo.testing import random_array, run_layer_test
 
 
 @pytest.mark.parametrize(
@@ -22,9 +18,9 @@ def _random(shape, seed=0):
 def test_shifted_sum_equals_tf_depthwise(kernel, strides, padding, hw):
     multiplier = hw[2] if len(hw) == 3 else 1
     hw = hw[:2]
-    x = tf.constant(_random((2,) + hw + (6,)))
+    x = tf.constant(random_array((2,) + hw + (6,)))
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
-    w = tf.constant(_random((kh, kw, 6, multiplier), seed=1))
+    w = tf.constant(random_array((kh, kw, 6, multiplier), seed=1))
     strides = (strides, strides) if isinstance(strides, int) else strides
     expected = tf.nn.depthwise_conv2d(x, w, (1,) + strides + (1,), padding.upper())
     got = depthwise_ops.depthwise_conv2d_shifted(x, w, strides, padding)
@@ -70,7 +66,7 @@ def test_layer_under_xla_takes_the_shifted_form_and_matches(monkeypatch, use_bia
     monkeypatch.setattr("keras_convzoo.layers.depthwise_conv2d.depthwise_conv2d_shifted", spy)
     layer = DepthwiseConv2D(7, padding="same", use_bias=use_bias, activation=activation,
                             bias_initializer="random_normal")
-    x = tf.constant(_random((2, 9, 10, 8)))
+    x = tf.constant(random_array((2, 9, 10, 8)))
     eager = layer(x)
     graph = tf.function(layer)(x)
     assert not calls  # eager and plain graph: Keras' own kernel
@@ -82,7 +78,7 @@ def test_layer_under_xla_takes_the_shifted_form_and_matches(monkeypatch, use_bia
 
 def test_depth_multiplier_under_xla():
     layer = DepthwiseConv2D(3, depth_multiplier=3, strides=2, padding="same", bias_initializer="random_normal")
-    x = tf.constant(_random((2, 9, 8, 4)))
+    x = tf.constant(random_array((2, 9, 8, 4)))
     eager = layer(x)
     assert eager.shape == (2, 5, 4, 12)
     np.testing.assert_allclose(tf.function(layer, jit_compile=True)(x).numpy(), eager.numpy(), atol=1e-5)
@@ -92,7 +88,7 @@ def test_layer_falls_back_for_dilation_and_large_kernels(monkeypatch):
     calls = []
     monkeypatch.setattr("keras_convzoo.layers.depthwise_conv2d.depthwise_conv2d_shifted",
                         lambda *a, **k: calls.append(1))
-    x = tf.constant(_random((1, 8, 8, 4)))
+    x = tf.constant(random_array((1, 8, 8, 4)))
     for layer in (DepthwiseConv2D(3, dilation_rate=2, padding="same"),
                   DepthwiseConv2D(11, padding="same")):
         np.testing.assert_allclose(tf.function(layer, jit_compile=True)(x).numpy(), layer(x).numpy(), atol=1e-5)
@@ -101,7 +97,7 @@ def test_layer_falls_back_for_dilation_and_large_kernels(monkeypatch):
 
 def test_gradients_match_under_xla():
     layer = DepthwiseConv2D(3, strides=2, padding="same")
-    x = tf.constant(_random((2, 9, 9, 4)))
+    x = tf.constant(random_array((2, 9, 9, 4)))
     layer(x)
 
     def grads(t):
@@ -139,9 +135,9 @@ def test_builders_use_it_under_keras3_only():
      (5, 2, "same", (11, 12), 1, 1), (7, 2, "same", (2, 3), 1, 25), (9, 1, "same", (1, 1), 2, 25)],
 )
 def test_tiled_depthwise_equals_tf_depthwise(kernel, strides, padding, hw, multiplier, max_taps):
-    x = tf.constant(_random((2,) + hw + (6,)))
+    x = tf.constant(random_array((2,) + hw + (6,)))
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
-    w = tf.constant(_random((kh, kw, 6, multiplier), seed=1))
+    w = tf.constant(random_array((kh, kw, 6, multiplier), seed=1))
     strides = (strides, strides) if isinstance(strides, int) else strides
     expected = tf.nn.depthwise_conv2d(x, w, (1,) + strides + (1,), padding.upper())
     got = depthwise_ops.depthwise_conv2d_tiled(x, w, strides, padding, max_taps)
@@ -186,8 +182,8 @@ def test_tiled_depthwise_uses_the_fewest_rectangular_pieces(kernel, max_taps, ex
 
 
 def test_tiled_depthwise_adds_the_pieces_smallest_first_with_tap_weights():
-    x = tf.constant(_random((1, 12, 12, 3)))
-    w = tf.constant(_random((9, 9, 3, 1), seed=1))
+    x = tf.constant(random_array((1, 12, 12, 3)))
+    w = tf.constant(random_array((9, 9, 3, 1), seed=1))
     weights = np.abs(w.numpy()).sum(axis=(2, 3))
     fn = tf.function(lambda t: depthwise_ops.depthwise_conv2d_tiled(t, w, tap_weights=weights))
     graph = fn.get_concrete_function(tf.TensorSpec(x.shape)).graph

@@ -4,7 +4,7 @@ import pytest
 from keras_convzoo.backend import keras, tf
 from keras_convzoo.layers import ShiftConv2D
 from keras_convzoo.ops.shift import shift2d, shift_groups
-from keras_convzoo.testing import run_layer_test
+from keras_convzoo.testing import random_array, run_layer_test
 
 # The documented assignment, written out independently of the implementation:
 # neighbours of the 3x3 window in row-major order, centre skipped, then the centre.
@@ -20,10 +20,6 @@ def _one_hot_depthwise_kernel(channels):
         dy, dx = NEIGHBOURS[k] if k < 8 else (0, 0)
         kernel[dy + 1, dx + 1, c, 0] = 1.0
     return kernel
-
-
-def _random(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
 
 
 def test_shift_groups_follow_the_documented_assignment():
@@ -56,7 +52,7 @@ def test_shift2d_moves_content_and_fills_zeros():
     [(8, 5, 1, (9, 7)), (9, 4, 1, (6, 6)), (20, 12, 2, (11, 8)), (31, 7, (2, 1), (5, 9))],
 )
 def test_equals_one_hot_depthwise_then_pointwise(channels, filters, strides, size):
-    x = _random((2,) + size + (channels,), seed=channels)
+    x = random_array((2,) + size + (channels,), seed=channels)
     layer = ShiftConv2D(filters, strides=strides, bias_initializer="random_normal")
     y = layer(x).numpy()
     depthwise = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)
@@ -78,7 +74,7 @@ def test_shapes_with_none_spatial_dims():
     assert tuple(outputs.shape) == (None, None, None, 6)
     model = keras.Model(inputs, outputs)
     for hw in [(1, 1), (5, 7), (16, 16), (33, 20)]:
-        y = model(_random((2,) + hw + (12,)))
+        y = model(random_array((2,) + hw + (12,)))
         assert tuple(y.shape) == (2, -(-hw[0] // 2), -(-hw[1] // 2), 6)
         assert layer.compute_output_shape((2,) + hw + (12,)) == tuple(y.shape)
     assert layer.compute_output_shape((None, None, 9, 12)) == (None, None, 5, 6)
@@ -110,7 +106,7 @@ def test_parameters_are_those_of_the_pointwise_conv_only():
 
 def test_regularizers_add_losses():
     layer = ShiftConv2D(4, kernel_regularizer="l2", bias_regularizer="l1")
-    layer(_random((1, 4, 4, 8)))
+    layer(random_array((1, 4, 4, 8)))
     assert len(layer.losses) == 2
     config = layer.get_config()
     assert config["kernel_regularizer"] is not None and config["bias_regularizer"] is not None

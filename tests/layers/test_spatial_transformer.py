@@ -5,11 +5,7 @@ import pytest
 
 from keras_convzoo.backend import keras, tf
 from keras_convzoo.layers import SpatialTransformer
-from keras_convzoo.testing import run_layer_test, run_model_saving_test
-
-
-def _random(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
+from keras_convzoo.testing import random_array, run_layer_test, run_model_saving_test
 
 
 def _localization(seed=0):
@@ -62,7 +58,7 @@ def _numpy_affine_sample(images, theta, out_hw, align_corners):
 
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_identity_at_initialisation(align_corners):
-    x = _random((3, 9, 12, 5))
+    x = random_array((3, 9, 12, 5))
     layer = SpatialTransformer(_localization(), align_corners=align_corners)
     y = layer(x).numpy()
     np.testing.assert_allclose(y, x, atol=1e-5, rtol=0)
@@ -72,7 +68,7 @@ def test_identity_at_initialisation(align_corners):
 
 def test_integer_translation_moves_content():
     # c = 2 * k / W samples k pixels to the right: out[:, j] = in[:, j + k], zeros past the edge.
-    x = _random((2, 6, 8, 3), seed=2)
+    x = random_array((2, 6, 8, 3), seed=2)
     layer = SpatialTransformer(_localization())
     layer(x)
     _set_theta(layer, [1, 0, 2 * 3 / 8, 0, 1, -2 * 1 / 6])  # 3 right, 1 up
@@ -92,7 +88,7 @@ def test_integer_translation_moves_content():
     ],
 )
 def test_matches_numpy_bilinear_reference(theta, out_hw, align_corners):
-    x = _random((2, 7, 9, 3), seed=5)
+    x = random_array((2, 7, 9, 3), seed=5)
     layer = SpatialTransformer(_localization(), output_size=out_hw, align_corners=align_corners)
     layer(x)
     _set_theta(layer, theta)
@@ -103,7 +99,7 @@ def test_matches_numpy_bilinear_reference(theta, out_hw, align_corners):
 
 
 def test_align_corners_changes_resizing():
-    x = _random((1, 6, 6, 2), seed=9)
+    x = random_array((1, 6, 6, 2), seed=9)
     outputs = []
     for align in (False, True):
         layer = SpatialTransformer(_localization(), output_size=(4, 4), align_corners=align)
@@ -115,13 +111,13 @@ def test_align_corners_changes_resizing():
 
 
 def test_gradients_reach_localization_and_input():
-    x = tf.constant(_random((2, 10, 10, 3), seed=3))
+    x = tf.constant(random_array((2, 10, 10, 3), seed=3))
     layer = SpatialTransformer(_localization(), output_size=(8, 8))
     layer(x)
     kernel, bias = layer.affine.get_weights()
     # at initialisation the zero affine kernel stops gradients into the
     # localisation network (by design); give it a small kernel first
-    layer.affine.set_weights([0.3 * _random(kernel.shape, seed=4), bias])
+    layer.affine.set_weights([0.3 * random_array(kernel.shape, seed=4), bias])
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
         loss = tf.reduce_sum(tf.square(layer(x)) * tf.reshape(tf.range(64.0) / 64, (1, 8, 8, 1)))
@@ -143,7 +139,7 @@ def test_none_spatial_dims_and_output_size():
     assert tuple(model.outputs[0].shape) == (None, None, None, 4)
     assert tuple(model.outputs[1].shape) == (None, 5, 7, 4)
     for hw in [(8, 8), (13, 6)]:
-        x = _random((2,) + hw + (4,), seed=hw[1])
+        x = random_array((2,) + hw + (4,), seed=hw[1])
         same, resized = model(x)
         np.testing.assert_allclose(same.numpy(), x, atol=1e-5)
         assert tuple(resized.shape) == (2, 5, 7, 4)
@@ -167,8 +163,8 @@ def test_save_and_load_round_trip_with_a_learned_transform():
     layer = SpatialTransformer(_localization(), output_size=(10, 10), align_corners=True)
     model = keras.Model(inputs, layer(inputs))
     kernel, bias = layer.affine.get_weights()
-    layer.affine.set_weights([0.5 * _random(kernel.shape, seed=6), bias + 0.1])
-    x = _random((2, 12, 12, 3), seed=7)
+    layer.affine.set_weights([0.5 * random_array(kernel.shape, seed=6), bias + 0.1])
+    x = random_array((2, 12, 12, 3), seed=7)
     assert np.abs(model(x).numpy()[:, :1] - x[:, :1, :10]).max() > 1e-2  # not the identity
     restored = run_model_saving_test(model, x, atol=1e-5)
     revived = [lay for lay in restored.layers if isinstance(lay, SpatialTransformer)][0]

@@ -22,6 +22,7 @@ import pytest
 import keras_convzoo as kcz
 from keras_convzoo import cli
 from keras_convzoo.backend import LEGACY_KERAS, keras
+from keras_convzoo.testing import randomize_batch_norms
 from keras_convzoo.testing.hub import LocalHub
 from keras_convzoo.weights import pretrained
 
@@ -44,20 +45,10 @@ def _timm_case(name):
             "seed": 0}
 
 
-def _randomize_batch_norms(model, seed):
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        path = variable.path
-        if "moving_variance" in path or "gamma" in path:
-            variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype("float32"))
-        elif "moving_mean" in path or "beta" in path:
-            variable.assign(rng.normal(0.0, 0.1, variable.shape).astype("float32"))
-
-
 def _keras_mobilenet_file(directory):
     """keras.applications MobileNetV2(alpha=0.35) with random weights, saved as keras' .h5; images and logits."""
     reference = keras.applications.MobileNetV2(alpha=0.35, weights=None, classifier_activation=None)
-    _randomize_batch_norms(reference, 3)
+    randomize_batch_norms(reference, 3)
     path = directory / "keras_mobilenetv2_035.h5"
     reference.save(path)
     images = np.random.default_rng(4).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
