@@ -1,9 +1,8 @@
 """Applications: keras.applications-style constructors and the model registry."""
 
-from keras_convzoo.applications._builder import build_application
+from keras_convzoo.applications._builder import build_application, create_model
 from keras_convzoo.applications._registry import (
     ModelSpec,
-    create_model,
     get_spec,
     list_models,
     register,

@@ -4,7 +4,7 @@ import dataclasses
 import difflib
 import os
 
-from keras_convzoo.applications._registry import check_config_overrides, match_choice, to_python
+from keras_convzoo.applications._registry import check_config_overrides, get_spec, match_choice, to_python
 from keras_convzoo.applications.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 from keras_convzoo.backend import LEGACY_KERAS, get_source_inputs, is_keras_tensor, keras
 from keras_convzoo.weights import pretrained
@@ -624,3 +624,22 @@ _ARGS_DOC = """
     Returns:
         A ``keras.Model``.
 """
+
+
+def create_model(name, **kwargs):
+    """Builds a registered model by name.
+
+    Args:
+        name: a name from ``list_models()``.
+        **kwargs: the keras.applications arguments (``include_top``,
+            ``weights``, ``input_tensor``, ``input_shape``, ``pooling``,
+            ``classes``, ``classifier_activation``, ``name``) and the
+            family's config fields.
+
+    Returns:
+        A ``keras.Model``.
+
+    Example:
+    >>> model = create_model("resnext50_32x4d", include_top=False, pooling="avg")
+    """
+    return build_application(get_spec(name), **kwargs)

@@ -437,24 +437,3 @@ def get_spec(name):
             )
         raise ValueError(f"Unknown model name: {name!r}. Known models: {list_models()}")
     return _REGISTRY[name]
-
-
-def create_model(name, **kwargs):
-    """Builds a registered model by name.
-
-    Args:
-        name: a name from ``list_models()``.
-        **kwargs: the keras.applications arguments (``include_top``,
-            ``weights``, ``input_tensor``, ``input_shape``, ``pooling``,
-            ``classes``, ``classifier_activation``, ``name``) and the
-            family's config fields.
-
-    Returns:
-        A ``keras.Model``.
-
-    Example:
-    >>> model = create_model("resnext50_32x4d", include_top=False, pooling="avg")
-    """
-    from keras_convzoo.applications._builder import build_application
-
-    return build_application(get_spec(name), **kwargs)

@@ -60,7 +60,7 @@ def spec_facts(name):
 
 def _reference_check(spec, counts, built_kwargs):
     """``(matches, counted_with)``: the trainable count against the reference, on the model it counted."""
-    from keras_convzoo.applications._registry import create_model
+    from keras_convzoo.applications._builder import create_model
     from keras_convzoo.profile import count_params
 
     if not spec.reference_params:
@@ -89,7 +89,7 @@ def model_facts(name, input_size=None):
         ``reference_counted_with`` (the builder arguments of the model that
         was compared, when not this one).
     """
-    from keras_convzoo.applications._registry import create_model
+    from keras_convzoo.applications._builder import create_model
     from keras_convzoo.profile import count_flops, count_params
 
     spec = get_spec(name)
