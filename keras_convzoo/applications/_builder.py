@@ -218,7 +218,7 @@ def build_application(
     else:
         inputs = keras.Input(tensor=input_tensor, shape=input_shape, name="input")
 
-    x, _features = spec.body(inputs, spec.config)
+    x, features = spec.body(inputs, spec.config)
     x = _add_head(x, spec, include_top, pooling, classes, classifier_activation)
     model_inputs = inputs
     if input_tensor is not None:
@@ -227,6 +227,7 @@ def build_application(
             model_inputs = model_inputs[0]
     model = keras.Model(model_inputs, x, name=name or spec.name)
     model.convzoo_name = spec.name
+    model.convzoo_stages = {stage: producing_layer(tensor) for stage, tensor in features.items()}
     model.pretrained_cfg = None
     if weights_kind == "pretrained":
         _load_pretrained(model, spec, weights_info)
@@ -241,6 +242,24 @@ def build_application(
         model.pretrained_cfg = (_entry_or_none(spec.name, weights_info["tag"]) if weights_info.get("tag") else None) \
             or _local_entry(spec, weights_path, weights_info.get("classes", 1000), weights_info.get("source"))
     return model
+
+
+def producing_layer(tensor):
+    """Name of the layer that outputs a symbolic tensor (Keras 3 and tf_keras).
+
+    Args:
+        tensor: a symbolic tensor of a functional graph.
+
+    Returns:
+        The layer name.
+
+    Raises:
+        ValueError: when the tensor is not a layer's output.
+    """
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:  # pragma: no cover - every body output is a layer output
+        raise ValueError(f"The stage output {tensor!r} is not the output of a Keras layer.")
+    return history[0].name
 
 
 def _canonical_weights(weights, spec):

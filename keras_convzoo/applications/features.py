@@ -173,26 +173,8 @@ def _build_trunk(name, input_shape, kwargs):
             f"used). Received: {arg}={value!r}"
         )
     kwargs = {k: v for k, v in kwargs.items() if k not in _TOP_ARGS}
-    captured = {}
-
-    def capturing_body(x, config):
-        x, features = spec.body(x, config)
-        if not captured:  # the first call builds the trunk; later ones (weight loading) are ignored
-            captured.update(features)
-        return x, features
-
-    wrapped = dataclasses.replace(spec, body=capturing_body)
-    model = build_application(wrapped, include_top=False, input_shape=input_shape, pooling=None, **kwargs)
-    layers = {stage: _producing_layer(tensor) for stage, tensor in captured.items()}
-    return model, layers
-
-
-def _producing_layer(tensor):
-    """Name of the layer that outputs a symbolic tensor (Keras 3 and tf_keras)."""
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:  # pragma: no cover - every body output is a layer output
-        raise ValueError(f"The stage output {tensor!r} is not the output of a Keras layer.")
-    return history[0].name
+    model = build_application(spec, include_top=False, input_shape=input_shape, pooling=None, **kwargs)
+    return model, dict(model.convzoo_stages)  # the stage outputs the builder kept from the body
 
 
 def _layers_of_model(model, kwargs):
@@ -203,6 +185,10 @@ def _layers_of_model(model, kwargs):
             f"With a model, create_feature_extractor only takes `model_name` as extra keyword. "
             f"Received: {unknown}"
         )
+    stages = getattr(model, "convzoo_stages", None)  # built by the builder: its stage outputs
+    names = {layer.name for layer in model.layers}
+    if stages and "model_name" not in kwargs and all(layer in names for layer in stages.values()):
+        return dict(stages)
     registry_name = kwargs.get("model_name", model.name)
     if registry_name not in list_models():
         raise ValueError(

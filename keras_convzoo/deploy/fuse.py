@@ -334,4 +334,7 @@ def fuse(model):
     for attribute in ("convzoo_name", "pretrained_cfg"):  # what preprocess_input and the exporters read
         if hasattr(model, attribute):
             setattr(fused, attribute, getattr(model, attribute))
+    if hasattr(model, "convzoo_stages"):  # stage outputs (feature extraction): a folded BN's output is its conv's
+        renamed = {stage: mapping.get(layer, layer) for stage, layer in model.convzoo_stages.items()}
+        fused.convzoo_stages = {stage: layer if isinstance(layer, str) else layer[0] for stage, layer in renamed.items()}
     return fused

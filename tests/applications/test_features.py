@@ -89,15 +89,24 @@ def test_stage_selection_keeps_order_and_fixed_odd_size():
     assert tuple(out["stage4"].shape[1:3]) == (2, 2)
 
 
-def test_renamed_model_needs_model_name():
+def test_renamed_model_is_read_by_its_stages_or_needs_model_name(tmp_path):
     name = "shufflenet_v2_x0_5"
     # (create_model's first parameter is the registry name, so the model name goes through the builder)
     model = build_application(kcz.get_spec(name), include_top=False, name="my_net", **_tiny_kwargs(name))
+    # the builder kept the body's stage outputs: no registry name needed
+    assert create_feature_extractor(model, stages=["stage3"]).feature_strides == {"stage3": 16}
+    # a model that lost them (reloaded from a file) is read by its layer names, which need the architecture
+    path = tmp_path / "my_net.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert not hasattr(reloaded, "convzoo_stages")
     with pytest.raises(ValueError, match="model_name="):
-        create_feature_extractor(model)
-    extractor = create_feature_extractor(model, model_name=name, stages=["stage3"])
+        create_feature_extractor(reloaded)
+    extractor = create_feature_extractor(reloaded, model_name=name, stages=["stage3"])
     assert extractor.feature_strides == {"stage3": 16}
     assert extractor.name == "my_net_features"
+    # both ways find the same layers
+    assert create_feature_extractor(model).output_names == create_feature_extractor(reloaded, model_name=name).output_names
 
 
 def test_weights_are_loaded_through_the_builder(tmp_path):
@@ -191,3 +200,19 @@ def test_tf_keras():
     line = [x for x in result.stdout.splitlines() if x.startswith("RESULT")]
     assert line, result.stdout + result.stderr[-2000:]
     assert line[0] == "RESULT tf_keras 16 (1, 4, 4, 32) {'stage4': 32, 'stem': 4}"
+
+
+def test_fused_model_keeps_its_stages_for_feature_extraction():
+    from keras_convzoo.deploy import fuse
+    from keras_convzoo.testing import randomize_batch_norms
+
+    name = "resnext50_32x4d"
+    model = randomize_batch_norms(kcz.create_model(name, include_top=False, **_tiny_kwargs(name)), seed=2)
+    fused = fuse(model)
+    assert set(fused.convzoo_stages) == set(model.convzoo_stages)
+    assert {layer.name for layer in fused.layers} >= set(fused.convzoo_stages.values())
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 64, 64, 3)).astype("float32")
+    expected, got = create_feature_extractor(model)(x), create_feature_extractor(fused)(x)
+    assert list(got) == list(expected) == list(model.convzoo_stages)
+    for stage in expected:
+        np.testing.assert_allclose(np.asarray(got[stage]), np.asarray(expected[stage]), rtol=1e-4, atol=1e-4)
