@@ -5,13 +5,12 @@ from typing import Tuple
 
 from keras_convzoo.applications._builder import make_entrypoint
 from keras_convzoo.applications._registry import ModelSpec, config_field, register
+from keras_convzoo.applications.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.convnext import convnext_block
 from keras_convzoo.weights.formats import KeyMap, WeightFormat
 
 PAPER = "Liu et al., A ConvNet for the 2020s, CVPR 2022"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)
