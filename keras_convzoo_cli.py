@@ -250,6 +250,13 @@ def build_parser():
     p_bench.add_argument("--dense-group-channels", type=int, metavar="N",
                          help="tflite modes: as export --dense-group-channels (grouped convs of at most N input "
                               "channels per group written dense; default: grouped)")
+    p_bench.add_argument("--train", action="store_true",
+                         help="time one training step (forward, backward, update; model.train_on_batch) instead of "
+                              "inference; see --optimizers and --precision")
+    p_bench.add_argument("--optimizers", nargs="+", default=["sgd"], metavar="NAME",
+                         help="--train: sgd (momentum 0.9) and/or adamw (default: sgd)")
+    p_bench.add_argument("--precision", default="float32", metavar="POLICY",
+                         help="--train: float32 (default), mixed_bfloat16 (AVX-512 BF16 / AMX CPUs) or mixed_float16")
     p_bench.add_argument("--tiny", action="store_true", help="the variants' tiny test twins (quick checks)")
     p_bench.add_argument("--csv", metavar="FILE", help="write the rows to a CSV file")
     p_bench.add_argument("--plot", metavar="FILE.png", help="plot latency vs MACs (needs matplotlib)")

@@ -73,6 +73,11 @@ def cmd_benchmark(args):
     from keras_convzoo.profile import MODES
 
     specs = [get_spec(name) for name in args.names]  # unknown names fail before any timing
+    if args.train:
+        return _train_benchmark(args, specs)
+    for flag, value, default in (("--optimizers", args.optimizers, ["sgd"]), ("--precision", args.precision, "float32")):
+        if value != default:
+            raise ValueError(f"{flag} applies to --train only. Received: {flag} {value if isinstance(value, str) else ' '.join(value)}")
     args.modes = list(MODES) if args.modes is None else args.modes
     if args.plot and not args.plot.lower().endswith(".png"):
         raise ValueError(f"--plot must name a .png file. Received: {args.plot}")
@@ -107,6 +112,35 @@ def cmd_benchmark(args):
         title = f"{', '.join(args.names)}{' (fused)' if args.fuse else ''}"
         plot_latency_vs_macs(rows, args.plot, title=title)
         print(f"wrote {args.plot}")
+    return 0
+
+
+def _train_benchmark(args, specs):
+    """``benchmark --train``: one training step per optimizer and batch size, each model in turn."""
+    from keras_convzoo.profile import benchmark_training, format_table, write_csv
+
+    for flag, value in (("--modes", args.modes), ("--rounds", args.rounds), ("--plot", args.plot),
+                        ("--depthwise-max-taps", args.depthwise_max_taps),
+                        ("--dense-group-channels", args.dense_group_channels), ("--threads", args.threads)):
+        if value is not None:
+            raise ValueError(f"{flag} applies to inference benchmarks, not to --train.")
+    if args.fuse:
+        raise ValueError("--fuse applies to inference benchmarks, not to --train (training needs the unfused form).")
+    rows = []
+    for spec in specs:
+        size = None if args.input_size is None else _spatial_sizes(spec, args.input_size)
+        result = benchmark_training(
+            spec.name, batch_sizes=args.batch_sizes, input_size=size, optimizers=args.optimizers,
+            precision=args.precision, warmup=args.warmup, repeats=args.repeats,
+            model_kwargs=dict(spec.test_overrides) if args.tiny else None,
+            progress=ProgressBar(f"train {spec.name}"),
+        )
+        rows += result
+        print(format_table(result) if len(rows) == len(result) else format_table(result).split("\n", 1)[1],
+              flush=True)
+    if args.csv:
+        write_csv(rows, args.csv)
+        print(f"wrote {args.csv}")
     return 0
 
 

@@ -102,3 +102,18 @@ def test_benchmark_passes_tflite_lowerings_and_rejects_them_without_a_tflite_mod
         assert cli.main(["benchmark", "mobilenetv2_035"] + extra) == 2
         err = capsys.readouterr().err
         assert err.startswith("convzoo benchmark: error: " + text) and err.count("\n") == 1
+
+
+def test_benchmark_train_times_a_training_step_and_rejects_inference_flags(capsys, tmp_path):
+    out_csv = tmp_path / "train.csv"
+    assert cli.main(["benchmark", "mobilenetv2_035", "--train", "--tiny", "--input-size", "32", "--batch-sizes", "2",
+                     "--warmup", "1", "--repeats", "2", "--csv", str(out_csv)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split()[:3] == ["mobilenetv2_035", "train_sgd", "2"]
+    with open(out_csv) as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["mode"] == "train_sgd" and row["error"] == "" and float(row["median_ms"]) > 0
+    assert cli.main(["benchmark", "mobilenetv2_035", "--train", "--fuse"]) == 2
+    assert "--fuse applies to inference benchmarks" in capsys.readouterr().err
+    assert cli.main(["benchmark", "mobilenetv2_035", "--precision", "mixed_bfloat16"]) == 2
+    assert "--precision applies to --train only" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Model complexity and speed: parameters, multiply-accumulates (MACs), latency per execution mode, roofline."""
+"""Model complexity and speed: parameters, multiply-accumulates (MACs), latency per execution mode, training step time, roofline."""
 
 from keras_convzoo.profile.benchmark import (
     MODES,
@@ -13,6 +13,7 @@ from keras_convzoo.profile.benchmark import (
 from keras_convzoo.profile.flops import MacCount, count_flops, fft_macs, format_macs
 from keras_convzoo.profile.params import count_params
 from keras_convzoo.profile.roofline import MachinePeaks, RooflinePoint, measure_peaks, roofline_point
+from keras_convzoo.profile.training import benchmark_training, training_step_call
 
 __all__ = [
     "count_params",
@@ -32,4 +33,6 @@ __all__ = [
     "RooflinePoint",
     "measure_peaks",
     "roofline_point",
+    "benchmark_training",
+    "training_step_call",
 ]
