@@ -140,58 +140,141 @@ def _print_pretrained(name):
 
 
 def _cmd_info(args):
+    check_model_names([args.name])
     entry = model_index().get(args.name)
-    if entry is None or args.input_size is not None:  # builds the model (an unknown name: the registry's error)
+    if entry is None or args.input_size is not None:  # builds the model (a "name.tag": the registry's error)
         return _heavy("info", args.debug)(args)
     print_info(entry)
     return 0
 
 
-def _heavy(command, debug=False):
-    """The command's implementation in ``keras_convzoo.cli``.
+EXPORT_FORMATS = ("tflite", "onnx", "saved_model")
+EXPORT_QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
-    The first call imports the package, TensorFlow and its devices with
-    their C++ start-up lines kept off the terminal (shown with ``--debug``).
+
+def check_export_args(args):
+    """``convzoo export``'s argument checks that need no model (one-line ``ValueError`` each).
+
+    Run before TensorFlow is imported, so that a mistyped option fails at
+    once. Sets ``args.verify_data`` to its default (``"calibration"`` for
+    int8 calibrated on a folder, else ``"random"``) when it is not given.
+
+    Args:
+        args: the parsed ``export`` arguments.
+    """
+    if getattr(args, "export_args_checked", False):
+        return
+    args.export_args_checked = True
+    if args.format not in EXPORT_FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(EXPORT_FORMATS)}. Received: {args.format}")
+    if args.quantize not in EXPORT_QUANTIZATIONS:
+        raise ValueError(
+            f"--quantize must be one of {', '.join(EXPORT_QUANTIZATIONS)}. Received: {args.quantize}"
+        )
+    if args.format != "tflite" and args.quantize != "none":
+        raise ValueError(f"--quantize {args.quantize} applies to --format tflite only.")
+    if args.quantize == "int8" and args.calibration is None:
+        raise ValueError("--quantize int8 needs --calibration DIR (a folder of images) or --calibration random.")
+    if args.quantize != "int8" and args.calibration is not None:
+        raise ValueError("--calibration is used with --quantize int8 only (use --verify-data DIR to check other files).")
+    for flag, value in (("--calibration-samples", args.calibration_samples), ("--verify-samples", args.verify_samples)):
+        if value < 1:
+            raise ValueError(f"{flag} must be positive. Received: {value}")
+    if args.verify_data is None:
+        args.verify_data = "random" if args.calibration in (None, "random") else "calibration"
+    elif args.verify_data != "none" and args.verify_data != "random" and not os.path.isdir(args.verify_data):
+        raise ValueError(f"--verify-data must be a folder of images, 'random' or 'none'. Received: {args.verify_data}")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--out: the folder {folder} does not exist; create it first. Received: --out {args.out}")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--out: the folder {folder} is not writable. Received: --out {args.out}")
+
+
+def check_model_names(names):
+    """Refuses names that are neither registered models nor ``.keras`` files, with the closest names.
+
+    Args:
+        names: registry names (or saved ``.keras`` files) given on the command line.
+    """
+    import difflib
+
+    known = model_index()
+    for name in names:
+        if name in known or name.endswith(".keras"):
+            continue
+        base, _, tag = name.partition(".")
+        if tag and base in known:
+            continue  # "name.tag": the registry's own message explains it
+        close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        raise ValueError(f"Unknown model name: {name!r}; {hint}`convzoo list` shows the {len(known)} registered "
+                         "models.")
+
+
+def _heavy(command, debug=False):
+    """Runs ``keras_convzoo.cli.cmd_<command>`` (imports the package and TensorFlow).
+
+    The import and the command run with native log lines (TensorFlow's C++
+    start-up lines, LiteRT's delegate line) kept off the terminal unless
+    ``debug``; the command's own output and errors still show.
     """
     name = f"{PACKAGE}.cli"
-    if name not in sys.modules:
-        with quiet_native_logs(enabled=not debug):
-            module = importlib.import_module(name)
-            module.tf.config.list_physical_devices()  # device probing logs (CUDA) now, not mid-command
-    return getattr(sys.modules[name], "cmd_" + command.replace("-", "_"))
+
+    def run(args):
+        with quiet_native_logs(enabled=not debug, replay=False):
+            if name not in sys.modules:
+                module = importlib.import_module(name)
+                module.tf.config.list_physical_devices()  # device probing logs (CUDA) now, not mid-command
+            return getattr(sys.modules[name], "cmd_" + command.replace("-", "_"))(args)
+
+    return run
 
 
 @contextlib.contextmanager
-def quiet_native_logs(enabled=True):
+def quiet_native_logs(enabled=True, replay=True):
     """Keeps what native code writes to the stderr file descriptor off the terminal.
 
-    TensorFlow's C++ start-up lines (oneDNN, CUDA probing, CPU features) are
-    written by absl before ``TF_CPP_MIN_LOG_LEVEL`` is read by every
-    library, so they are caught at the file descriptor. What was caught is
-    written out if the block raises, so nothing that explains an error is
-    lost.
+    TensorFlow's C++ start-up lines (oneDNN, CUDA probing, CPU features) and
+    LiteRT's ("Created TensorFlow Lite XNNPACK delegate") are written by
+    native code, past ``TF_CPP_MIN_LOG_LEVEL``, so they are caught at the
+    file descriptor. Python's own ``sys.stderr`` (progress bars, warnings,
+    error messages) is pointed at the real stderr meanwhile, so it still
+    shows.
 
     Args:
         enabled: False leaves stderr alone (``--debug``).
+        replay: write what was caught out if the block raises.
     """
     if not enabled:
         yield
         return
     sys.stderr.flush()
     saved = os.dup(2)
+    python_stderr = sys.stderr
+    try:
+        on_descriptor = python_stderr.fileno() == 2  # else (a capture object) Python's writes never reach fd 2
+    except (AttributeError, OSError, ValueError):
+        on_descriptor = False
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
+        if on_descriptor:
+            sys.stderr = open(os.dup(saved), "w", buffering=1, encoding=getattr(python_stderr, "encoding", None),
+                              errors="backslashreplace")
         try:
             yield
         except BaseException:
-            os.dup2(saved, 2)
-            caught.seek(0)
-            text = caught.read().decode(errors="replace")
-            if text.strip():
-                sys.stderr.write(text)
+            if replay:
+                caught.seek(0)
+                text = caught.read().decode(errors="replace")
+                if text.strip():
+                    sys.stderr.write(text)
             raise
         finally:
             sys.stderr.flush()
+            if on_descriptor:
+                sys.stderr.close()
+                sys.stderr = python_stderr
             os.dup2(saved, 2)
             os.close(saved)
 
@@ -311,6 +394,8 @@ def build_parser():
                           help="classifier size, e.g. of fine-tuned --weights (default: the variant's, 1000)")
     p_export.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True,
                           help="export the fused inference form (deploy.fuse; default) or not")
+    p_export.add_argument("--keep-failed", action="store_true",
+                          help="keep a file that fails the check, beside --out under another name (for inspection)")
     p_export.add_argument("--tiny", action="store_true", help="the variant's tiny test twin (quick checks)")
     p_export.set_defaults(func=_heavy_command("export"))
     return parser
@@ -318,6 +403,10 @@ def build_parser():
 
 def _heavy_command(command):
     def run(args):
+        names = args.names if command in ("benchmark", "download") else [args.name]
+        check_model_names(names)
+        if command == "export":
+            check_export_args(args)
         return _heavy(command, args.debug)(args)
 
     run.__name__ = f"cmd_{command.replace('-', '_')}"
@@ -331,10 +420,10 @@ def one_line(error):
         error: an exception.
 
     Returns:
-        The message, whitespace folded, at most 600 characters.
+        The message, whitespace folded, at most 1200 characters.
     """
     text = " ".join(str(error).split())
-    return text if len(text) <= 600 else text[:597] + "..."
+    return text if len(text) <= 1200 else text[:1197] + "..."
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ import sys
 
 from keras_convzoo.backend import tf  # noqa: F401  (keras_convzoo_cli probes the devices through it)
 from keras_convzoo.progress import ProgressBar
-from keras_convzoo_cli import build_parser, main, print_info  # noqa: F401  (``python -m keras_convzoo.cli``)
+from keras_convzoo_cli import build_parser, check_export_args, main, print_info  # noqa: F401  (``python -m keras_convzoo.cli``)
 
 
 def _spatial_sizes(spec, input_size):
@@ -213,8 +213,6 @@ def cmd_download(args):
     return 0
 
 
-_EXPORT_FORMATS = ("tflite", "onnx", "saved_model")
-_EXPORT_QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -318,35 +316,39 @@ def _load_keras_file(args):
     return model, None, tuple(spatial) + (model_shape[-1],)
 
 
+#: The exporters' argument names in their messages, and the ``convzoo export`` flags that set them.
+_CLI_TERMS = (
+    ("verify=False skips this check", "--verify-data none skips this check"),
+    ("keep_failed=True keeps it", "--keep-failed keeps it"),
+    ("representative_data of a few hundred real inputs", "--calibration DIR with a few hundred real images"),
+    ("quantization='dynamic'", "--quantize dynamic"),
+    ("or 'float16'", "or --quantize float16"),
+    ("quantization='float16'", "--quantize float16"),
+    ("samples of representative_data", "calibration images"),
+    ("samples of verification_data", "--verify-data images"),
+)
+
+
+def in_cli_terms(message):
+    """An exporter's message with its argument names replaced by the ``convzoo export`` flags.
+
+    Args:
+        message: the text of an exporter's error.
+
+    Returns:
+        The text a command-line user can act on.
+    """
+    for api, cli in _CLI_TERMS:
+        message = message.replace(api, cli)
+    return message
+
+
 def cmd_export(args):
     from keras_convzoo import deploy, export
     from keras_convzoo.applications import create_model, get_spec
 
-    if args.format not in _EXPORT_FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(_EXPORT_FORMATS)}. Received: {args.format}")
-    if args.quantize not in _EXPORT_QUANTIZATIONS:
-        raise ValueError(
-            f"--quantize must be one of {', '.join(_EXPORT_QUANTIZATIONS)}. Received: {args.quantize}"
-        )
-    if args.format != "tflite" and args.quantize != "none":
-        raise ValueError(f"--quantize {args.quantize} applies to --format tflite only.")
-    if args.quantize == "int8" and args.calibration is None:
-        raise ValueError("--quantize int8 needs --calibration DIR (a folder of images) or --calibration random.")
-    if args.quantize != "int8" and args.calibration is not None:
-        raise ValueError("--calibration is used with --quantize int8 only (use --verify-data DIR to check other files).")
-    for flag, value in (("--calibration-samples", args.calibration_samples), ("--verify-samples", args.verify_samples)):
-        if value < 1:
-            raise ValueError(f"{flag} must be positive. Received: {value}")
-    if args.verify_data is None:
-        args.verify_data = "random" if args.calibration in (None, "random") else "calibration"
-    elif args.verify_data != "none" and args.verify_data != "random" and not os.path.isdir(args.verify_data):
-        raise ValueError(f"--verify-data must be a folder of images, 'random' or 'none'. Received: {args.verify_data}")
+    check_export_args(args)  # (keras_convzoo_cli checks them before TensorFlow loads; this covers direct calls)
     lowering = _tflite_lowering(args, args.format == "tflite", "--format tflite")
-    folder = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(folder):
-        raise ValueError(f"--out: the folder {folder} does not exist; create it first. Received: --out {args.out}")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"--out: the folder {folder} is not writable. Received: --out {args.out}")
     if args.name.endswith(".keras"):
         model, spec, shape = _load_keras_file(args)
     else:
@@ -361,7 +363,7 @@ def cmd_export(args):
         model = create_model(args.name, input_shape=shape, **kwargs)
     if args.fuse:
         model = deploy.fuse(model)
-    checks = dict(verify=args.verify_data != "none", verbose=args.debug)
+    checks = dict(verify=args.verify_data != "none", verbose=args.debug, keep_failed=args.keep_failed)
     calibration, calibration_files, progress = None, (), None
     if args.quantize == "int8":
         calibration, calibration_files = _input_images(
@@ -373,20 +375,25 @@ def cmd_export(args):
                                     exclude=calibration_files)
         if held_out is not None:
             checks["verification_data"] = held_out
-    elif args.verify_data not in ("none", "random"):
+    elif args.verify_data == "random":  # synthetic images, also when the calibration set is itself random
+        checks["verification_data"] = export.inputs.SYNTHETIC
+    elif args.verify_data != "none":
         checks["verification_data"], _ = _input_images(
             args.verify_data, "--verify-data", model, spec, shape, args.verify_samples
         )
-    if args.format == "tflite":
-        quantization = None if args.quantize == "none" else args.quantize
-        report = export.to_tflite(
-            model, args.out, quantization=quantization, representative_data=calibration,
-            input_shape=shape, progress=progress, **checks, **lowering,
-        )
-    elif args.format == "onnx":
-        report = export.to_onnx(model, args.out, input_shape=shape, **checks)
-    else:
-        report = export.to_saved_model(model, args.out, input_shape=shape, **checks)
+    try:
+        if args.format == "tflite":
+            quantization = None if args.quantize == "none" else args.quantize
+            report = export.to_tflite(
+                model, args.out, quantization=quantization, representative_data=calibration,
+                input_shape=shape, progress=progress, **checks, **lowering,
+            )
+        elif args.format == "onnx":
+            report = export.to_onnx(model, args.out, input_shape=shape, **checks)
+        else:
+            report = export.to_saved_model(model, args.out, input_shape=shape, **checks)
+    except export.VerificationError as error:
+        raise export.VerificationError(in_cli_terms(str(error))) from None
     print(f"{args.name}{' (tiny twin)' if args.tiny else ''}{', fused' if args.fuse else ''} -> {report.path}")
     print(report)
     return 0

@@ -123,3 +123,52 @@ def test_quiet_logs_replays_what_it_caught_when_the_block_fails(capfd):
     with quiet_native_logs():
         os.write(2, b"hidden\n")
     assert capfd.readouterr().err == ""
+
+
+_EARLY = """
+import sys
+import keras_convzoo_cli
+code = keras_convzoo_cli.main(sys.argv[1:])
+print("code", code, "tensorflow imported", "tensorflow" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["info", "resnet50_32x4d"], "convzoo info: error: Unknown model name: 'resnet50_32x4d'; did you mean "
+                                 "'resnext50_32x4d'"),
+    (["export", "mobilenet_v2_100", "--out", "m.tflite"], "did you mean 'mobilenetv2_100'"),
+    (["benchmark", "mobilenetv2_100", "convnext_tiniest"], "Unknown model name: 'convnext_tiniest'"),
+    (["export", "mobilenetv2_100", "--format", "tflit", "--out", "m.tflite"],
+     "convzoo export: error: --format must be one of tflite, onnx, saved_model. Received: tflit"),
+    (["export", "mobilenetv2_100", "--quantize", "int8", "--out", "m.tflite"],
+     "--quantize int8 needs --calibration DIR"),
+    (["export", "mobilenetv2_100", "--out", "/nonexistent-folder/m.tflite"],
+     "--out: the folder /nonexistent-folder does not exist"),
+])
+def test_usage_errors_are_found_before_tensorflow_loads(argv, message):
+    result = subprocess.run([sys.executable, "-c", _EARLY, *argv], capture_output=True, text=True, timeout=120)
+    assert "code 2 tensorflow imported False" in result.stdout, result.stdout + result.stderr[-2000:]
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_export_shows_no_native_log_lines(tmp_path):
+    quiet = _run_cli("export", "mobilenetv2_035", "--tiny", "--input-size", "32", "--out", str(tmp_path / "m.tflite"))
+    assert quiet.returncode == 0 and "relative_diff" in quiet.stdout, quiet.stderr[-2000:]
+    assert quiet.stderr == ""  # no TensorFlow start-up lines, no LiteRT "Created ... XNNPACK delegate" line
+
+
+def test_a_rejected_file_is_explained_in_command_line_terms(tmp_path, capsys):
+    # Random weights: int8 rounds the near-uniform softmax to zeros, so the (synthetic-input) check fails.
+    argv = ["export", "mobilenetv2_035", "--tiny", "--input-size", "32", "--quantize", "int8", "--calibration",
+            "random", "--out", str(tmp_path / "m.tflite")]
+    assert cli.main(argv) == 2
+    progress, err = capsys.readouterr().err.splitlines()  # the calibration bar's finished line, the error
+    assert progress.startswith("calibration [") and err.startswith("convzoo export: error: The exported tflite")
+    assert "does not reproduce the Keras model: snr_db=" in err
+    assert "--verify-data none skips this check" in err and "(--keep-failed keeps it)" in err
+    assert "--quantize dynamic" in err and "--quantize float16" in err
+    assert "verify=False" not in err and "keep_failed" not in err and "representative_data" not in err
+    assert "top1_agreement >= " not in err  # random calibration: the inputs are synthetic, agreement is not judged
+    assert list(tmp_path.iterdir()) == []
+    assert cli.main(argv + ["--keep-failed"]) == 2
+    assert "the rejected file is kept at" in capsys.readouterr().err and len(list(tmp_path.iterdir())) == 1

@@ -327,6 +327,11 @@ def spread(samples, count):
     return [samples[i] for i in sorted(set(picks.tolist()))]
 
 
+#: ``verification_data=SYNTHETIC`` checks a file on synthetic images in the model's input range even when
+#: ``representative_data`` is given (e.g. calibration data that is itself synthetic).
+SYNTHETIC = "synthetic"
+
+
 def verification_inputs(model, sample_shape, dtype, verification_data=None, representative=None,
                         num_samples=None, seed=0):
     """The inputs an exporter checks its file on, and a phrase saying what they are.
@@ -337,7 +342,8 @@ def verification_inputs(model, sample_shape, dtype, verification_data=None, repr
             dimension takes the size of ``verification_data``, or
             ``DEFAULT_SPATIAL_SIZE`` for synthetic inputs).
         dtype: numpy dtype.
-        verification_data: the user's inputs (see ``data_samples``), or None.
+        verification_data: the user's inputs (see ``data_samples``), None,
+            or ``SYNTHETIC`` (synthetic inputs even with ``representative``).
         representative: already materialised calibration samples, or None.
         num_samples: how many to use: None takes every ``verification_data``
             sample, ``DEFAULT_REPRESENTATIVE_SAMPLES`` of the calibration
@@ -349,10 +355,14 @@ def verification_inputs(model, sample_shape, dtype, verification_data=None, repr
         phrase for the report, and whether they are the user's data (top-1
         agreement is then meaningful).
     """
-    if verification_data is not None:
+    synthetic = isinstance(verification_data, str)
+    if synthetic and verification_data != SYNTHETIC:
+        raise ValueError(f"`verification_data` must be inputs or {SYNTHETIC!r} (synthetic images in the model's range, "
+                         f"even when representative_data is given). Received: verification_data={verification_data!r}")
+    if verification_data is not None and not synthetic:
         samples = spread(data_samples(verification_data, sample_shape, dtype, "verification_data"), num_samples)
         return np.concatenate(samples), f"{len(samples)} samples of verification_data", True
-    if representative:
+    if representative and not synthetic:
         samples = spread(representative, DEFAULT_REPRESENTATIVE_SAMPLES if num_samples is None else num_samples)
         description = f"{len(samples)} samples of representative_data (calibration inputs; verification_data checks held-out ones)"
         return np.concatenate(samples), description, True

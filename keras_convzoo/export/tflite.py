@@ -473,7 +473,10 @@ def to_tflite(
             a rejected file.
         verification_data: inputs like the real ones to check the file on
             (same forms as ``representative_data``), e.g. a few hundred
-            held-out images in the model's input range.
+            held-out images in the model's input range; or ``"synthetic"``:
+            synthetic images in the model's range even when
+            ``representative_data`` is given (calibration data that is not
+            real, whose top-1 agreement would mean nothing).
         verbose: show the converter's own log lines (hidden by default).
 
     Returns:

@@ -243,3 +243,19 @@ def test_runners_take_one_sample_and_name_a_wrong_shape(trained, tmp_path):
         assert one.shape == (1, 10)
         with pytest.raises(ValueError, match=r"Input of shape \(1, 3, 32, 32\) does not fit"):
             run(tmp_path / path, np.zeros((1, 3, 32, 32), "float32"))
+
+
+def test_synthetic_verification_data_overrides_the_calibration_set(tmp_path):
+    from keras_convzoo.backend import keras as k
+
+    inputs = k.Input((8, 8, 3))
+    x = k.layers.Rescaling(1 / 255.0)(inputs)
+    x = k.layers.Conv2D(4, 3)(x)
+    model = k.Model(inputs, k.layers.Dense(3)(k.layers.GlobalAveragePooling2D()(x)))
+    calibration = np.random.default_rng(0).uniform(0, 255, (24, 8, 8, 3)).astype("float32")
+    report = export.to_tflite(model, tmp_path / "m.tflite", quantization="int8", representative_data=calibration,
+                              verification_data="synthetic")
+    assert report.real_inputs is False and "synthetic" in report.verification_inputs
+    assert "0-255" in report.verification_inputs  # in the model's own range (its Rescaling)
+    with pytest.raises(ValueError, match=r"`verification_data` must be inputs or 'synthetic'"):
+        export.to_tflite(model, tmp_path / "n.tflite", verification_data="real")
