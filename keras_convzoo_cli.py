@@ -83,7 +83,7 @@ def _cmd_list(args):
     print(f"{'name':<{width}}  {'constructor':<14} {'family':<12} {'params (M)':>10}")
     for name in names:
         entry = entries[name]
-        params = f"{entry['reference_params'] / 1e6:.2f}" if entry["reference_params"] else "-"
+        params = f"{entry['params']['trainable'] / 1e6:.2f}"  # the default build's, as `convzoo info` shows
         print(f"{name:<{width}}  {entry['entrypoint']:<14} {entry['family']:<12} {params:>10}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Generates keras_convzoo/data/models.json: every registered variant's metadata and counts.
+"""Generates keras_convzoo/data/models.json (every registered variant's metadata and counts) and README's model table.
 
 Each entry is the registry's ``ModelSpec`` metadata plus what building the
 variant at its default size gives (parameters, MACs, layers, whether the
@@ -8,8 +8,8 @@ the documentation site read this file instead of importing TensorFlow.
 
 Usage::
 
-    python tools/make_model_index.py            # rebuilds every variant (a few minutes) and writes the file
-    python tools/make_model_index.py --check    # exits 1 when the file differs from the registry
+    python tools/make_model_index.py            # rebuilds every variant (about a minute), writes the file and README's table
+    python tools/make_model_index.py --check    # exits 1 when the file or README's table differs from the registry
 """
 
 import argparse
@@ -20,6 +20,27 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+
+README = os.path.join(ROOT, "README.md")
+BEGIN, END = "<!-- model table: begin -->", "<!-- model table: end -->"
+
+
+def readme_with_table(readme, table):
+    """README's text with ``table`` between the model-table markers."""
+    head, _, rest = readme.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    return f"{head}{BEGIN}\n{table}\n{END}{tail}"
+
+
+def _readme_with_table(built):
+    from keras_convzoo.applications import index
+
+    with open(README, encoding="utf-8") as handle:
+        readme = handle.read()
+    if BEGIN not in readme or END not in readme:
+        raise SystemExit(f"{README} lacks the markers {BEGIN} / {END}")
+    return readme, readme_with_table(readme, index.markdown_table(built))
 
 
 def _comparable(index):
@@ -36,7 +57,11 @@ def main(argv=None):
     from keras_convzoo.progress import ProgressBar
 
     built = index.build_index(progress=ProgressBar("models"))
+    readme, new_readme = _readme_with_table(json.loads(json.dumps(built)))
     if args.check:
+        if new_readme != readme:
+            print(f"{README}'s model table is out of date: run python tools/make_model_index.py")
+            return 1
         current = index.read_index()
         if _comparable(current) != _comparable(json.loads(json.dumps(built))):
             names = {e["name"]: e for e in current["models"]}
@@ -52,7 +77,10 @@ def main(argv=None):
         json.dump(built, handle, indent=1)
         handle.write("\n")
     os.replace(handle.name, index.INDEX_PATH)
-    print(f"wrote {index.INDEX_PATH} ({len(built['models'])} models)")
+    with open(README + ".part", "w", encoding="utf-8") as handle:
+        handle.write(new_readme)
+    os.replace(README + ".part", README)
+    print(f"wrote {index.INDEX_PATH} ({len(built['models'])} models) and {README}'s model table")
     return 0
 
 

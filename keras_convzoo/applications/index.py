@@ -146,6 +146,39 @@ def build_index(names=None, progress=None):
     }
 
 
+def markdown_table(index=None):
+    """The README's model table: one row per variant, from the index and the pretrained table.
+
+    Args:
+        index: an index dict (default: ``read_index()``).
+
+    Returns:
+        Markdown text (no trailing newline).
+    """
+    from keras_convzoo.weights.pretrained import list_pretrained
+
+    index = read_index() if index is None else index
+    defaults = {e.name: e for e in list_pretrained() if e.default}
+    lines = ["| model | constructor | params | MACs | default input | `weights=\"imagenet\"` |",
+             "|---|---|---:|---:|---|---|"]
+    for entry in index["models"]:
+        size = "x".join(str(d) for d in entry["macs_input_shape"][:-1])
+        weights = defaults.get(entry["name"])
+        lines.append(
+            f"| `{entry['name']}` | `{entry['entrypoint']}` | {entry['params']['trainable'] / 1e6:.1f}M | "
+            f"{entry['macs'] / 1e9:.2f}G | {size} | {_weights_cell(weights)} |"
+        )
+    return "\n".join(lines)
+
+
+def _weights_cell(entry):
+    """``timm `a1h_in1k```, ``keras.applications``: where the default weights come from."""
+    if entry is None:
+        return "-"
+    source = "keras.applications" if entry.source == "keras" else entry.source
+    return source if entry.tag == entry.source else f"{source} `{entry.tag}`"
+
+
 def read_index(path=INDEX_PATH):
     """Reads the generated index.
 

@@ -32,3 +32,13 @@ def test_index_reference_check_is_exact():
     entry = {e["name"]: e for e in index.read_index()["models"]}["mobilenetv2_100"]
     assert entry["params"]["trainable"] == entry["reference_params"] == 3504872
     assert entry["matches_reference"] is True and entry["macs"] == 300774272
+
+
+def test_readme_model_table_is_the_generated_one():
+    import os
+
+    readme = open(os.path.join(os.path.dirname(index.INDEX_PATH), "..", "..", "README.md"), encoding="utf-8").read()
+    table = readme.split("<!-- model table: begin -->\n", 1)[1].split("\n<!-- model table: end -->", 1)[0]
+    assert table == index.markdown_table(), "run python tools/make_model_index.py"
+    assert table.count("\n| `") == len(list_models())
+    assert "| `resnext50_32x4d` | `ResNeXt50` | 25.0M | 4.23G | 224x224 | timm `a1h_in1k` |" in table
