@@ -17,6 +17,7 @@ Loaded by mkdocstrings (``extensions:`` in ``mkdocs.yml``).
 """
 
 import re
+from pathlib import Path
 
 import griffe
 
@@ -56,9 +57,47 @@ def rewrite(text):
     return "\n".join(out)
 
 
+#: Docstrings of the builtin types: what dynamic inspection reports for a module constant (``X = 8``).
+_BUILTIN_DOCS = {t.__doc__ for t in (int, float, str, bytes, bool, tuple, list, dict, set, frozenset) if t.__doc__}
+
+
+def _comment_above(lines, index):
+    comment = []
+    while index >= 0 and lines[index].lstrip().startswith("#:"):
+        comment.insert(0, lines[index].lstrip()[2:].strip())
+        index -= 1
+    return " ".join(comment) or None
+
+
+def constant_comment(obj):
+    """The ``#:`` comment lines right above a module constant's assignment (the package's way to document them).
+
+    A re-exported constant (``keras_convzoo.export.DEFAULT_NUM_SAMPLES``) is
+    looked up in the modules of its package's folder.
+    """
+    filepath = obj.filepath if isinstance(obj.filepath, Path) else None
+    if filepath is None:
+        return None
+    files = [filepath] + sorted(p for p in filepath.parent.glob("*.py") if p != filepath)
+    pattern = re.compile(rf"^{re.escape(obj.name)}\s*(?::[^=]*)?=")
+    for path in files:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for index, line in enumerate(lines):
+            if pattern.match(line):
+                comment = _comment_above(lines, index - 1)
+                if comment:
+                    return comment
+    return None
+
+
 class KerasExamples(griffe.Extension):
-    """Rewrites ``Example:`` blocks before the docstrings are parsed."""
+    """Rewrites ``Example:`` blocks before the docstrings are parsed, and documents constants by their comments."""
 
     def on_instance(self, *, obj, **kwargs):
+        if obj.is_attribute and obj.docstring is not None and obj.docstring.value.strip() in {
+                d.strip() for d in _BUILTIN_DOCS}:
+            # inspection gave the constant its type's docstring ("int([x]) -> integer ..."): use its "#:" comment
+            comment = constant_comment(obj)
+            obj.docstring = griffe.Docstring(comment, parent=obj) if comment else None
         if obj.docstring is not None and ">>>" in obj.docstring.value:
             obj.docstring.value = rewrite(obj.docstring.value)

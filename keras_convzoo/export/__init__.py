@@ -2,8 +2,10 @@
 
 Each exporter writes the file, runs it with the deployment runtime (the
 LiteRT interpreter for TFLite, onnxruntime for ONNX, TensorFlow for a
-reloaded SavedModel) on seeded random inputs,
-compares the outputs with the Keras model and returns an ``ExportReport``;
+reloaded SavedModel) on the user's ``verification_data``, else the int8
+calibration data, else synthetic images in the model's own input range
+(``export.inputs``), compares the outputs with the Keras model and returns
+an ``ExportReport``;
 with ``verify=True`` (the default) a file outside tolerance raises
 ``VerificationError``. Converter failures raise ``ExportError`` naming the
 converter and its first error line, never a silently broken file.
