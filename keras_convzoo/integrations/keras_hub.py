@@ -4,8 +4,11 @@ The backbone is a ``keras_hub.models.FeaturePyramidBackbone`` (a
 ``keras_hub.models.Backbone`` with ``pyramid_outputs``), so it plugs into
 ``keras_hub.models.ImageClassifier`` and the keras-hub models that take an
 image encoder with pyramid outputs (e.g. ``keras_hub.models.RetinaNetBackbone``).
-keras-hub (0.32) is imported when the adapter is first used, never by
-``import keras_convzoo``.
+keras-hub (0.32) is imported by ``import keras_convzoo.integrations.keras_hub``
+(never by ``import keras_convzoo``), which registers ``KerasHubBackbone`` for
+Keras serialization: a saved keras-hub model with a zoo backbone loads with
+``keras.saving.load_model`` after that import alone. Without keras-hub the
+module still imports, and ``backbone()`` names the pip command.
 
 Dtype policies follow keras-hub's backbones: ``dtype=`` (a policy name such
 as ``"mixed_float16"``, ``"mixed_bfloat16"``, ``"bfloat16"``, or a
@@ -166,3 +169,11 @@ def __getattr__(attribute):
     if attribute == "KerasHubBackbone":
         return backbone_class()
     raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
+
+
+# Importing this module is using keras-hub: register the class now, as keras-hub's own models are registered
+# by `import keras_hub`, so that load_model finds it. Without keras-hub (or under tf_keras) backbone() explains.
+try:
+    backbone_class()
+except (ImportError, RuntimeError):
+    pass

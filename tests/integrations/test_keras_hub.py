@@ -81,12 +81,32 @@ def test_argument_errors():
 
 def test_missing_keras_hub_names_the_pip_command():
     code = (
-        "import sys, keras_convzoo, keras_convzoo.integrations.keras_hub as adapter\n"
+        "import sys, keras_convzoo\n"
         "print('IMPORTED', 'keras_hub' in sys.modules)\n"
         "sys.modules['keras_hub'] = None\n"
+        "import keras_convzoo.integrations.keras_hub as adapter\n"
         "try:\n    adapter.backbone('seresnet18')\n"
         "except ImportError as error:\n    print('MESSAGE', error)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert "IMPORTED False" in result.stdout, result.stdout + result.stderr[-2000:]
+    assert "IMPORTED False" in result.stdout, result.stdout + result.stderr[-2000:]  # not by import keras_convzoo
     assert "MESSAGE" in result.stdout and "pip install keras-hub==0.32.0" in result.stdout, result.stderr[-2000:]
+
+
+def test_saved_model_loads_after_importing_the_adapter_alone(tmp_path):
+    # keras-hub users load saved models after imports only; the adapter's import registers its class.
+    backbone = kcz_hub.backbone("mobilenetv2_035", input_shape=(32, 32, 3), **_tiny("mobilenetv2_035"))
+    classifier = keras_hub.models.ImageClassifier(backbone=backbone, num_classes=3)
+    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", classifier.predict(x, verbose=0))
+    classifier.save(tmp_path / "classifier.keras")
+    code = (
+        "import sys, numpy as np, keras\n"
+        "import keras_convzoo.integrations.keras_hub\n"
+        "model = keras.saving.load_model(sys.argv[1] + '/classifier.keras')\n"
+        "got = model.predict(np.load(sys.argv[1] + '/x.npy'), verbose=0)\n"
+        "print('CLASS', type(model.backbone).__name__, 'EQUAL', bool(np.array_equal(got, np.load(sys.argv[1] + '/y.npy'))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert "CLASS KerasHubBackbone EQUAL True" in result.stdout, result.stdout + result.stderr[-3000:]
