@@ -238,8 +238,8 @@ def main(argv=None):
           f"input {args.image_size}x{args.image_size}, {len(class_names)} classes, "
           f"strategy: {args.strategy} ({replicas} replica(s)), global batch {global_batch}")
     if not args.weights:
-        print("note: no --weights, the backbone is random: the frozen phase trains a classifier on random "
-              "features (pass ImageNet weights for real transfer)")
+        print("note: --weights none, the backbone starts from random weights: the frozen phase trains a "
+              "classifier on random features (drop --weights none for ImageNet weights and real transfer)")
 
     with strategy.scope():
         model, backbone = build_model(args, len(class_names))
