@@ -98,9 +98,51 @@ def build_trunk(model_name, input_shape, model_kwargs, dtype=None):
         return trunk, pyramid_levels(info)
     with _global_dtype_policy(_float_policy(policy)):
         trunk, info = trunk_and_feature_info(model_name, input_shape=shape, **model_kwargs)
+    if not isinstance(policy, keras.dtype_policies.DTypePolicyMap) and policy.quantization_mode is not None:
+        policy = _map_of_quantizable_layers(trunk, policy, model_name)
     if isinstance(policy, keras.dtype_policies.DTypePolicyMap):
         _apply_quantized_entries(trunk, policy)
     return trunk, pyramid_levels(info)
+
+
+def effective_dtype(model_name, dtype, trunk):
+    """The policy a backbone records: a plain quantized policy becomes the map ``build_trunk`` applied.
+
+    Args:
+        model_name: registry name (for messages).
+        dtype: the checked ``dtype`` argument (``check_dtype``).
+        trunk: the built trunk.
+
+    Returns:
+        ``dtype``, or for a quantized policy such as ``"int8_from_float32"``
+        a ``DTypePolicyMap`` with it on every Dense / EinsumDense layer.
+    """
+    if dtype is None or isinstance(dtype, keras.dtype_policies.DTypePolicyMap) or dtype.quantization_mode is None:
+        return dtype
+    return _map_of_quantizable_layers(trunk, dtype, model_name)
+
+
+def _map_of_quantizable_layers(trunk, policy, model_name):
+    """``policy`` (quantized) on every Dense / EinsumDense layer of the trunk, its float form elsewhere."""
+    from keras_convzoo.export.lowering import iter_layers
+
+    layers = [layer for layer in iter_layers(trunk) if layer is not trunk and _quantizable(layer)]
+    if not layers:
+        raise ValueError(
+            f"`dtype` {policy.name!r} quantizes Dense and EinsumDense layers; the {model_name!r} backbone has none "
+            "(its convolutions stay float). Use a float policy, or a DTypePolicyMap on the layers to quantize. "
+            f"Received: dtype={policy.name!r}"
+        )
+    policy_map = keras.dtype_policies.DTypePolicyMap(default_policy=_float_policy(policy))
+    for layer in layers:
+        policy_map[layer.path] = policy
+    return policy_map
+
+
+def _quantizable(layer):
+    """Whether Keras quantizes this layer (exactly Dense or EinsumDense, not subclasses)."""
+    name = type(layer).__name__
+    return name in _QUANTIZABLE and type(layer) is getattr(keras.layers, name)
 
 
 def as_specs(model, inputs):
@@ -230,7 +272,7 @@ def _apply_quantized_entries(trunk, policy_map):
         wanted = keras.dtype_policies.get(policy_map[layer.path])
         if wanted.quantization_mode is None or layer.quantization_mode == wanted.quantization_mode:
             continue
-        if type(layer).__name__ not in _QUANTIZABLE or type(layer) is not getattr(keras.layers, type(layer).__name__):
+        if not _quantizable(layer):
             raise ValueError(
                 f"`dtype` maps the {type(layer).__name__} layer {layer.path!r} to {wanted.name!r}; quantized policies "
                 f"apply to {' and '.join(_QUANTIZABLE)} layers only. Received: dtype={describe_dtype(policy_map)}"

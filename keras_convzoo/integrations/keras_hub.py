@@ -91,6 +91,7 @@ def backbone_class():
             _common.check_model_kwargs("keras_convzoo's KerasHubBackbone", model_kwargs)
             policy = _common.check_dtype(dtype)
             trunk, pyramid = _common.build_trunk(model_name, image_shape, model_kwargs, dtype=policy)
+            policy = _common.effective_dtype(model_name, policy, trunk)  # "int8_from_float32": the map applied
             super().__init__(inputs=trunk.input, outputs=trunk.output, dtype=policy, **kwargs)
             self.model_name = model_name
             self.image_shape = None if image_shape is None else tuple(image_shape)

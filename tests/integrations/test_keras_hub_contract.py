@@ -276,3 +276,35 @@ def test_image_classifier_over_a_mixed_backbone():
     logits = classifier(X)
     assert tuple(logits.shape) == (2, 3)
     assert all(w.dtype == "float32" for w in classifier.trainable_weights)
+
+
+def test_a_plain_quantized_policy_quantizes_the_dense_layers_only(tmp_path):
+    import warnings
+
+    name = "convnext_tiny"
+    weights = tmp_path / "float.weights.h5"
+    float_backbone = _build(name)
+    float_backbone.save_weights(weights)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backbone = _build(name, dtype="int8_from_float32", weights=str(weights))
+    assert not [w for w in caught if "quantize" in str(w.message)]  # no "does not have a quantize method" flood
+    dense = [layer for layer in _sublayers(backbone) if type(layer) is keras.layers.Dense]
+    assert dense and all(layer.quantization_mode == "int8" for layer in dense)
+    others = [layer for layer in _sublayers(backbone) if type(layer) is not keras.layers.Dense]
+    assert all(getattr(layer, "quantization_mode", None) is None for layer in others)
+    expected = float_backbone(X)
+    assert _relative_error(backbone(X), expected) <= RELATIVE_BOUND["int8"]
+    # the config records the map it became; a revived backbone is the same int8 model
+    config = backbone.get_config()
+    assert isinstance(keras.dtype_policies.get(config["dtype"]), keras.dtype_policies.DTypePolicyMap)
+    path = tmp_path / "int8.keras"
+    backbone.save(path)
+    again = keras.saving.load_model(path)
+    np.testing.assert_array_equal(np.asarray(again(X)), np.asarray(backbone(X)))
+
+
+def test_a_plain_quantized_policy_without_dense_layers_is_refused():
+    with pytest.raises(ValueError, match=r"`dtype` 'int8_from_float32' quantizes Dense and EinsumDense layers; the "
+                                         r"'resnext50_32x4d' backbone has none"):
+        _build("resnext50_32x4d", dtype="int8_from_float32")
