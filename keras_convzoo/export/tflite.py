@@ -450,22 +450,21 @@ def to_tflite(
             ``representative_data``), e.g. to draw a progress bar.
         depthwise_max_taps: depthwise convolutions with more taps than this
             are written as sums of depthwise convolutions of at most this
-            many taps (XNNPACK's largest one-pass kernel is 25 taps: a 7x7
-            ConvNeXt kernel runs about 8x faster; see
-            ``keras_convzoo.export.lowering``); None keeps them whole.
-            ``"auto"`` (default): ``DEPTHWISE_MAX_TAPS`` (25), in float and
-            int8 files alike. int8 pays some accuracy for the speed (each
-            added piece re-quantizes): random-weight RepLKNet-31B, 224x224,
-            26.1 dB whole / 23.8 dB tiled SNR against Keras, 2935 / 242 ms;
-            the file is verified either way.
+            many taps (XNNPACK's largest one-pass kernel is 25 taps, larger
+            ones run much slower; see ``keras_convzoo.export.lowering``);
+            None keeps them whole. ``"auto"`` (default):
+            ``DEPTHWISE_MAX_TAPS`` (25), in float and int8 files alike. int8
+            pays a few dB of SNR for the speed (each added piece
+            re-quantizes); the file is verified either way (measurements on
+            the documentation's benchmarks page).
         dense_group_channels: None (default: grouped convolutions stay
             grouped ``CONV_2D`` ops) or an int >= 1: ``"auto"``
             ``GroupConv2D`` layers with at most this many input channels per
             group are written as dense convolutions with a block-diagonal
-            filter. For full-integer files on x86 CPUs with int8 dot
-            products (AVX-512 VNNI, AMX): ResNeXt50-32x4d int8 17.0 -> 8.2 ms
-            with 8 (224x224, batch 1, 2 threads, Intel Xeon); about 4x
-            slower per layer in float32. See ``keras_convzoo.export.lowering``.
+            filter. Faster for full-integer files on x86 CPUs with int8 dot
+            products (AVX-512 VNNI, AMX), slower in float32 (measurements on
+            the documentation's benchmarks page). See
+            ``keras_convzoo.export.lowering``.
         keep_failed: when verification fails, keep the rejected file as
             ``<name>.rejected<ext>`` beside ``path`` (default: delete it).
             The file is written beside ``path`` and renamed onto it only

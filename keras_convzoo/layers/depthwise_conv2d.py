@@ -14,8 +14,9 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
     ``ops.depthwise.MAX_SHIFTED_TAPS`` taps is computed as a sum of shifted
     products (``ops.depthwise.depthwise_conv2d_shifted``), which XLA fuses
     into one vectorised loop, instead of XLA's grouped convolution, which
-    has no fast CPU kernel (measured 10-20x slower than TensorFlow's own
-    depthwise kernel; see ``keras_convzoo.ops.depthwise``). Everywhere else
+    has no fast CPU kernel (many times slower than TensorFlow's own
+    depthwise kernel; see ``keras_convzoo.ops.depthwise`` and the
+    documentation's benchmarks page). Everywhere else
     (eager, ``tf.function`` without XLA, GPU, TFLite/ONNX export) it is
     Keras' layer unchanged.
 

@@ -29,9 +29,9 @@ class FlexConv(ContinuousConvBase):
     length, no circular wrap-around), chosen per call by ``conv_method``
     (``"auto"``: FFT when every kernel dim has more than ``fft_threshold``
     taps; by default 32 in 1D and 13 in 2D, the measured switch points of
-    a 140-channel layer's forward + backward on a 2-core CPU, where the
-    FFT is 3x faster at 97 taps in 1D and 8x at 33x33 in 2D (the reference
-    switches at 50 in 1D and never in 2D); 3D is convolved directly:
+    a 140-channel layer's forward + backward, ``tools/benchmark_ccnn.py
+    --crossover``, figures on the documentation's benchmarks page; the
+    reference switches at 50 in 1D and never in 2D); 3D is convolved directly:
     TensorFlow has no gradient for its 3D FFTs, so ``conv_method="fft"`` in
     3D is for inference only). When no kernel the layer can generate (at
     most ``kernel_size`` taps per dim, or the grid scaled to a static input
