@@ -9,6 +9,7 @@ and uses only the API common to both Kerases; numerical work inside layers
 goes through TensorFlow ops.
 """
 
+import contextlib
 import os
 
 import tensorflow as tf
@@ -66,3 +67,26 @@ __all__ = [
     "get_source_inputs",
     "is_keras_tensor",
 ]
+
+
+@contextlib.contextmanager
+def dtype_policy_scope(policy):
+    """Sets Keras' global dtype policy for the block and restores the previous one (Keras 3).
+
+    Layers take their policy when they are constructed, so a model built in
+    the block computes and stores in ``policy``.
+
+    Args:
+        policy: a policy name (``"mixed_bfloat16"``) or a ``keras.DTypePolicy``
+            (or ``DTypePolicyMap``).
+
+    Example:
+    >>> with dtype_policy_scope("mixed_bfloat16"):
+    ...     model = keras_convzoo.create_model("resnext50_32x4d")
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -67,7 +67,7 @@ def _tflite_lowering(args, applies, where):
 
 def cmd_benchmark(args):
     from keras_convzoo.applications import get_spec
-    from keras_convzoo.profile import benchmark, format_table, write_csv
+    from keras_convzoo.profile import benchmark
     from keras_convzoo.profile.benchmark import plot_latency_vs_macs
 
     from keras_convzoo.profile import MODES
@@ -102,12 +102,8 @@ def cmd_benchmark(args):
                 progress=ProgressBar(f"benchmark {spec.name}"),
                 tflite_options=lowering,
             )
-            rows += result
-            print(format_table(result) if len(rows) == len(result) else format_table(result).split("\n", 1)[1],
-                  flush=True)
-    if args.csv:
-        write_csv(rows, args.csv)
-        print(f"wrote {args.csv}")
+            rows += _print_rows(rows, result)
+    _write_csv(args, rows)
     if args.plot:
         title = f"{', '.join(args.names)}{' (fused)' if args.fuse else ''}"
         plot_latency_vs_macs(rows, args.plot, title=title)
@@ -117,7 +113,7 @@ def cmd_benchmark(args):
 
 def _train_benchmark(args, specs):
     """``benchmark --train``: one training step per optimizer and batch size, each model in turn."""
-    from keras_convzoo.profile import benchmark_training, format_table, write_csv
+    from keras_convzoo.profile import benchmark_training
 
     for flag, value in (("--modes", args.modes), ("--rounds", args.rounds), ("--plot", args.plot),
                         ("--depthwise-max-taps", args.depthwise_max_taps),
@@ -135,13 +131,27 @@ def _train_benchmark(args, specs):
             model_kwargs=dict(spec.test_overrides) if args.tiny else None,
             progress=ProgressBar(f"train {spec.name}"),
         )
-        rows += result
-        print(format_table(result) if len(rows) == len(result) else format_table(result).split("\n", 1)[1],
-              flush=True)
+        rows += _print_rows(rows, result)
+    _write_csv(args, rows)
+    return 0
+
+
+def _print_rows(rows, result):
+    """Prints ``result``'s rows as a table (its header only when ``rows`` is still empty); returns ``result``."""
+    from keras_convzoo.profile import format_table
+
+    table = format_table(result)
+    print(table if not rows else table.split("\n", 1)[1], flush=True)
+    return result
+
+
+def _write_csv(args, rows):
+    """``--csv FILE``: all rows, one line each."""
+    from keras_convzoo.profile import write_csv
+
     if args.csv:
         write_csv(rows, args.csv)
         print(f"wrote {args.csv}")
-    return 0
 
 
 def _interleaved_rows(args, specs, lowering):

@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 from benchmark_vs_anchors import PAIRS, cpu_model, keras_application, torch_versions  # noqa: E402
 
 import keras_convzoo as kcz  # noqa: E402
-from keras_convzoo.backend import keras, tf  # noqa: E402
+from keras_convzoo.backend import dtype_policy_scope, keras, tf  # noqa: E402
 from keras_convzoo.profile import benchmark_training  # noqa: E402
 from keras_convzoo.profile.benchmark import default_threads  # noqa: E402
 from keras_convzoo.profile.training import OPTIMIZERS, PRECISIONS  # noqa: E402
@@ -105,12 +105,8 @@ def _anchor(name, size, precision):
     anchor = PAIRS[name][0]
     if anchor is None:
         return None
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
+    with dtype_policy_scope(precision):
         return keras_application(anchor, size)
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _run_torch(args, threads, folder):

@@ -1,13 +1,12 @@
 """What the keras-cv and keras-hub adapters share: pyramid levels, the trunk build, dtype policies."""
 
-import contextlib
 import importlib
 import os
 import re
 import sys
 
 from keras_convzoo.applications.features import trunk_and_feature_info
-from keras_convzoo.backend import LEGACY_KERAS, keras
+from keras_convzoo.backend import LEGACY_KERAS, dtype_policy_scope, keras
 
 #: Variable / compute dtypes a backbone's dtype policy may name (the zoo layers are floating point).
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -96,7 +95,7 @@ def build_trunk(model_name, input_shape, model_kwargs, dtype=None):
     if policy is None:
         trunk, info = trunk_and_feature_info(model_name, input_shape=shape, **model_kwargs)
         return trunk, pyramid_levels(info)
-    with _global_dtype_policy(_float_policy(policy)):
+    with dtype_policy_scope(_float_policy(policy)):
         trunk, info = trunk_and_feature_info(model_name, input_shape=shape, **model_kwargs)
     if not isinstance(policy, keras.dtype_policies.DTypePolicyMap) and policy.quantization_mode is not None:
         policy = _map_of_quantizable_layers(trunk, policy, model_name)
@@ -239,17 +238,6 @@ def _float_policy(policy):
         return policy
     compute, variable = policy.compute_dtype, policy.variable_dtype
     return keras.DTypePolicy(variable if compute == variable else f"mixed_{compute}")
-
-
-@contextlib.contextmanager
-def _global_dtype_policy(policy):
-    """Sets the global dtype policy (thread-local in Keras) for the block; restores the previous one."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _apply_quantized_entries(trunk, policy_map):

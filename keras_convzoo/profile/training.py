@@ -13,11 +13,9 @@ Example:
 >>> [(r.mode, round(r.median_ms)) for r in rows]
 """
 
-import contextlib
-
 import numpy as np
 
-from keras_convzoo.backend import keras
+from keras_convzoo.backend import dtype_policy_scope, keras
 from keras_convzoo.profile.benchmark import (
     _check_batch_sizes,
     _check_positive_int,
@@ -73,16 +71,6 @@ def training_step_call(model, x, y, optimizer="sgd"):
     return lambda: model.train_on_batch(x, y)
 
 
-@contextlib.contextmanager
-def _dtype_policy(policy):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 def benchmark_training(
     model_or_name,
     batch_sizes=(8,),
@@ -136,7 +124,7 @@ def benchmark_training(
     if isinstance(model_or_name, str):
         kwargs = dict(model_kwargs or {})
         kwargs.setdefault("classifier_activation", None)
-        with _dtype_policy(precision):
+        with dtype_policy_scope(precision):
             model, name, shape = _resolve_model(model_or_name, input_size, kwargs)
     else:
         if precision != "float32":
