@@ -247,8 +247,6 @@ def _read_image(path, shape, flag):
     """One image file as a float32 array of ``shape`` (0-255, resized bilinearly); one-line error naming the file."""
     import numpy as np
 
-    from keras_convzoo.backend import tf
-
     from keras_convzoo.export.report import converter_logs
 
     try:

@@ -6,7 +6,7 @@ from typing import Tuple
 
 from keras_convzoo.applications._builder import build_application, entrypoint_arguments, select_variant
 from keras_convzoo.applications._registry import ModelSpec, config_field, register
-from keras_convzoo.applications._residual import DOWNSAMPLE_MODES, stem_downsample
+from keras_convzoo.blocks.conv import DOWNSAMPLE_MODES, stem_downsample
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.shuffle import shufflenet_v2_block
 from keras_convzoo.ops.padding import PADDING_MODES

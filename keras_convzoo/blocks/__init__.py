@@ -1,7 +1,7 @@
 """Block functions that add standard (and package) layers to a functional graph."""
 
 from keras_convzoo.blocks.ccnn import ccnn_block
-from keras_convzoo.blocks.conv import conv2d, conv_bn_act
+from keras_convzoo.blocks.conv import conv2d, conv_bn_act, stem_downsample
 from keras_convzoo.blocks.convnext import convnext_block
 from keras_convzoo.blocks.inverted_residual import inverted_residual_block
 from keras_convzoo.blocks.replknet import conv_ffn_block, replk_block
@@ -21,4 +21,5 @@ __all__ = [
     "replk_block",
     "shufflenet_v2_block",
     "squeeze_excite",
+    "stem_downsample",
 ]

@@ -12,6 +12,8 @@ CONV_INITIALIZER = {
 }
 
 _ACTIVATIONS = (None, "relu", "relu6")
+#: Values of the ``downsample`` config field of families with a pooled stem (``stem_downsample``).
+DOWNSAMPLE_MODES = ("pool", "conv")
 
 
 def conv2d(
@@ -151,3 +153,45 @@ def conv_bn_act(
     elif activation == "relu6":
         x = keras.layers.ReLU(6.0, name=act_name)(x)
     return x
+
+
+def stem_downsample(
+    x, downsample="pool", padding_mode="torch", bn_epsilon=1e-5, bn_momentum=0.9, name="stem_pool"
+):
+    """Adds the stride-2 reduction after a stem: a 3x3 max pool or a learned 3x3 conv.
+
+    ``"pool"``: ``ZeroPadding2D(1)`` (``{name}_pad``) and
+    ``MaxPooling2D(3, strides=2)`` (``{name}``), PyTorch's
+    ``MaxPool2d(3, 2, padding=1)`` for the non-negative inputs a ReLU gives.
+    ``"conv"``: ``conv_bn_act`` with the same channel count, 3x3, stride 2,
+    ``padding_mode`` padding (``{name}_conv``, ``{name}_bn``, ``{name}_relu``): the
+    all-convolutional variant, same output shape, ``9 C^2 + 2 C`` more
+    trainable parameters (``+ 2 C`` BN statistics).
+
+    Args:
+        x: 4D symbolic tensor (the stem output, after its ReLU).
+        downsample: ``"pool"`` or ``"conv"``.
+        padding_mode: padding of the ``"conv"`` form (see ``blocks.conv2d``).
+        bn_epsilon: batch norm epsilon of the ``"conv"`` form.
+        bn_momentum: batch norm momentum of the ``"conv"`` form (Keras convention).
+        name: prefix of the layer names.
+
+    Returns:
+        The downsampled tensor.
+
+    Example:
+    >>> inputs = keras.Input((32, 32, 16))
+    >>> stem_downsample(inputs, "conv").shape
+    (None, 16, 16, 16)
+    """
+    if downsample not in DOWNSAMPLE_MODES:
+        raise ValueError(
+            f"`downsample` must be one of {DOWNSAMPLE_MODES}. Received: downsample={downsample!r}"
+        )
+    if downsample == "conv":
+        return conv_bn_act(
+            x, int(x.shape[-1]), 3, 2, padding_mode=padding_mode, bn_epsilon=bn_epsilon,
+            bn_momentum=bn_momentum, name=name,
+        )
+    x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)  # inputs >= 0 after ReLU
+    return keras.layers.MaxPooling2D(3, strides=2, name=name)(x)

@@ -7,7 +7,6 @@ dynamic, int8 TFLite and ONNX; every file must keep the test accuracy within
 3 points of Keras. Unit tests pin the verification inputs and the checks.
 """
 
-import os
 
 import numpy as np
 import pytest
