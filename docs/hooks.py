@@ -1,7 +1,7 @@
 """MkDocs hook: the model tables of the site, generated from the package's data files.
 
-Nothing here is typed by hand and nothing imports TensorFlow (the build stays
-fast). The sources, all in the repository:
+Nothing here is typed by hand and the tables need no TensorFlow (the package is
+imported once, quietly, for mkdocstrings' API pages). The sources, all in the repository:
 
 - ``keras_convzoo/data/models.json`` (``tools/make_model_index.py``): every
   registered variant with its family, constructor, default input, parameter
@@ -324,7 +324,13 @@ def pretrained_table():
 
 
 def on_config(config, **kwargs):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # mkdocstrings imports the package for the API pages
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # mkdocstrings imports the package for the API pages (its constructors are made at run time): import it
+    # here first with TensorFlow's C++ start-up lines kept out of the build log (replayed if the import fails)
+    from keras_convzoo_cli import quiet_native_logs
+
+    with quiet_native_logs():
+        import keras_convzoo  # noqa: F401
     root = os.path.dirname(os.path.abspath(config.config_file_path))
     _state.clear()
     _state["models"] = _models(root)
