@@ -162,9 +162,6 @@ def check_export_args(args):
     Args:
         args: the parsed ``export`` arguments.
     """
-    if getattr(args, "export_args_checked", False):
-        return
-    args.export_args_checked = True
     if args.format not in EXPORT_FORMATS:
         raise ValueError(f"--format must be one of {', '.join(EXPORT_FORMATS)}. Received: {args.format}")
     if args.quantize not in EXPORT_QUANTIZATIONS:

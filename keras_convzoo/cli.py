@@ -13,7 +13,7 @@ import sys
 
 from keras_convzoo.backend import tf  # noqa: F401  (keras_convzoo_cli probes the devices through it)
 from keras_convzoo.progress import ProgressBar
-from keras_convzoo_cli import build_parser, check_export_args, main, print_info  # noqa: F401  (``python -m keras_convzoo.cli``)
+from keras_convzoo_cli import build_parser, main, print_info  # noqa: F401  (``python -m keras_convzoo.cli``)
 
 
 def _spatial_sizes(spec, input_size):
@@ -352,10 +352,10 @@ def in_cli_terms(message):
 
 
 def cmd_export(args):
+    """``convzoo export``; its model-free argument checks ran in ``keras_convzoo_cli.check_export_args``."""
     from keras_convzoo import deploy, export
     from keras_convzoo.applications import create_model, get_spec
 
-    check_export_args(args)  # (keras_convzoo_cli checks them before TensorFlow loads; this covers direct calls)
     lowering = _tflite_lowering(args, args.format == "tflite", "--format tflite")
     if args.name.endswith(".keras"):
         model, spec, shape = _load_keras_file(args)

@@ -82,8 +82,11 @@ def build_trunk(model_name, input_shape, model_kwargs, dtype=None):
             ``check_dtype``.
 
     Returns:
-        ``(trunk, pyramid)``: the ``keras.Model`` and ``{level: FeatureInfo}``
-        for the levels P2..P5 the model has.
+        ``(trunk, pyramid, policy)``: the ``keras.Model``, ``{level:
+        FeatureInfo}`` for the levels P2..P5 the model has, and the policy
+        applied (None for ``dtype=None``; a plain quantized policy such as
+        ``"int8_from_float32"`` becomes the ``DTypePolicyMap`` with it on
+        every Dense / EinsumDense layer), which the backbone records.
 
     Raises:
         TypeError / ValueError: for a bad name or dtype (see ``check_dtype``).
@@ -94,31 +97,14 @@ def build_trunk(model_name, input_shape, model_kwargs, dtype=None):
     policy = check_dtype(dtype)
     if policy is None:
         trunk, info = trunk_and_feature_info(model_name, input_shape=shape, **model_kwargs)
-        return trunk, pyramid_levels(info)
+        return trunk, pyramid_levels(info), None
     with dtype_policy_scope(_float_policy(policy)):
         trunk, info = trunk_and_feature_info(model_name, input_shape=shape, **model_kwargs)
     if not isinstance(policy, keras.dtype_policies.DTypePolicyMap) and policy.quantization_mode is not None:
         policy = _map_of_quantizable_layers(trunk, policy, model_name)
     if isinstance(policy, keras.dtype_policies.DTypePolicyMap):
         _apply_quantized_entries(trunk, policy)
-    return trunk, pyramid_levels(info)
-
-
-def effective_dtype(model_name, dtype, trunk):
-    """The policy a backbone records: a plain quantized policy becomes the map ``build_trunk`` applied.
-
-    Args:
-        model_name: registry name (for messages).
-        dtype: the checked ``dtype`` argument (``check_dtype``).
-        trunk: the built trunk.
-
-    Returns:
-        ``dtype``, or for a quantized policy such as ``"int8_from_float32"``
-        a ``DTypePolicyMap`` with it on every Dense / EinsumDense layer.
-    """
-    if dtype is None or isinstance(dtype, keras.dtype_policies.DTypePolicyMap) or dtype.quantization_mode is None:
-        return dtype
-    return _map_of_quantizable_layers(trunk, dtype, model_name)
+    return trunk, pyramid_levels(info), policy
 
 
 def _map_of_quantizable_layers(trunk, policy, model_name):

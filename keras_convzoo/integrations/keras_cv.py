@@ -78,9 +78,8 @@ def backbone_class():
         def __init__(self, model_name, input_shape=None, model_kwargs=None, dtype=None, **kwargs):
             model_kwargs = dict(model_kwargs or {})
             _common.check_model_kwargs("keras_convzoo's KerasCVBackbone", model_kwargs)
-            policy = _common.check_dtype(dtype)
-            trunk, pyramid = _common.build_trunk(model_name, input_shape, model_kwargs, dtype=policy)
-            policy = _common.effective_dtype(model_name, policy, trunk)  # "int8_from_float32": the map applied
+            policy = _common.check_dtype(dtype)  # build_trunk returns a plain quantized policy as its map
+            trunk, pyramid, policy = _common.build_trunk(model_name, input_shape, model_kwargs, dtype=policy)
             kwargs.setdefault("name", f"{model_name}_backbone")
             super().__init__(inputs=trunk.input, outputs=trunk.output, **kwargs)
             if policy is not None:

@@ -89,9 +89,8 @@ def backbone_class():
         def __init__(self, model_name, image_shape=None, model_kwargs=None, dtype=None, **kwargs):
             model_kwargs = dict(model_kwargs or {})
             _common.check_model_kwargs("keras_convzoo's KerasHubBackbone", model_kwargs)
-            policy = _common.check_dtype(dtype)
-            trunk, pyramid = _common.build_trunk(model_name, image_shape, model_kwargs, dtype=policy)
-            policy = _common.effective_dtype(model_name, policy, trunk)  # "int8_from_float32": the map applied
+            policy = _common.check_dtype(dtype)  # build_trunk returns a plain quantized policy as its map
+            trunk, pyramid, policy = _common.build_trunk(model_name, image_shape, model_kwargs, dtype=policy)
             super().__init__(inputs=trunk.input, outputs=trunk.output, dtype=policy, **kwargs)
             self.model_name = model_name
             self.image_shape = None if image_shape is None else tuple(image_shape)
