@@ -18,16 +18,9 @@ from keras_convzoo_cli import build_parser, main, print_info  # noqa: F401  (``p
 
 def _spatial_sizes(spec, input_size):
     """``--input-size`` values as one size per spatial dim of ``spec`` (None: the default size)."""
-    if input_size is None:
-        return spec.default_input_shape[:-1]
-    if len(input_size) == 1:
-        input_size = list(input_size) * spec.spatial_dims
-    if len(input_size) != spec.spatial_dims or min(input_size) < 1:
-        raise ValueError(
-            f"--input-size needs 1 or {spec.spatial_dims} positive sizes for '{spec.name}'. "
-            f"Received: {' '.join(str(s) for s in input_size)}"
-        )
-    return tuple(int(s) for s in input_size)
+    from keras_convzoo.input_shapes import spec_input_shape
+
+    return spec_input_shape(spec, input_size, name="--input-size")[:-1]
 
 
 def cmd_info(args):
@@ -68,7 +61,7 @@ def _tflite_lowering(args, applies, where):
 def cmd_benchmark(args):
     from keras_convzoo.applications import get_spec
     from keras_convzoo.profile import benchmark
-    from keras_convzoo.profile.benchmark import plot_latency_vs_macs
+    from keras_convzoo.profile.output import plot_latency_vs_macs
 
     from keras_convzoo.profile import MODES
 
@@ -247,7 +240,7 @@ def _read_image(path, shape, flag):
     """One image file as a float32 array of ``shape`` (0-255, resized bilinearly); one-line error naming the file."""
     import numpy as np
 
-    from keras_convzoo.export.report import converter_logs
+    from keras_convzoo.export.converter import converter_logs
 
     try:
         with converter_logs():  # TensorFlow's C++ "rendezvous is aborting" line

@@ -6,7 +6,8 @@ import os
 
 from keras_convzoo.applications._registry import check_config_overrides, get_spec, match_choice, to_python
 from keras_convzoo.applications.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
-from keras_convzoo.backend import LEGACY_KERAS, get_source_inputs, is_keras_tensor, keras
+from keras_convzoo.backend import get_source_inputs, is_keras_tensor, keras
+from keras_convzoo.input_shapes import application_input_shape
 from keras_convzoo.weights import pretrained
 from keras_convzoo.weights.keras_files import port_keras_file
 from keras_convzoo.weights.loading import WeightsMismatchError, check_weights_path, load, read_metadata
@@ -16,9 +17,6 @@ POOLING_MODES = (None, "avg", "max")
 #: Spellings of ``pooling`` suggested (not accepted) in the error message.
 _POOLING_ALIASES = {"mean": "avg", "average": "avg", "avg_pool": "avg", "gap": "avg", "maximum": "max",
                     "max_pool": "max", "none": None}
-#: Channel counts of images stored channels-first, ``(3, 224, 224)``: a shape that starts with one and
-#: has more than 4 channels is refused with the channels_last spelling.
-_CHANNELS_FIRST_HINTS = (1, 3)
 
 #: The keras.applications arguments every constructor takes.
 APPLICATION_ARGS = (
@@ -205,7 +203,7 @@ def build_application(
     if name is not None and not isinstance(name, str):
         raise TypeError(f"`name` must be a str or None. Received: name={name!r}")
 
-    input_shape = _resolve_input_shape(spec, input_shape, input_tensor, include_top)
+    input_shape = application_input_shape(spec, input_shape, input_tensor, include_top)
     if weights_kind == "pretrained" and input_shape[-1] != spec.input_channels:
         raise ValueError(
             f"Pretrained weights ({weights_info.key}) need {spec.input_channels} input channels. "
@@ -431,112 +429,6 @@ def _check_activation(classifier_activation):
         "`classifier_activation` must name a Keras activation (e.g. 'softmax', "
         f"'sigmoid', 'linear') or be None.{hint} Received: classifier_activation={classifier_activation!r}"
     )
-
-
-def _resolve_input_shape(spec, input_shape, input_tensor, include_top):
-    """The input shape without batch axis: from ``input_shape``, ``input_tensor`` (both: they must agree) or the
-    default, validated (rank, channels, channels_last, sizes)."""
-    ranks = sorted({d + 1 for d in spec.accepted_spatial_dims or (spec.spatial_dims,)})
-    wanted = " or ".join(str(r) for r in ranks)
-    if input_shape is not None:
-        if hasattr(input_shape, "as_list"):  # a tf.TensorShape
-            input_shape = tuple(input_shape.as_list())
-        if not isinstance(input_shape, (tuple, list)):
-            raise TypeError(
-                f"`input_shape` must be a tuple of {wanted} entries (spatial sizes, channels). "
-                f"Received: input_shape={input_shape!r}"
-            )
-        input_shape = tuple(input_shape)
-        if len(input_shape) not in ranks:
-            raise ValueError(
-                f"`input_shape` must have {wanted} entries (spatial sizes and the channels, "
-                f"channels_last) for {spec.entrypoint}. Received: input_shape={input_shape}"
-            )
-    if input_tensor is None:
-        if input_shape is None:
-            return spec.input_shape_at(spec.default_size if include_top else None)
-        _check_shape(spec, input_shape, "input_shape", f"input_shape={input_shape}")
-        return input_shape
-    full_shape = _tensor_shape(spec, input_tensor, ranks)
-    tensor_shape = full_shape[1:]
-    received = f"input_tensor with shape {full_shape}"
-    if input_shape is not None:
-        if len(input_shape) != len(tensor_shape) or any(
-            a is not None and b is not None and a != b for a, b in zip(input_shape, tensor_shape)
-        ):
-            raise ValueError(
-                f"`input_shape` contradicts `input_tensor` for {spec.entrypoint}: the tensor's shape without the "
-                f"batch axis is {tensor_shape}; pass input_tensor alone, or an input_shape with the same sizes "
-                f"(None for any). Received: input_shape={input_shape}, {received}"
-            )
-        # the tensor is the model's input; the shape fills in sizes the tensor leaves open
-        tensor_shape = tuple(t if t is not None else s for t, s in zip(tensor_shape, input_shape))
-    _check_shape(spec, tensor_shape, "input_tensor", received)
-    return tensor_shape
-
-
-def _tensor_shape(spec, input_tensor, ranks):
-    """``input_tensor``'s shape with the batch axis, as a tuple, after checking it is a tensor of a wanted rank."""
-    shape = getattr(input_tensor, "shape", None)
-    if shape is None or (not LEGACY_KERAS and not is_keras_tensor(input_tensor)):
-        raise TypeError(
-            "`input_tensor` must be a symbolic Keras tensor (keras.Input(...) or a layer's output). "
-            f"Received: input_tensor of type {type(input_tensor).__name__}"
-        )
-    try:
-        shape = tuple(None if d is None else int(d) for d in (shape.as_list() if hasattr(shape, "as_list") else shape))
-    except (TypeError, ValueError):
-        raise ValueError(f"`input_tensor` must have a known rank. Received: input_tensor with shape {shape}") from None
-    tensor_ranks = [r + 1 for r in ranks]
-    if len(shape) not in tensor_ranks:
-        layouts = {3: "(batch, length, channels)", 4: "(batch, height, width, channels)",
-                   5: "(batch, depth, height, width, channels)"}
-        expected = " or ".join(f"{r} {layouts[r]}" for r in tensor_ranks)
-        raise ValueError(
-            f"`input_tensor` must have rank {expected} for {spec.entrypoint}. "
-            f"Received: input_tensor with shape {shape} (rank {len(shape)})"
-        )
-    return shape
-
-
-def _looks_channels_first(shape):
-    """Whether a shape without batch axis looks channels-first: ``(3, 224, 224)``, ``(1, 784)``, ``(3, None, None)``.
-
-    The first entry is a usual channel count (1 or 3), the last is no usual one (None or more than 4) and
-    no other spatial size is 4 or less.
-    """
-    first, *middle, channels = shape
-    return (
-        first in _CHANNELS_FIRST_HINTS
-        and (channels is None or (isinstance(channels, int) and channels > 4))
-        and all(s is None or (isinstance(s, int) and s > 4) for s in middle)
-    )
-
-
-def _check_shape(spec, shape, label, received):
-    """Checks a shape without batch axis (channels_last, channels, sizes); messages name ``label``."""
-    *spatial, channels = shape
-    if _looks_channels_first(shape):
-        moved = tuple(shape[1:]) + (shape[0],)
-        if label == "input_shape":
-            use = f"{moved}"
-        else:
-            permute = tuple(range(2, len(shape) + 1)) + (1,)
-            use = f"a tensor of shape {(None,) + moved} (keras.layers.Permute({permute}) moves the channels last)"
-        raise ValueError(
-            f"`{label}` looks channels-first; keras_convzoo models are channels_last: use {use}. Received: {received}"
-        )
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise ValueError(
-            f"The channel count (last entry of `{label}`) must be a positive int. Received: {received}"
-        )
-    for size in spatial:
-        if size is None:
-            continue
-        if isinstance(size, bool) or not isinstance(size, int):
-            raise TypeError(f"Spatial sizes of `{label}` must be ints or None. Received: {received}")
-        if size < spec.min_size:
-            raise ValueError(f"Input size must be at least {spec.min_size} for {spec.entrypoint}. Received: {received}")
 
 
 def _add_head(x, spec, include_top, pooling, classes, classifier_activation):

@@ -90,11 +90,13 @@ def model_facts(name, input_size=None):
         was compared, when not this one).
     """
     from keras_convzoo.applications._builder import create_model
+    from keras_convzoo.input_shapes import spec_input_shape
     from keras_convzoo.profile import count_flops, count_params
 
     spec = get_spec(name)
-    kwargs = {} if input_size is None else {"input_shape": tuple(input_size) + (spec.input_channels,)}
-    sizes = spec.default_input_shape[:-1] if input_size is None else tuple(input_size)
+    shape = spec_input_shape(spec, input_size)
+    kwargs = {} if input_size is None else {"input_shape": shape}
+    sizes = shape[:-1]
     model = create_model(name, weights=None, **kwargs)
     counts = count_params(model)
     model_sizes = tuple(model.input_shape[1:-1])

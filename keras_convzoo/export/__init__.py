@@ -27,7 +27,6 @@ True
 from keras_convzoo.export.lowering import DEPTHWISE_MAX_TAPS, deployment_lowering
 from keras_convzoo.export.onnx import onnx_session, run_onnx, to_onnx
 from keras_convzoo.export.report import (
-    DEFAULT_SPATIAL_SIZE,
     DYNAMIC_MIN_SNR_DB,
     FLOAT16_MIN_SNR_DB,
     FP32_MAX_RELATIVE_DIFF,
@@ -43,9 +42,11 @@ from keras_convzoo.export.report import (
     VerificationError,
     compare_outputs,
     check_report,
-    rejected_path,
     tolerance_for,
 )
+from keras_convzoo.export.converter import converter_logs
+from keras_convzoo.export.verification import rejected_path
+from keras_convzoo.input_shapes import DEFAULT_SPATIAL_SIZE
 from keras_convzoo.export.inputs import (
     DEFAULT_NUM_SAMPLES,
     InputRange,
@@ -77,6 +78,7 @@ __all__ = [
     "compare_outputs",
     "check_report",
     "rejected_path",
+    "converter_logs",
     "QUANTIZATIONS",
     "DEFAULT_SPATIAL_SIZE",
     "FP32_MAX_RELATIVE_DIFF",

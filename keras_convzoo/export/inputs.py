@@ -21,6 +21,7 @@ order of preference, on
 import numpy as np
 
 from keras_convzoo.backend import keras, tf
+from keras_convzoo.input_shapes import concrete_input_shape
 
 #: Synthetic inputs drawn when ``num_samples`` is not given.
 DEFAULT_NUM_SAMPLES = 8
@@ -367,8 +368,20 @@ def verification_inputs(model, sample_shape, dtype, verification_data=None, repr
         description = f"{len(samples)} samples of representative_data (calibration inputs; verification_data checks held-out ones)"
         return np.concatenate(samples), description, True
     count = DEFAULT_NUM_SAMPLES if num_samples is None else num_samples
-    from keras_convzoo.export.report import DEFAULT_SPATIAL_SIZE
-
-    filled = tuple(DEFAULT_SPATIAL_SIZE if d is None else d for d in sample_shape)
+    filled = concrete_input_shape(sample_shape, fill=True)
     x, description = synthetic_inputs(model, filled, count, seed, dtype)
     return x, description, False
+
+
+def check_num_samples(num_samples):
+    """Validates ``num_samples`` (a positive int) and returns it as ``int``.
+
+    Raises:
+        ValueError: for anything else.
+    """
+    is_int = isinstance(num_samples, (int, np.integer)) and not isinstance(num_samples, bool)
+    if not is_int or num_samples < 1:
+        raise ValueError(
+            f"`num_samples` must be a positive int. Received: num_samples={num_samples!r}"
+        )
+    return int(num_samples)

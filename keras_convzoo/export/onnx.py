@@ -37,18 +37,11 @@ import numpy as np
 
 from keras_convzoo.backend import tf
 from keras_convzoo.export.lowering import deployment_lowering
-from keras_convzoo.export.report import (
-    ExportError,
-    check_num_samples,
-    check_output_path,
-    converter_logs,
-    describe_tolerance,
-    publish,
-    first_error_line,
-    model_input,
-    resolve_input_shape,
-)
-from keras_convzoo.export.inputs import verification_inputs
+from keras_convzoo.export.converter import converter_logs, first_error_line
+from keras_convzoo.export.report import ExportError, describe_tolerance
+from keras_convzoo.export.verification import check_output_path, publish
+from keras_convzoo.input_shapes import merge_input_shape, model_input
+from keras_convzoo.export.inputs import check_num_samples, verification_inputs
 from keras_convzoo.export.prepare import prepare_for_export
 
 _HINTS = {
@@ -364,7 +357,7 @@ def to_onnx(
     if verify and num_samples is not None:
         num_samples = check_num_samples(num_samples)
     model_shape, dtype, name = model_input(model)
-    shape = resolve_input_shape(model_shape, input_shape, fill_none=False)
+    shape = merge_input_shape(model_shape, input_shape)
     signature_shape = (None if dynamic_batch else 1,) + shape
     start = time.perf_counter()
     traced, notes = prepare_for_export(model, shape if None not in shape else None)

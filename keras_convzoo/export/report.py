@@ -46,20 +46,12 @@ disagree by about as much on the same file.
 Non-finite runtime outputs (NaN or inf where Keras is finite) always fail.
 """
 
-import contextlib
 import dataclasses
-import io
 import math
-import os
-import re
-import shutil
-import sys
-import tempfile
 from typing import Optional, Tuple
 
 import numpy as np
 
-from keras_convzoo.backend import tf
 
 #: Largest ``relative_diff`` accepted for a float32 TFLite file.
 FP32_MAX_RELATIVE_DIFF = 1e-4
@@ -77,9 +69,6 @@ MIN_AGREEMENT_SAMPLES = 20
 QAT_INT8_MIN_SNR_DB = 20.0
 #: Largest ``relative_diff`` accepted for an ONNX file.
 ONNX_MAX_RELATIVE_DIFF = 1e-4
-
-#: Side used for each ``None`` spatial dimension when no ``input_shape`` is given.
-DEFAULT_SPATIAL_SIZE = 224
 
 #: The ``quantization`` values ``to_tflite`` accepts.
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
@@ -408,293 +397,6 @@ def check_report(report):
     )
 
 
-def _number(value):
-    return "-" if value is None else f"{value:.4g}"
-
-
-# --------------------------------------------------------------------------
-# Plumbing shared by the exporters.
-# --------------------------------------------------------------------------
-
-
-def _as_list(x):
-    if isinstance(x, (list, tuple)):
-        return list(x)
-    return [x]
-
-
-def check_output_path(path, suffix):
-    """Validates the destination of an export before any conversion work.
-
-    Args:
-        path: str or ``os.PathLike``.
-        suffix: expected extension, used only in the error message.
-
-    Returns:
-        The path as ``str``.
-
-    Raises:
-        ValueError: when the parent folder does not exist or ``path`` is a folder.
-    """
-    try:
-        path = os.fspath(path)
-    except TypeError:
-        raise ValueError(
-            f"`path` must be a str or os.PathLike, e.g. 'model{suffix}'. Received: path={path!r}"
-        ) from None
-    if not path or os.path.isdir(path):
-        raise ValueError(f"`path` must name a file, e.g. 'model{suffix}'. Received: path={path!r}")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ValueError(
-            f"The folder of `path` does not exist: {parent!r}. Create it first. "
-            f"Received: path={path!r}"
-        )
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"The folder of `path` is not writable: {parent!r}. Received: path={path!r}")
-    return path
-
-
-def check_num_samples(num_samples):
-    """Validates ``num_samples`` (a positive int) and returns it as ``int``.
-
-    Raises:
-        ValueError: for anything else.
-    """
-    is_int = isinstance(num_samples, (int, np.integer)) and not isinstance(num_samples, bool)
-    if not is_int or num_samples < 1:
-        raise ValueError(
-            f"`num_samples` must be a positive int. Received: num_samples={num_samples!r}"
-        )
-    return int(num_samples)
-
-
-def model_input(model):
-    """Returns ``(shape_without_batch, dtype, name)`` of a single-input model.
-
-    Args:
-        model: a built Keras 3 or tf_keras model.
-
-    Raises:
-        ValueError: for a model without defined inputs, with several inputs,
-            a non-float input, or an unknown channel count.
-    """
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    if not inputs:
-        raise ValueError(
-            "The model has no defined inputs. Export needs a functional model or a "
-            "model that has been built on an input (call it once on a batch)."
-        )
-    if len(inputs) != 1:
-        raise ValueError(
-            f"Export supports single-input models; this model has {len(inputs)} inputs."
-        )
-    tensor = inputs[0]
-    shape = [None if d is None else int(d) for d in tuple(tensor.shape)]
-    dtype = tf.as_dtype(tensor.dtype)
-    if not dtype.is_floating:
-        raise ValueError(
-            f"Export verifies models with float inputs; the model input is {dtype.name}."
-        )
-    if len(shape) < 2:
-        raise ValueError(f"The model input must have a batch axis. Received shape: {shape}")
-    name = getattr(tensor, "name", None) or "input"
-    return shape[1:], dtype, sanitize_name(name)
-
-
-def sanitize_name(name):
-    """A TensorFlow-valid tensor name derived from a Keras input name."""
-    name = str(name).split(":")[0]
-    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
-    if not name or not name[0].isalnum():
-        name = "input" + (("_" + name) if name else "")
-    return name
-
-
-def resolve_input_shape(model_shape, input_shape, fill_none):
-    """Merges the model's input shape with a user ``input_shape``.
-
-    Args:
-        model_shape: the model's input shape without batch (``None`` dims).
-        input_shape: ``None`` or a full shape without batch.
-        fill_none: when True, ``None`` dims left after the merge become
-            ``DEFAULT_SPATIAL_SIZE``; when False they stay ``None``.
-
-    Returns:
-        A tuple without batch.
-
-    Raises:
-        ValueError: when ``input_shape`` has the wrong rank, non-positive
-            sizes, disagrees with a known model dimension, or the channel
-            axis is unknown.
-    """
-    model_shape = list(model_shape)
-    if input_shape is not None:
-        try:
-            given = [int(d) for d in input_shape]
-        except (TypeError, ValueError):
-            raise ValueError(
-                "`input_shape` must be a tuple of positive ints without the batch axis, "
-                f"e.g. (64, 64, 3). Received: input_shape={input_shape!r}"
-            ) from None
-        if len(given) != len(model_shape) or min(given) < 1:
-            raise ValueError(
-                "`input_shape` must be a tuple of positive ints without the batch axis, of "
-                f"rank {len(model_shape)} for a model with input shape "
-                f"{tuple([None] + model_shape)}. Received: input_shape={tuple(input_shape)}"
-            )
-        for i, (m, g) in enumerate(zip(model_shape, given)):
-            if m is not None and m != g:
-                raise ValueError(
-                    f"`input_shape` disagrees with the model input {tuple([None] + model_shape)} "
-                    f"on axis {i + 1}. Received: input_shape={tuple(input_shape)}"
-                )
-        model_shape = given
-    if model_shape and model_shape[-1] is None:
-        raise ValueError(
-            "The model's channel axis is unknown (None); build the model with a known "
-            "channel count or pass `input_shape`."
-        )
-    if fill_none:
-        model_shape = [DEFAULT_SPATIAL_SIZE if d is None else d for d in model_shape]
-    return tuple(model_shape)
-
-
-def keras_outputs(model, batches):
-    """Runs the Keras model (inference mode) on each batch.
-
-    Args:
-        model: the Keras model.
-        batches: a list of input arrays.
-
-    Returns:
-        The model's flattened outputs, each concatenated over the batches.
-    """
-    per_batch = []
-    for x in batches:
-        y = model(tf.convert_to_tensor(x), training=False)
-        per_batch.append([np.asarray(t) for t in tf.nest.flatten(y)])
-    return [np.concatenate(parts, axis=0) for parts in zip(*per_batch)]
-
-
-def first_error_line(text):
-    """The most telling line of a converter's error message.
-
-    Prefers the first line that contains ``error:`` (MLIR and tf2onnx style),
-    cut to what follows it; else the first non-empty line. Long lines are
-    shortened to 500 characters.
-    """
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    if not lines:
-        return "(no message)"
-    chosen = lines[0]
-    for line in lines:
-        if "error:" in line:
-            chosen = line.rsplit("error:", 1)[1].strip() or line
-            break
-    if len(chosen) > 500:
-        chosen = chosen[:497] + "..."
-    return chosen
-
-
-@contextlib.contextmanager
-def converter_logs(verbose=False):
-    """Keeps what converters print (C++ and Python logs on the process's stdout/stderr) off the terminal.
-
-    The TFLite converter and tf2onnx print dozens of lines per model from
-    C++, which Python cannot silence otherwise. Unless ``verbose``, file
-    descriptors 1 and 2 point to a temporary file inside the context;
-    ``sys.stdout`` / ``sys.stderr`` keep writing to the terminal (progress
-    bars, the caller's prints). Errors still carry the converter's first
-    error line (``ExportError``).
-
-    Args:
-        verbose: show the converter's output (no redirection).
-
-    Yields:
-        None.
-
-    Example:
-    >>> with converter_logs(verbose=False):
-    ...     content = converter.convert()
-    """
-    if verbose:
-        yield
-        return
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    streams = {}
-    with tempfile.TemporaryFile() as sink:
-        try:
-            for fd in saved:
-                os.dup2(sink.fileno(), fd)
-            for name, fd in (("stdout", 1), ("stderr", 2)):
-                current = getattr(sys, name)
-                if _writes_to_fd(current, fd):  # a terminal stream: keep it on the terminal
-                    streams[name] = current
-                    setattr(sys, name, io.TextIOWrapper(os.fdopen(os.dup(saved[fd]), "wb"), write_through=True))
-            yield
-        finally:
-            for name, original in streams.items():
-                replacement = getattr(sys, name)
-                setattr(sys, name, original)
-                replacement.close()
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
-
-
-def _writes_to_fd(stream, fd):
-    try:
-        return stream.fileno() == fd
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-def file_size(path):
-    """Size in bytes of a written file, or of all files under a written folder."""
-    if os.path.isdir(path):
-        return int(
-            sum(
-                os.path.getsize(os.path.join(root, name))
-                for root, _, names in os.walk(path)
-                for name in names
-            )
-        )
-    return int(os.path.getsize(path))
-
-
-#: Batch size of the Keras side of a verification.
-_KERAS_BATCH = 32
-
-
-def finish_report(fields, model, x, run_file, verify=True):
-    """Builds the ``ExportReport`` of a written file, verified against Keras when asked.
-
-    Args:
-        fields: the report fields known without running the file (format,
-            path, quantization, file size, input shape, tolerance, inputs).
-        model: the Keras model.
-        x: the inputs the file is compared on, batch first (what
-            ``run_file`` receives; Keras runs them in batches of 32).
-        run_file: ``run_file(path, x)`` running the written file.
-        verify: compare and raise ``VerificationError`` when out of tolerance.
-
-    Returns:
-        The report (differences None when ``verify=False``).
-    """
-    if not verify:
-        return ExportReport(**dict(fields, tolerance="not verified (verify=False)"))
-    reference = keras_outputs(model, [x[i : i + _KERAS_BATCH] for i in range(0, len(x), _KERAS_BATCH)])
-    candidate = run_file(fields["path"], x)
-    report = ExportReport(**fields, num_samples=len(x), **compare_outputs(reference, candidate))
-    return check_report(dataclasses.replace(report, tolerance=applied_tolerance(report)))
-
-
 def applied_tolerance(report):
     """The checks that apply to a measured report, as text (skipped ones said so).
 
@@ -716,76 +418,16 @@ def applied_tolerance(report):
     return text
 
 
-def _sibling(path, tag):
-    """``dir/.name.<tag>.ext``: a hidden path beside ``path`` (same file system, so a rename is atomic)."""
-    directory, base = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(base)
-    return os.path.join(directory, f".{stem}.{tag}{ext}")
+def _number(value):
+    return "-" if value is None else f"{value:.4g}"
 
 
-def rejected_path(path):
-    """Where ``keep_failed=True`` keeps a file that failed verification: ``name.rejected.ext`` beside ``path``."""
-    stem, ext = os.path.splitext(os.fspath(path))
-    return f"{stem}.rejected{ext}"
+# --------------------------------------------------------------------------
+# Plumbing shared by the exporters.
+# --------------------------------------------------------------------------
 
 
-def _remove_path(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.remove(path)
-
-
-def publish(fields, model, x, run_file, verify, write, keep_failed=False):
-    """Writes an export beside its target, verifies it there, and only then renames it onto the target.
-
-    A failed conversion, a failed check, an interrupt or a full disk never
-    leaves a partial file at ``fields["path"]`` nor replaces a good one
-    there. A file that fails the check is deleted, or kept as
-    ``rejected_path(path)`` with ``keep_failed=True``.
-
-    Args:
-        fields: report fields (``path`` is the target).
-        model: the Keras model.
-        x: verification inputs, batch first (see ``finish_report``).
-        run_file: ``run_file(path, x)`` running a written file.
-        verify: compare with Keras before publishing.
-        write: ``write(temporary_path)`` writes the export (a file or a folder).
-        keep_failed: keep a rejected file under ``rejected_path(path)``.
-
-    Returns:
-        The ``ExportReport`` of the published file.
-
-    Raises:
-        VerificationError: the written file differs from Keras (the message
-            says what happened to it); errors of ``write`` pass through.
-    """
-    path = fields["path"]
-    temporary = _sibling(path, f"{os.getpid()}.part")
-    try:
-        write(temporary)
-        fields = dict(fields, path=temporary, file_size_bytes=file_size(temporary))
-        try:
-            report = finish_report(fields, model, x, run_file, verify)
-        except VerificationError as error:
-            error = VerificationError(str(error).replace(repr(temporary), repr(path)).replace(temporary, path))
-            if keep_failed:
-                kept = rejected_path(path)
-                _remove_path(kept)
-                os.replace(temporary, kept)
-                where = f"the rejected file is kept at {kept!r}"
-            else:
-                where = "the rejected file was deleted (keep_failed=True keeps it)"
-            raise VerificationError(
-                f"{error} Nothing was written at {path!r} (a file there is unchanged); {where}."
-            ) from None
-        if os.path.isdir(temporary) and os.path.isdir(path):  # a folder export replacing an older one
-            old = _sibling(path, f"{os.getpid()}.old")
-            os.replace(path, old)
-            os.replace(temporary, path)
-            _remove_path(old)
-        else:
-            os.replace(temporary, path)
-        return dataclasses.replace(report, path=path)
-    finally:
-        _remove_path(temporary)
+def _as_list(x):
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    return [x]

@@ -51,20 +51,11 @@ from keras_convzoo.export.lowering import (
     iter_layers,
 )
 from keras_convzoo.progress import check_progress
-from keras_convzoo.export.report import (
-    QUANTIZATIONS,
-    ExportError,
-    VerificationError,
-    check_num_samples,
-    check_output_path,
-    converter_logs,
-    describe_tolerance,
-    publish,
-    first_error_line,
-    model_input,
-    resolve_input_shape,
-)
-from keras_convzoo.export.inputs import data_samples, verification_inputs
+from keras_convzoo.export.converter import converter_logs, first_error_line
+from keras_convzoo.export.report import QUANTIZATIONS, ExportError, VerificationError, describe_tolerance
+from keras_convzoo.export.verification import check_output_path, publish
+from keras_convzoo.input_shapes import concrete_input_shape, model_input
+from keras_convzoo.export.inputs import check_num_samples, data_samples, verification_inputs
 from keras_convzoo.export.prepare import prepare_for_export
 
 _RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
@@ -524,7 +515,7 @@ def to_tflite(
     if verify and num_samples is not None:
         num_samples = check_num_samples(num_samples)
     model_shape, dtype, name = model_input(model)
-    shape = resolve_input_shape(model_shape, input_shape, fill_none=True)
+    shape = concrete_input_shape(model_shape, input_shape, fill=True)
     full_shape = (1,) + shape
     start = time.perf_counter()
     if depthwise_max_taps == "auto":

@@ -396,29 +396,10 @@ def _shape_list(shapes):
 
 def _resolve_shape(model, input_shape):
     """The concrete input shape without batch (``input_shape`` merged with the model's)."""
-    from keras_convzoo.export.report import resolve_input_shape
+    from keras_convzoo.input_shapes import concrete_input_shape, model_input
 
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        raise ValueError("count_flops needs a built functional model (its `inputs` are not defined).")
-    if len(inputs) != 1:
-        raise ValueError(f"count_flops supports single-input models; this model has {len(inputs)} inputs.")
-    model_shape = [None if d is None else int(d) for d in tuple(inputs[0].shape)[1:]]
-    if input_shape is not None:
-        if isinstance(input_shape, int) or not hasattr(input_shape, "__len__"):
-            raise ValueError(
-                "`input_shape` must be a tuple of positive ints without the batch axis, e.g. (224, 224, 3), "
-                f"or the spatial sizes only, e.g. (224, 224). Received: input_shape={input_shape!r}"
-            )
-        if len(input_shape) == len(model_shape) - 1:  # spatial sizes only
-            input_shape = tuple(input_shape) + (model_shape[-1],)
-    shape = resolve_input_shape(model_shape, input_shape, fill_none=False)
-    if any(d is None for d in shape):
-        raise ValueError(
-            f"The model's input shape {tuple([None] + model_shape)} has unknown (None) dimensions: pass "
-            "`input_shape`, e.g. input_shape=(224, 224, 3), to count MACs at that size."
-        )
-    return tuple(int(d) for d in shape)
+    model_shape, _, _ = model_input(model, what="count_flops")
+    return concrete_input_shape(model_shape, input_shape)
 
 
 def count_flops(model, input_shape=None):
