@@ -10,7 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from keras_convzoo.profile.benchmark import times_ms  # noqa: E402
+from keras_convzoo.profile.timing import times_ms  # noqa: E402
 from keras_convzoo.testing.digits import load_digits_images  # noqa: E402,F401
 
 

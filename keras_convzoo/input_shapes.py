@@ -241,9 +241,12 @@ def concrete_input_shape(model_shape, input_shape=None, fill=False, name="input_
     if fill:
         return tuple(DEFAULT_SPATIAL_SIZE if d is None else int(d) for d in shape)
     if any(d is None for d in shape):
+        example = tuple(DEFAULT_SPATIAL_SIZE if d is None else d for d in shape)
+        if name.endswith("size"):  # an input_size: the spatial sizes only
+            example = example[:-1]
         raise ValueError(
             f"The model's input shape {tuple([None] + list(model_shape))} has unknown (None) sizes: pass "
-            f"`{name}` with the sizes to use, e.g. {name}={tuple(DEFAULT_SPATIAL_SIZE if d is None else d for d in shape)}."
+            f"`{name}` with the sizes to use, e.g. {name}={example}."
         )
     return tuple(int(d) for d in shape)
 

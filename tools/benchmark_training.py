@@ -45,7 +45,7 @@ from benchmark_vs_anchors import PAIRS, cpu_model, keras_application, torch_vers
 import keras_convzoo as kcz  # noqa: E402
 from keras_convzoo.backend import dtype_policy_scope, keras, tf  # noqa: E402
 from keras_convzoo.profile import benchmark_training  # noqa: E402
-from keras_convzoo.profile.benchmark import default_threads  # noqa: E402
+from keras_convzoo.profile.modes import default_threads  # noqa: E402
 from keras_convzoo.profile.training import OPTIMIZERS, PRECISIONS  # noqa: E402
 
 TORCH_MODES = ("eager", "channels_last")

@@ -75,7 +75,8 @@ from keras_convzoo.profile import (  # noqa: E402
     mode_call,
     roofline_point,
 )
-from keras_convzoo.profile.benchmark import default_threads, plot_latency_vs_macs  # noqa: E402
+from keras_convzoo.profile.modes import default_threads  # noqa: E402
+from keras_convzoo.profile.output import plot_latency_vs_macs  # noqa: E402
 
 PAIRS = {
     "resnext50_32x4d": ("ResNet50", "resnext50_32x4d"),

@@ -165,7 +165,7 @@ def measure_peaks(num_threads=None, repeats=10):
     >>> print(measure_peaks())
     fp32 GEMM peak 147 GMAC/s, int8 GEMM peak ...
     """
-    from keras_convzoo.profile.benchmark import default_threads
+    from keras_convzoo.profile.modes import default_threads
 
     threads = default_threads() if num_threads is None else num_threads
     _check_positive("num_threads", threads)

@@ -16,14 +16,8 @@ Example:
 import numpy as np
 
 from keras_convzoo.backend import dtype_policy_scope, keras
-from keras_convzoo.profile.benchmark import (
-    _check_batch_sizes,
-    _check_positive_int,
-    _resolve_model,
-    _row,
-    _error_text,
-    times_ms,
-)
+from keras_convzoo.profile.models import resolve_model
+from keras_convzoo.profile.timing import check_batch_sizes, check_positive_int, error_text, result_row, times_ms
 from keras_convzoo.progress import check_progress
 
 #: Optimizers of the timed step: SGD with momentum 0.9, AdamW (Keras defaults otherwise).
@@ -111,26 +105,26 @@ def benchmark_training(
     Example:
     >>> rows = benchmark_training("resnext50_32x4d", batch_sizes=(8,), precision="mixed_bfloat16")
     """
-    batch_sizes = _check_batch_sizes(batch_sizes)
+    batch_sizes = check_batch_sizes(batch_sizes)
     optimizers = (optimizers,) if isinstance(optimizers, str) else tuple(optimizers or ())
     if not optimizers or any(o not in OPTIMIZERS for o in optimizers) or len(set(optimizers)) != len(optimizers):
         raise ValueError(f"`optimizers` must be distinct names from {list(OPTIMIZERS)}. Received: optimizers="
                          f"{optimizers!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"`precision` must be one of {list(PRECISIONS)}. Received: precision={precision!r}")
-    warmup = _check_positive_int("warmup", warmup, minimum=0)
-    repeats = _check_positive_int("repeats", repeats)
+    warmup = check_positive_int("warmup", warmup, minimum=0)
+    repeats = check_positive_int("repeats", repeats)
     progress = check_progress(progress)
     if isinstance(model_or_name, str):
         kwargs = dict(model_kwargs or {})
         kwargs.setdefault("classifier_activation", None)
         with dtype_policy_scope(precision):
-            model, name, shape = _resolve_model(model_or_name, input_size, kwargs)
+            model, name, shape = resolve_model(model_or_name, input_size, kwargs)
     else:
         if precision != "float32":
             raise ValueError("`precision` applies to a registry name (the model is built under it); a model keeps "
                              f"its own dtype policy. Received: precision={precision!r} with a model")
-        model, name, shape = _resolve_model(model_or_name, input_size, model_kwargs)
+        model, name, shape = resolve_model(model_or_name, input_size, model_kwargs)
     classes = int(model.outputs[0].shape[-1])
     rng = np.random.default_rng(0)
     suffix = "" if precision == "float32" else f"_{precision}"
@@ -143,9 +137,9 @@ def benchmark_training(
             mode = f"train_{optimizer}{suffix}"
             try:
                 times = times_ms(training_step_call(model, x, y, optimizer), warmup, repeats)
-                rows.append(_row(name, mode, batch, shape, repeats, None, times))
+                rows.append(result_row(name, mode, batch, shape, repeats, None, times))
             except Exception as error:  # a failing step gives a row with its reason
-                rows.append(_row(name, mode, batch, shape, repeats, None, error=_error_text(error)))
+                rows.append(result_row(name, mode, batch, shape, repeats, None, error=error_text(error)))
             done += 1
             if progress is not None:
                 progress(done, total)

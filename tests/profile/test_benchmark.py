@@ -12,7 +12,7 @@ from keras_convzoo.applications import create_model, get_spec
 from keras_convzoo.backend import keras, tf
 from keras_convzoo.profile import MODES, BenchmarkResult, benchmark, compare, count_flops, format_table, write_csv
 from keras_convzoo.layers import GroupConv2D
-from keras_convzoo.profile.benchmark import interleaved_times, mode_call
+from keras_convzoo.profile import interleaved_times, mode_call
 from keras_convzoo.testing import tflite_filter_shapes
 
 TINY = dict(get_spec("mobilenetv2_035").test_overrides)
