@@ -89,7 +89,7 @@ def _cmd_list(args):
 
 
 def print_info(facts):
-    """Prints ``convzoo info``'s table of an index entry (``keras_convzoo.applications.index.model_facts``)."""
+    """Prints ``convzoo info``'s table of an index entry (``keras_convzoo.profile.model_index.model_facts``)."""
     params = facts["params"]
     reference = facts["reference_params"]
     if facts["matches_reference"] is None:

@@ -26,7 +26,7 @@ def _spatial_sizes(spec, input_size):
 def cmd_info(args):
     """``convzoo info NAME --input-size ...``: builds the model at that size and prints its facts."""
     from keras_convzoo.applications import get_spec
-    from keras_convzoo.applications.index import model_facts
+    from keras_convzoo.profile.model_index import model_facts
 
     spec = get_spec(args.name)
     sizes = None if args.input_size is None else _spatial_sizes(spec, args.input_size)

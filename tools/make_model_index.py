@@ -3,8 +3,10 @@
 Each entry is the registry's ``ModelSpec`` metadata plus what building the
 variant at its default size gives (parameters, MACs, layers, whether the
 trainable count equals the reference implementation's); see
-``keras_convzoo.applications.index``. ``convzoo list`` / ``convzoo info`` and
-the documentation site read this file instead of importing TensorFlow.
+``keras_convzoo.profile.model_index`` (the counts) and
+``keras_convzoo.applications.index`` (the file). ``convzoo list`` /
+``convzoo info`` and the documentation site read this file instead of
+importing TensorFlow.
 
 Usage::
 
@@ -53,10 +55,10 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="compare with the file instead of writing it")
     args = parser.parse_args(argv)
 
-    from keras_convzoo.applications import index
+    from keras_convzoo.profile.model_index import build_index
     from keras_convzoo.progress import ProgressBar
 
-    built = index.build_index(progress=ProgressBar("models"))
+    built = build_index(progress=ProgressBar("models"))
     readme, new_readme = _readme_with_table(json.loads(json.dumps(built)))
     if args.check:
         if new_readme != readme:

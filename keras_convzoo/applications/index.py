@@ -1,24 +1,24 @@
 """The model index: each registered variant's metadata and counts, as a package data file.
 
 ``keras_convzoo/data/models.json`` is generated from the registry by
-``tools/make_model_index.py`` (it builds every variant at its default size
-and counts parameters and MACs), so that readers that must not import
-TensorFlow, the ``convzoo list`` / ``convzoo info`` command line and the
-documentation site's model tables, read the registry's facts from one file.
+``tools/make_model_index.py`` (``keras_convzoo.profile.model_index`` builds
+every variant at its default size and counts parameters and MACs), so that
+readers that must not import TensorFlow, the ``convzoo list`` / ``convzoo
+info`` command line and the documentation site's model tables, read the
+registry's facts from one file. This module holds what needs no model:
+the registry metadata of an entry, reading the file and README's table.
 The tests check that the file matches the registry.
 
 Example:
 >>> from keras_convzoo.applications import index
->>> entry = index.model_facts("mobilenetv2_050", input_size=(96, 96))
->>> entry["params"]["trainable"]
-1968680
+>>> index.spec_facts("mobilenetv2_050")["default_size"]
+224
 """
 
-import datetime
 import json
 import os
 
-from keras_convzoo.applications._registry import get_spec, list_models
+from keras_convzoo.applications._registry import get_spec
 
 #: Where the generated index lives (package data).
 INDEX_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "models.json")
@@ -56,96 +56,6 @@ def spec_facts(name):
         value = getattr(spec, field)
         facts[field] = list(value) if isinstance(value, tuple) else value
     return facts
-
-
-def _reference_check(spec, counts, built_kwargs):
-    """``(matches, counted_with)``: the trainable count against the reference, on the model it counted."""
-    from keras_convzoo.applications._builder import create_model
-    from keras_convzoo.profile import count_params
-
-    if not spec.reference_params:
-        return None, ""
-    if spec.reference_kwargs and dict(spec.reference_kwargs) != built_kwargs:  # e.g. CCNN: 10 classes at 32x32
-        counts = count_params(create_model(spec.name, weights=None, **spec.reference_kwargs))
-        counted_with = ", ".join(f"{k}={v!r}" for k, v in spec.reference_kwargs.items())
-        return counts["trainable"] == spec.reference_params, counted_with
-    return counts["trainable"] == spec.reference_params, ""
-
-
-def model_facts(name, input_size=None):
-    """Builds a variant (random weights) and returns its index entry.
-
-    Args:
-        name: registry name.
-        input_size: spatial size(s) to build the model and count MACs at,
-            one per spatial axis (None: the variant's default size).
-
-    Returns:
-        ``spec_facts(name)`` plus ``params`` (``trainable``,
-        ``non_trainable``, ``total``), ``macs`` and ``macs_input_shape`` (the
-        input shape counted, without batch), ``layers`` (top-level layer
-        count), ``matches_reference`` (the trainable count equals
-        ``reference_params``; None without a reference) and
-        ``reference_counted_with`` (the builder arguments of the model that
-        was compared, when not this one).
-    """
-    from keras_convzoo.applications._builder import create_model
-    from keras_convzoo.input_shapes import spec_input_shape
-    from keras_convzoo.profile import count_flops, count_params
-
-    spec = get_spec(name)
-    shape = spec_input_shape(spec, input_size)
-    kwargs = {} if input_size is None else {"input_shape": shape}
-    sizes = shape[:-1]
-    model = create_model(name, weights=None, **kwargs)
-    counts = count_params(model)
-    model_sizes = tuple(model.input_shape[1:-1])
-    macs = count_flops(model, sizes if None in model_sizes else None)
-    matches, counted_with = _reference_check(spec, counts, kwargs)
-    facts = spec_facts(name)
-    facts.update(
-        params={k: int(counts[k]) for k in ("trainable", "non_trainable", "total")},
-        macs=int(macs.total),
-        macs_input_shape=[int(d) for d in macs.input_shape],
-        layers=len(model.layers),
-        matches_reference=matches,
-        reference_counted_with=counted_with,
-    )
-    return facts
-
-
-def build_index(names=None, progress=None):
-    """The index of the registered variants (builds each one; minutes for all).
-
-    Args:
-        names: registry names (default: all of them).
-        progress: optional ``progress(done, total)`` callback.
-
-    Returns:
-        ``{"generated_by", "generated_from", "models": [entry, ...]}``.
-    """
-    import keras
-    import tensorflow as tf
-
-    from keras_convzoo import __version__
-
-    names = list_models() if names is None else list(names)
-    models = []
-    for i, name in enumerate(names):
-        models.append(model_facts(name))
-        keras.backend.clear_session()
-        if progress is not None:
-            progress(i + 1, len(names))
-    return {
-        "generated_by": "tools/make_model_index.py",
-        "generated_from": {
-            "keras_convzoo": __version__,
-            "keras": keras.__version__,
-            "tensorflow": tf.__version__,
-            "date": datetime.date.today().isoformat(),
-        },
-        "models": models,
-    }
 
 
 def markdown_table(index=None):

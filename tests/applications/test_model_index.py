@@ -3,6 +3,7 @@
 import pytest
 
 from keras_convzoo.applications import index, list_models
+from keras_convzoo.profile import model_index
 
 
 def test_index_lists_every_registered_model_with_its_registry_metadata():
@@ -16,14 +17,14 @@ def test_index_lists_every_registered_model_with_its_registry_metadata():
 def test_index_counts_equal_a_fresh_build(name):
     # Parameters, MACs, layers and the reference check of the file are those of the model built now.
     entries = {e["name"]: e for e in index.read_index()["models"]}
-    assert entries[name] == index.model_facts(name)
+    assert entries[name] == model_index.model_facts(name)
 
 
 @pytest.mark.slow
 def test_whole_index_is_current():
     import json
 
-    built = json.loads(json.dumps(index.build_index()))  # tuples as the file has them
+    built = json.loads(json.dumps(model_index.build_index()))  # tuples as the file has them
     assert built["models"] == index.read_index()["models"], "run python tools/make_model_index.py"
 
 
