@@ -83,19 +83,19 @@ def digits_classifier(name, size=32, tiny=True, seed=0):
     Returns:
         An uncompiled functional model named ``"digits_<name>"``.
     """
-    import keras_convzoo as kcz
+    from keras_convzoo.applications import create_model, get_spec, preprocessing_layers
     from keras_convzoo.backend import keras
 
     keras.utils.set_random_seed(seed)
-    spec = kcz.get_spec(name)
+    spec = get_spec(name)
     overrides = dict(spec.test_overrides) if tiny else {}
-    backbone = kcz.create_model(
+    backbone = create_model(
         name, include_top=False, pooling="avg", input_shape=(size, size, 3), **overrides
     )
     inputs = keras.Input((size, size, 3), name="pixels")
     mode = None if spec.preprocessing else "tf"
     x = inputs
-    for layer in kcz.preprocessing_layers(name, mode=mode):
+    for layer in preprocessing_layers(name, mode=mode):
         x = layer(x)
     x = backbone(x)
     outputs = keras.layers.Dense(10, activation="softmax", name="digit")(x)
