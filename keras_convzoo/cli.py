@@ -175,7 +175,7 @@ def _interleaved_rows(args, specs, lowering):
 
 
 def cmd_port_timm(args):
-    from keras_convzoo.weights.timm import convert_timm_weights
+    from keras_convzoo.applications import convert_timm_weights
 
     out = convert_timm_weights(args.name, args.out, checkpoint=args.checkpoint, tag=args.tag,
                                progress=ProgressBar(f"porting {args.name}"))

@@ -8,7 +8,7 @@ class ProgressBar:
 
     Call it with ``(done, total)`` as work advances; it ends the line when
     ``done == total``. It is the ``progress`` callback that
-    ``export.to_tflite``, ``profile.benchmark`` and ``weights.port_timm``
+    ``export.to_tflite``, ``profile.benchmark`` and ``applications.port_timm``
     accept.
 
     Args:

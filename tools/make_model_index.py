@@ -55,6 +55,7 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="compare with the file instead of writing it")
     args = parser.parse_args(argv)
 
+    from keras_convzoo.applications import index
     from keras_convzoo.profile.model_index import build_index
     from keras_convzoo.progress import ProgressBar
 

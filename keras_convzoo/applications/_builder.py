@@ -36,53 +36,6 @@ _GLOBAL_POOL = {
 }
 
 
-def select_variant(argument, value, variants, entrypoint):
-    """The key of ``variants`` (numbers, e.g. MobileNetV2's alphas) that a number argument names.
-
-    Python and numpy numbers are accepted (``np.float32(0.35)`` names
-    ``0.35``: equal within float32 rounding); bools and other types are not.
-
-    Args:
-        argument: the argument's name, for the messages (``"alpha"``).
-        value: the value received.
-        variants: a mapping (or collection) whose keys are the allowed numbers.
-        entrypoint: the constructor's name, for the messages.
-
-    Returns:
-        The matching key of ``variants``.
-
-    Raises:
-        TypeError: ``value`` is no number (a bool, a str...).
-        ValueError: ``value`` is none of the keys; one line listing them.
-
-    Example:
-    >>> select_variant("alpha", np.float32(0.35), {0.35: "a", 1.0: "b"}, "MobileNetV2")
-    0.35
-    """
-    number = to_python(value)
-    if isinstance(number, bool) or not isinstance(number, (int, float)):
-        raise TypeError(
-            f"`{argument}` must be a number, one of {sorted(variants)}. Received: {argument}={value!r}"
-        )
-    for key in variants:
-        if abs(key - number) <= 1e-6 * max(1.0, abs(key)):
-            return key
-    raise ValueError(
-        f"`{argument}` must be one of {sorted(variants)} for {entrypoint}. Received: {argument}={value!r}"
-    )
-
-
-def entrypoint_arguments(local_vars):
-    """Turns an entrypoint's ``locals()`` into ``build_application`` keyword arguments.
-
-    The entrypoints spell out the keras.applications signature and pass
-    ``**kwargs`` (config fields) through; this flattens both.
-    """
-    arguments = {k: v for k, v in local_vars.items() if k in APPLICATION_ARGS}
-    arguments.update(local_vars.get("kwargs", {}))
-    return arguments
-
-
 def build_application(
     spec,
     include_top=True,
@@ -470,71 +423,6 @@ def _load_weights(model, path, include_top, classes, input_shape):
                 f"the weights file {path!r} ({error.detail}). With weights=None any channel count works."
             ) from error
         raise
-
-
-def make_entrypoint(spec, doc, module):
-    """Creates a public constructor with keras.applications' ResNet50 signature.
-
-    ``ResNeXt50 = make_entrypoint(SPEC, doc, __name__)`` gives a function
-    ``ResNeXt50(include_top=True, weights=None, input_tensor=None,
-    input_shape=None, pooling=None, classes=1000,
-    classifier_activation="softmax", name=None, **kwargs)`` whose body is
-    ``build_application(spec, ...)``: one definition of the signature for
-    every family that uses it.
-
-    Args:
-        spec: the variant's ``ModelSpec``.
-        doc: the docstring (variant, parameter count, paper, example).
-        module: ``__name__`` of the module that exposes it.
-
-    Returns:
-        The constructor.
-    """
-
-    def entrypoint(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=None,
-        **kwargs,
-    ):
-        return build_application(spec, **entrypoint_arguments(locals()))
-
-    entrypoint.__name__ = entrypoint.__qualname__ = spec.entrypoint
-    entrypoint.__doc__ = doc + _ARGS_DOC
-    entrypoint.__module__ = module
-    return entrypoint
-
-
-_ARGS_DOC = """
-    Args:
-        include_top: whether to add the classifier (global average pooling,
-            ``Dense(classes, name="predictions")``).
-        weights: None (random initialisation), ``"imagenet"`` (the
-            default pretrained weights, downloaded once and cached; see
-            ``keras_convzoo.list_pretrained``), an upstream tag (e.g.
-            ``"a1h_in1k"``), the path to a ``.weights.h5`` file, or, for
-            families that read state dicts (timm's; CCNN: the official
-            checkpoints), a state dict file (``.safetensors``, ``.pth``,
-            ``.bin``, ``.npz``).
-        input_tensor: optional Keras tensor to use as the model input.
-        input_shape: shape without batch, e.g. ``(224, 224, 3)`` or
-            ``(None, None, 3)``; default ``(224, 224, 3)`` with the top and
-            ``(None, None, 3)`` without.
-        pooling: with ``include_top=False``: None (4D feature map),
-            ``"avg"`` or ``"max"``.
-        classes: number of classes (with ``include_top=True``).
-        classifier_activation: activation of the classifier; None for logits.
-        name: model name (default: the registry name).
-        **kwargs: overrides of the family config, e.g. ``drop_rate=0.2``.
-
-    Returns:
-        A ``keras.Model``.
-"""
 
 
 def create_model(name, **kwargs):

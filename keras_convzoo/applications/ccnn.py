@@ -5,8 +5,14 @@ import math
 import warnings
 from typing import Optional, Tuple, Union
 
-from keras_convzoo.applications._builder import build_application
-from keras_convzoo.applications._registry import ModelSpec, config_field, register, to_python
+from keras_convzoo.applications._entrypoints import (
+    MOBILENET_V2_ORDER,
+    Selector,
+    Variant,
+    make_entrypoint,
+    register_variants,
+)
+from keras_convzoo.applications._registry import config_field
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.ccnn import DROPOUT_TYPES, ccnn_block, dropout_layer
 from keras_convzoo.layers.continuous_conv import CONV_METHODS, KERNEL_NETWORKS, RESOLUTIONS
@@ -223,53 +229,48 @@ def ccnn_body(x, config):
 
 _TINY = {"depth": 2, "width": 12, "kernel_hidden": 8, "kernel_size": 9, "mask_init": 0.4}
 
-# name, depth, width, kernel hidden, default omega_0 (1D sMNIST/sCIFAR, 2D CIFAR-10), params 2D (3 -> 10)
-_VARIANTS = (
-    ("ccnn_4_140", 4, 140, 32, (2976.49, 4231.57, 4231.57), 201_042),
-    ("ccnn_6_380", 6, 380, 64, (4005.146, 976.78, 976.78), 1_999_366),
+#: Parameters in 2D, 3 input channels, 10 classes; ``default_omega_0``: the paper's for 1D (sMNIST /
+#: sCIFAR) and 2D (CIFAR-10), the 2D value for 3D.
+VARIANTS = (
+    Variant("ccnn_4_140", "CCNN",
+            {"depth": 4, "width": 140, "kernel_hidden": 32, "default_omega_0": (2976.49, 4231.57, 4231.57)},
+            201_042, selector=(4, 140, 32)),
+    Variant("ccnn_6_380", "CCNN",
+            {"depth": 6, "width": 380, "kernel_hidden": 64, "default_omega_0": (4005.146, 976.78, 976.78)},
+            1_999_366, selector=(6, 380, 64)),
 )
 #: Trainable parameters of the reference, 1D, 3 input channels, 10 classes (ccnn_notes.md).
 REFERENCE_PARAMS_1D = {"ccnn_4_140": 199_117, "ccnn_6_380": 1_993_983}
 
-SPECS = {
-    name: register(
-        ModelSpec(
-            name=name,
-            family="ccnn",
-            entrypoint="CCNN",
-            body=ccnn_body,
-            config=CCNNConfig(depth=depth, width=width, kernel_hidden=hidden, default_omega_0=omega),
-            default_size=32,
-            min_size=1,
-            spatial_dims=2,
-            accepted_spatial_dims=(1, 2, 3),
-            reference_params=params,
-            reference="official david-knigge/ccnn, 2D, 3 input channels, 10 classes (ccnn_notes.md)",
-            paper=PAPER,
-            test_overrides=_TINY,
-            reference_kwargs={"classes": 10, "input_shape": (32, 32, 3)},
-            weight_formats={"official": WeightFormat(port=port_ccnn)},
-        )
-    )
-    for name, depth, width, hidden, omega, params in _VARIANTS
-}
+SPECS = register_variants(
+    VARIANTS,
+    CCNNConfig,
+    family="ccnn",
+    body=ccnn_body,
+    default_size=32,
+    min_size=1,
+    spatial_dims=2,
+    accepted_spatial_dims=(1, 2, 3),
+    reference="official david-knigge/ccnn, 2D, 3 input channels, 10 classes (ccnn_notes.md)",
+    paper=PAPER,
+    test_overrides=_TINY,
+    reference_kwargs={"classes": 10, "input_shape": (32, 32, 3)},
+    weight_formats={"official": WeightFormat(port=port_ccnn)},
+)
 
-
-def CCNN(
-    input_shape=None,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-    depth=4,
-    width=140,
-    kernel_hidden=32,
-    **kwargs,
-):
-    """Instantiates a CCNN: one architecture for sequences, images and volumes.
+CCNN = make_entrypoint(
+    "CCNN",
+    VARIANTS,
+    __name__,
+    order=MOBILENET_V2_ORDER,
+    selector=Selector(
+        ("depth", "width", "kernel_hidden"),
+        ("residual blocks", "channels of every block", "hidden units of the kernel networks"),
+        (4, 140, 32),
+        after="name",
+        name_format="ccnn_{depth}_{width}",
+    ),
+    doc="""Instantiates a CCNN: one architecture for sequences, images and volumes.
 
     The dimensionality follows the input: ``input_shape=(None, C)`` builds a
     1D model (causal by default), ``(None, None, C)`` a 2D one, ``(None,
@@ -287,51 +288,14 @@ def CCNN(
     average pooling and the classifier. ``keras_convzoo.deploy.fuse`` bakes
     the generated kernels into plain depthwise convolutions for a fixed
     input size (for TFLite / ONNX).
-
-    Args:
-        input_shape: ``(length, C)``, ``(H, W, C)`` or ``(D, H, W, C)``,
-            sizes may be None; default ``(32, 32, 3)`` with the top and
-            ``(None, None, 3)`` without.
-        include_top: as in ``keras.applications``.
-        weights: as in ``keras.applications``; may also be a ``.weights.h5``
-            file of ours or an official CCNN state dict (``.npz`` / ``.pth`` /
-            ``.safetensors``, see ``keras_convzoo.weights.port_ccnn``).
-        input_tensor: as in ``keras.applications``.
-        pooling: as in ``keras.applications``.
-        classes: as in ``keras.applications``.
-        classifier_activation: as in ``keras.applications``.
-        name: as in ``keras.applications``.
-        depth: residual blocks.
-        width: channels.
-        kernel_hidden: hidden units of the kernel networks.
-        **kwargs: other ``CCNNConfig`` fields: ``omega_0``, ``mask_init``,
-            ``kernel_size``, ``causal``, ``dropout``, ``dropout_in``,
-            ``dropout_type``, ``conv_method``, ``resolution``, ``train_size``...
-            ``resolution="continuous"`` (with ``train_size`` or a static
-            input size) resamples the kernels at other input sizes; it needs
-            kernels smooth on the training grid, so ``omega_0=None`` then
-            means ``continuous_omega_0`` (2.0 on the default 33-point 2D
-            grid) instead of the paper's ~4000, and a larger explicit
-            ``omega_0`` gives a ``UserWarning``.
-
-    Returns:
-        A ``keras.Model``.
-
-    Example:
-    >>> model = CCNN(input_shape=(None, None, 3), classes=10)
-    >>> sequence_model = CCNN(input_shape=(784, 1), classes=10, depth=6, width=380, kernel_hidden=64)
-
-    Reference:
-        Knigge, Romero et al., "Modelling Long Range Dependencies in ND:
-        From Task-Specific to a General Purpose CNN", ICLR 2023.
-    """
-    arguments = dict(
-        include_top=include_top, weights=weights, input_tensor=input_tensor, input_shape=input_shape,
-        pooling=pooling, classes=classes, classifier_activation=classifier_activation, name=name,
-    )
-    depth, width, kernel_hidden = to_python(depth), to_python(width), to_python(kernel_hidden)
-    variant = {(4, 140, 32): "ccnn_4_140", (6, 380, 64): "ccnn_6_380"}.get((depth, width, kernel_hidden))
-    spec = SPECS[variant or "ccnn_4_140"]
-    if variant is None:
-        arguments["name"] = name or f"ccnn_{depth}_{width}"
-    return build_application(spec, depth=depth, width=width, kernel_hidden=kernel_hidden, **arguments, **kwargs)
+    """,
+    notes={
+        "weights": "The official checkpoints are ported by ``keras_convzoo.weights.port_ccnn``.",
+        "kwargs": """``resolution="continuous"`` (with ``train_size`` or a static input size) resamples the
+            kernels at other input sizes; it needs kernels smooth on the training grid, so ``omega_0=None``
+            then means ``continuous_omega_0`` (2.0 on the default 33-point 2D grid) instead of the paper's
+            ~4000, and a larger explicit ``omega_0`` gives a ``UserWarning``.""",
+    },
+    example=""">>> model = CCNN(input_shape=(None, None, 3), classes=10)
+        >>> sequence_model = CCNN(input_shape=(784, 1), classes=10, depth=6, width=380, kernel_hidden=64)""",
+)

@@ -3,8 +3,8 @@
 import dataclasses
 from typing import Tuple
 
-from keras_convzoo.applications._builder import make_entrypoint
-from keras_convzoo.applications._registry import ModelSpec, config_field, register
+from keras_convzoo.applications._entrypoints import Variant, make_entrypoint, register_variants
+from keras_convzoo.applications._registry import config_field
 from keras_convzoo.applications.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.convnext import convnext_block
@@ -150,36 +150,29 @@ TIMM_FORMAT = WeightFormat(
                    ln_epsilon=1e-6)
 )
 
-# name, entrypoint, depths, dims, timm trainable params
-_VARIANTS = (
-    ("convnext_tiny", "ConvNeXtTiny", (3, 3, 9, 3), (96, 192, 384, 768), 28_589_128),
-    ("convnext_small", "ConvNeXtSmall", (3, 3, 27, 3), (96, 192, 384, 768), 50_223_688),
-    ("convnext_base", "ConvNeXtBase", (3, 3, 27, 3), (128, 256, 512, 1024), 88_591_464),
-    ("convnext_large", "ConvNeXtLarge", (3, 3, 27, 3), (192, 384, 768, 1536), 197_767_336),
-    ("convnext_xlarge", "ConvNeXtXLarge", (3, 3, 27, 3), (256, 512, 1024, 2048), 350_196_968),
+_DEEP = (3, 3, 27, 3)  # the depths of Small, Base, Large and XLarge
+#: timm trainable parameters.
+VARIANTS = (
+    Variant("convnext_tiny", "ConvNeXtTiny", {"depths": (3, 3, 9, 3), "dims": (96, 192, 384, 768)}, 28_589_128),
+    Variant("convnext_small", "ConvNeXtSmall", {"depths": _DEEP, "dims": (96, 192, 384, 768)}, 50_223_688),
+    Variant("convnext_base", "ConvNeXtBase", {"depths": _DEEP, "dims": (128, 256, 512, 1024)}, 88_591_464),
+    Variant("convnext_large", "ConvNeXtLarge", {"depths": _DEEP, "dims": (192, 384, 768, 1536)}, 197_767_336),
+    Variant("convnext_xlarge", "ConvNeXtXLarge", {"depths": _DEEP, "dims": (256, 512, 1024, 2048)}, 350_196_968),
 )
 _TINY = {"depths": (1, 1, 2, 1), "dims": (8, 16, 24, 32), "layer_scale_init_value": 0.5}
 
-SPECS = {
-    name: register(
-        ModelSpec(
-            name=name,
-            family="convnext",
-            entrypoint=entry,
-            body=convnext_body,
-            config=ConvNeXtConfig(depths=depths, dims=dims),
-            head=convnext_head,
-            reference_params=params,
-            reference=f"timm {name}",
-            paper=PAPER,
-            test_overrides=_TINY,
-            timm_name=name,
-            weight_formats={"keras": KERAS_FORMAT, "timm": TIMM_FORMAT},
-            preprocessing="torch",
-        )
-    )
-    for name, entry, depths, dims, params in _VARIANTS
-}
+SPECS = register_variants(
+    VARIANTS,
+    ConvNeXtConfig,
+    lambda variant, config: {"reference": f"timm {variant.name}", "timm_name": variant.name},
+    family="convnext",
+    body=convnext_body,
+    head=convnext_head,
+    paper=PAPER,
+    test_overrides=_TINY,
+    weight_formats={"keras": KERAS_FORMAT, "timm": TIMM_FORMAT},
+    preprocessing="torch",
+)
 
 _DOC = """Instantiates {entry}: {params:.1f}M parameters (timm ``{name}``).
 
@@ -193,19 +186,9 @@ _DOC = """Instantiates {entry}: {params:.1f}M parameters (timm ``{name}``).
     ``include_top=False, pooling=None`` returns the plain feature map (Keras
     adds a LayerNorm there); with ``pooling="avg"|"max"`` the pooled features
     go through the head LayerNorm, as in Keras.
-
-    Reference:
-        Liu et al., "A ConvNet for the 2020s", CVPR 2022.
-
-    Example:
-    >>> model = {entry}(include_top=False, input_shape=(None, None, 3), pooling="avg")
 """
+_EXAMPLE = """>>> model = {entry}(include_top=False, input_shape=(None, None, 3), pooling="avg")"""
 
 ConvNeXtTiny, ConvNeXtSmall, ConvNeXtBase, ConvNeXtLarge, ConvNeXtXLarge = (
-    make_entrypoint(
-        SPECS[name],
-        _DOC.format(entry=entry, name=name, params=params / 1e6),
-        __name__,
-    )
-    for name, entry, _, _, params in _VARIANTS
+    make_entrypoint(variant.entrypoint, VARIANTS, __name__, doc=_DOC, example=_EXAMPLE) for variant in VARIANTS
 )

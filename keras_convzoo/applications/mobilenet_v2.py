@@ -3,8 +3,14 @@
 import dataclasses
 from typing import Tuple
 
-from keras_convzoo.applications._builder import build_application, entrypoint_arguments, select_variant
-from keras_convzoo.applications._registry import ModelSpec, config_field, register
+from keras_convzoo.applications._entrypoints import (
+    MOBILENET_V2_ORDER,
+    Selector,
+    Variant,
+    make_entrypoint,
+    register_variants,
+)
+from keras_convzoo.applications._registry import config_field
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.inverted_residual import inverted_residual_block
@@ -104,12 +110,19 @@ def mobilenet_v2_body(x, config):
     return x, features
 
 
-#: alpha -> registry name (timm's names; timm has no 1.3).
-ALPHAS = {0.35: "mobilenetv2_035", 0.5: "mobilenetv2_050", 0.75: "mobilenetv2_075",
-          1.0: "mobilenetv2_100", 1.3: "mobilenetv2_130", 1.4: "mobilenetv2_140"}
-#: trainable parameters of keras.applications.MobileNetV2 (= timm's where it exists).
-_REFERENCE_PARAMS = {0.35: 1_677_128, 0.5: 1_968_680, 0.75: 2_636_424,
-                     1.0: 3_504_872, 1.3: 5_386_792, 1.4: 6_108_776}
+#: One variant per alpha, under timm's names (timm has no 1.3); trainable parameters of
+#: keras.applications.MobileNetV2 (= timm's where it exists).
+VARIANTS = tuple(
+    Variant(name, "MobileNetV2", {"alpha": alpha}, params, selector=(alpha,))
+    for alpha, name, params in (
+        (0.35, "mobilenetv2_035", 1_677_128),
+        (0.5, "mobilenetv2_050", 1_968_680),
+        (0.75, "mobilenetv2_075", 2_636_424),
+        (1.0, "mobilenetv2_100", 3_504_872),
+        (1.3, "mobilenetv2_130", 5_386_792),
+        (1.4, "mobilenetv2_140", 6_108_776),
+    )
+)
 #: What makes the architecture compute timm's MobileNetV2: PyTorch's symmetric padding and BN epsilon.
 TIMM_CONFIG = {"padding_mode": "torch", "bn_epsilon": 1e-5}
 _TIMM_FIXED = {"stem_conv": "conv_stem", "stem_bn": "bn1", "head_conv": "conv_head", "head_bn": "bn2",
@@ -164,82 +177,42 @@ _TINY = {
     "head_filters": 64,
 }
 
-SPECS = {
-    alpha: register(
-        ModelSpec(
-            name=name,
-            family="mobilenetv2",
-            entrypoint="MobileNetV2",
-            body=mobilenet_v2_body,
-            config=MobileNetV2Config(alpha=alpha),
-            reference_params=_REFERENCE_PARAMS[alpha],
-            reference="keras.applications.MobileNetV2 (trainable)",
-            paper=PAPER,
-            test_overrides=_TINY,
-            # timm has these variants except 1.3; keras.applications has all six
-            timm_name=name if alpha != 1.3 else None,
-            weight_formats={"keras": KERAS_FORMAT, **({"timm": TIMM_FORMAT} if alpha != 1.3 else {})},
-            preprocessing="tf",
-        )
-    )
-    for alpha, name in ALPHAS.items()
-}
+
+def _sources(variant, config):
+    """keras.applications has all six alphas, timm all but 1.3."""
+    timm = config.alpha != 1.3
+    return {"timm_name": variant.name if timm else None,
+            "weight_formats": {"keras": KERAS_FORMAT, **({"timm": TIMM_FORMAT} if timm else {})}}
 
 
-def MobileNetV2(
-    input_shape=None,
-    alpha=1.0,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-    **kwargs,
-):
-    """Instantiates MobileNetV2, layer for layer the keras.applications architecture.
+SPECS = register_variants(
+    VARIANTS,
+    MobileNetV2Config,
+    _sources,
+    family="mobilenetv2",
+    body=mobilenet_v2_body,
+    reference="keras.applications.MobileNetV2 (trainable)",
+    paper=PAPER,
+    test_overrides=_TINY,
+    preprocessing="tf",
+)
+
+MobileNetV2 = make_entrypoint(
+    "MobileNetV2",
+    VARIANTS,
+    __name__,
+    order=MOBILENET_V2_ORDER,
+    selector=Selector(("alpha",), ("width multiplier",), (1.0,), after="input_shape"),
+    doc="""Instantiates MobileNetV2, layer for layer the keras.applications architecture.
 
     Same signature and argument order as ``keras.applications.MobileNetV2``
     (``input_shape`` first); with weights copied across the outputs are
     identical. Parameters: 3,538,984 at ``alpha=1.0`` (3,504,872 trainable).
-
-    Args:
-        input_shape: shape without batch, e.g. ``(224, 224, 3)`` or
-            ``(None, None, 3)``; defaults as in keras.applications.
-        alpha: width multiplier, one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4 (a
-            Python or numpy number: ``np.float32(0.35)`` selects 0.35).
-        include_top: whether to add the classifier.
-        weights: None, ``"imagenet"`` (keras.applications' own file for
-            this alpha: outputs equal ``keras.applications.MobileNetV2``'s,
-            "tf" scaling), a timm tag (e.g. ``"ra_in1k"``, see
-            ``keras_convzoo.list_pretrained``), the path to a ``.weights.h5``
-            file, or a timm checkpoint (``.safetensors``, ``.pth``, ...).
-            With timm weights the model is built with ``padding_mode="torch",
-            bn_epsilon=1e-5`` (timm's layout), and ``preprocess_input(x, model)``
-            applies timm's mean/std.
-        input_tensor: optional Keras tensor to use as the model input.
-        pooling: with ``include_top=False``: None, ``"avg"`` or ``"max"``.
-        classes: number of classes.
-        classifier_activation: activation of the classifier; None for logits.
-        name: model name (default: the registry name, e.g. ``mobilenetv2_100``).
-        **kwargs: overrides of ``MobileNetV2Config`` (e.g. ``padding_mode="torch"``).
-
-    Returns:
-        A ``keras.Model``.
-
-    Raises:
-        TypeError: ``alpha`` is no number (e.g. a str or a bool).
-        ValueError: ``alpha`` is none of the six widths (and as
-            ``build_application`` for the other arguments).
-
-    Reference:
-        Sandler et al., "MobileNetV2: Inverted Residuals and Linear
-        Bottlenecks", CVPR 2018.
-
-    Example:
-    >>> model = MobileNetV2(input_shape=(None, None, 3), alpha=0.5, include_top=False)
-    """
-    alpha = select_variant("alpha", alpha, SPECS, "MobileNetV2")
-    arguments = entrypoint_arguments(locals())
-    return build_application(SPECS[alpha], **arguments)
+    """,
+    notes={
+        "weights": """``"imagenet"`` is keras.applications' own file for the alpha (outputs equal
+            ``keras.applications.MobileNetV2``'s, "tf" scaling); with timm weights (a tag such as ``"ra_in1k"``
+            or a checkpoint) ``preprocess_input(x, model)`` applies timm's mean/std.""",
+    },
+    example=""">>> model = MobileNetV2(input_shape=(None, None, 3), alpha=0.5, include_top=False)""",
+)

@@ -3,8 +3,8 @@
 import dataclasses
 from typing import Optional, Tuple
 
-from keras_convzoo.applications._builder import make_entrypoint
-from keras_convzoo.applications._registry import ModelSpec, config_field, register
+from keras_convzoo.applications._entrypoints import Variant, make_entrypoint, register_variants
+from keras_convzoo.applications._registry import config_field
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.replknet import conv_ffn_block, replk_block
@@ -121,34 +121,27 @@ def replknet_body(x, config):
     return x, features
 
 
-# name, entrypoint, channels, trainable parameters of the official code
-_VARIANTS = (
-    ("replknet31_base", "RepLKNet31B", (128, 256, 512, 1024), 79_864_168),
-    ("replknet31_large", "RepLKNet31L", (192, 384, 768, 1536), 172_671_016),
+#: Trainable parameters of the official code.
+VARIANTS = (
+    Variant("replknet31_base", "RepLKNet31B", {"channels": (128, 256, 512, 1024)}, 79_864_168),
+    Variant("replknet31_large", "RepLKNet31L", {"channels": (192, 384, 768, 1536)}, 172_671_016),
 )
 _TINY = {"depths": (1, 1, 2, 1), "channels": (8, 16, 24, 32), "large_kernel_sizes": (7, 7, 5, 3), "small_kernel": 3}
 
-SPECS = {
-    name: register(
-        ModelSpec(
-            name=name,
-            family="replknet",
-            entrypoint=entry,
-            body=replknet_body,
-            config=RepLKNetConfig(channels=channels),
-            reference_params=params,
-            reference="official DingXiaoH/RepLKNet-pytorch create_RepLKNet31B/L, counted with torch",
-            paper=PAPER,
-            test_overrides=_TINY,
-            preprocessing="torch",  # the official training's ImageNet mean/std (timm transforms)
-        )
-    )
-    for name, entry, channels, params in _VARIANTS
-}
+SPECS = register_variants(
+    VARIANTS,
+    RepLKNetConfig,
+    family="replknet",
+    body=replknet_body,
+    reference="official DingXiaoH/RepLKNet-pytorch create_RepLKNet31B/L, counted with torch",
+    paper=PAPER,
+    test_overrides=_TINY,
+    preprocessing="torch",  # the official training's ImageNet mean/std (timm transforms)
+)
 
 _DOC = """Instantiates {entry}: {params:.1f}M parameters (official ``create_{entry}``).
 
-    Published configuration: stage channels {channels}, depths (2, 2, 18, 2),
+    Published configuration: stage channels {config.channels}, depths (2, 2, 18, 2),
     large kernels 31/29/27/13 with a parallel 5x5 branch, FFN ratio 4.
     Layer order and PyTorch's symmetric padding follow the official code.
     ``deploy=True`` builds the merged inference form of every large kernel;
@@ -156,20 +149,9 @@ _DOC = """Instantiates {entry}: {params:.1f}M parameters (official ``create_{ent
     folds every conv -> BN pair. The official classifier's BN over the last
     feature map is part of the trunk (``final_bn``): ``include_top=False``
     returns normalised features, as the official forward before pooling.
-
-    Reference:
-        Ding et al., "Scaling Up Your Kernels to 31x31: Revisiting Large
-        Kernel Design in CNNs", CVPR 2022.
-
-    Example:
-    >>> model = {entry}(include_top=False, input_shape=(None, None, 3), pooling="avg")
 """
+_EXAMPLE = """>>> model = {entry}(include_top=False, input_shape=(None, None, 3), pooling="avg")"""
 
 RepLKNet31B, RepLKNet31L = (
-    make_entrypoint(
-        SPECS[name],
-        _DOC.format(entry=entry, channels=channels, params=params / 1e6),
-        __name__,
-    )
-    for name, entry, channels, params in _VARIANTS
+    make_entrypoint(variant.entrypoint, VARIANTS, __name__, doc=_DOC, example=_EXAMPLE) for variant in VARIANTS
 )

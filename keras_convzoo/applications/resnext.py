@@ -1,7 +1,6 @@
 """ResNeXt (torchvision layout): ResNeXt50 32x4d and ResNeXt101 32x8d."""
 
-from keras_convzoo.applications._builder import make_entrypoint
-from keras_convzoo.applications._registry import ModelSpec, register
+from keras_convzoo.applications._entrypoints import Variant, make_entrypoint, register_variants
 from keras_convzoo.applications._residual import (
     RESNET_TINY,
     RESNEXT_PAPER,
@@ -10,62 +9,34 @@ from keras_convzoo.applications._residual import (
     residual_body,
 )
 
-_TINY = dict(RESNET_TINY, cardinality=4, base_width=32)
-
-
-def _resnext(name, entrypoint, depths, base_width, reference_params):
-    return register(
-        ModelSpec(
-            name=name,
-            family="resnext",
-            entrypoint=entrypoint,
-            body=residual_body,
-            config=ResNetConfig(depths=depths, cardinality=32, base_width=base_width),
-            reference_params=reference_params,
-            reference=f"torchvision/timm {name}",
-            paper=RESNEXT_PAPER,
-            test_overrides=_TINY,
-            timm_name=name,
-            weight_formats={"timm": TIMM_FORMAT},
-            preprocessing="torch",
-        )
-    )
-
-
-RESNEXT50_32X4D = _resnext("resnext50_32x4d", "ResNeXt50", (3, 4, 6, 3), 4, 25_028_904)
-RESNEXT101_32X8D = _resnext("resnext101_32x8d", "ResNeXt101", (3, 4, 23, 3), 8, 88_791_336)
-
-ResNeXt50 = make_entrypoint(
-    RESNEXT50_32X4D,
-    """Instantiates ResNeXt-50 (32x4d): 25.0M parameters, 4.26 GMACs at 224x224.
-
-    Drop-in for ``keras.applications.ResNet50``'s signature. Layout and layer
-    order follow torchvision/timm ``resnext50_32x4d`` (stride in the grouped
-    3x3, PyTorch's symmetric padding, BN epsilon 1e-5).
-
-    Reference:
-        Xie et al., "Aggregated Residual Transformations for Deep Neural
-        Networks", CVPR 2017.
-
-    Example:
-    >>> model = ResNeXt50(include_top=False, input_shape=(None, None, 3), pooling="avg")
-""",
-    __name__,
+VARIANTS = (
+    Variant("resnext50_32x4d", "ResNeXt50", {"depths": (3, 4, 6, 3), "cardinality": 32, "base_width": 4},
+            25_028_904, title="ResNeXt-50 (32x4d)"),
+    Variant("resnext101_32x8d", "ResNeXt101", {"depths": (3, 4, 23, 3), "cardinality": 32, "base_width": 8},
+            88_791_336, title="ResNeXt-101 (32x8d)"),
 )
 
-ResNeXt101 = make_entrypoint(
-    RESNEXT101_32X8D,
-    """Instantiates ResNeXt-101 (32x8d): 88.8M parameters.
-
-    Drop-in for ``keras.applications.ResNet101``'s signature; layout of
-    torchvision/timm ``resnext101_32x8d``.
-
-    Reference:
-        Xie et al., "Aggregated Residual Transformations for Deep Neural
-        Networks", CVPR 2017.
-
-    Example:
-    >>> model = ResNeXt101(classes=10, input_shape=(64, 64, 3))
-""",
-    __name__,
+SPECS = register_variants(
+    VARIANTS,
+    ResNetConfig,
+    lambda variant, config: {"reference": f"torchvision/timm {variant.name}", "timm_name": variant.name},
+    family="resnext",
+    body=residual_body,
+    paper=RESNEXT_PAPER,
+    test_overrides=dict(RESNET_TINY, cardinality=4, base_width=32),
+    weight_formats={"timm": TIMM_FORMAT},
+    preprocessing="torch",
 )
+RESNEXT50_32X4D, RESNEXT101_32X8D = SPECS.values()
+
+_DOC = """Instantiates {title}: {params:.1f}M parameters (torchvision/timm ``{name}``).
+
+    Drop-in for the signature of ``keras.applications.ResNet50`` / ``ResNet101``. Layout and layer order
+    follow torchvision/timm ``{name}``: bottleneck blocks with the stride in the grouped 3x3
+    (cardinality {config.cardinality}, base width {config.base_width}), PyTorch's symmetric padding, BN
+    epsilon 1e-5.
+"""
+_EXAMPLE = """>>> model = {entry}(include_top=False, input_shape=(None, None, 3), pooling="avg")"""
+
+ResNeXt50 = make_entrypoint("ResNeXt50", VARIANTS, __name__, doc=_DOC, example=_EXAMPLE)
+ResNeXt101 = make_entrypoint("ResNeXt101", VARIANTS, __name__, doc=_DOC, example=_EXAMPLE)

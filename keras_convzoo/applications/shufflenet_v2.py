@@ -4,8 +4,8 @@ import dataclasses
 import re
 from typing import Tuple
 
-from keras_convzoo.applications._builder import build_application, entrypoint_arguments, select_variant
-from keras_convzoo.applications._registry import ModelSpec, config_field, register
+from keras_convzoo.applications._entrypoints import Selector, Variant, make_entrypoint, register_variants
+from keras_convzoo.applications._registry import config_field
 from keras_convzoo.blocks.conv import DOWNSAMPLE_MODES, stem_downsample
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.shuffle import shufflenet_v2_block
@@ -19,17 +19,19 @@ PAPER = (
 #: Blocks of stages 2, 3 and 4 (the first of each has stride 2).
 STAGE_REPEATS = (4, 8, 4)
 
-#: width multiplier -> (registry name, channels of stem, stage2..4 and conv5)
-#: as torchvision's ``stages_out_channels``.
-WIDTHS = {
-    0.5: ("shufflenet_v2_x0_5", (24, 48, 96, 192, 1024)),
-    1.0: ("shufflenet_v2_x1_0", (24, 116, 232, 464, 1024)),
-    1.5: ("shufflenet_v2_x1_5", (24, 176, 352, 704, 1024)),
-    2.0: ("shufflenet_v2_x2_0", (24, 244, 488, 976, 2048)),
-}
-
-#: Trainable parameters of torchvision's models (torchvision 0.29).
-_REFERENCE_PARAMS = {0.5: 1_366_792, 1.0: 2_278_604, 1.5: 3_503_624, 2.0: 7_393_996}
+#: One variant per width multiplier, under torchvision's names: the channels of the stem, of stages 2-4
+#: and of conv5 (torchvision's ``stages_out_channels``), trainable parameters of torchvision's models
+#: (torchvision 0.29).
+VARIANTS = (
+    Variant("shufflenet_v2_x0_5", "ShuffleNetV2", {"stage_out_channels": (24, 48, 96, 192, 1024)}, 1_366_792,
+            selector=(0.5,)),
+    Variant("shufflenet_v2_x1_0", "ShuffleNetV2", {"stage_out_channels": (24, 116, 232, 464, 1024)}, 2_278_604,
+            selector=(1.0,)),
+    Variant("shufflenet_v2_x1_5", "ShuffleNetV2", {"stage_out_channels": (24, 176, 352, 704, 1024)}, 3_503_624,
+            selector=(1.5,)),
+    Variant("shufflenet_v2_x2_0", "ShuffleNetV2", {"stage_out_channels": (24, 244, 488, 976, 2048)}, 7_393_996,
+            selector=(2.0,)),
+)
 
 _TINY = {"stage_repeats": (2, 1, 1), "stage_out_channels": (8, 16, 32, 48, 64)}
 
@@ -53,7 +55,7 @@ class ShuffleNetV2Config:
     """
 
     stage_repeats: Tuple[int, ...] = config_field(STAGE_REPEATS, minimum=1)
-    stage_out_channels: Tuple[int, ...] = config_field(WIDTHS[1.0][1], minimum=1)
+    stage_out_channels: Tuple[int, ...] = config_field((24, 116, 232, 464, 1024), minimum=1)  # x1_0
     downsample: str = config_field("pool", choices=DOWNSAMPLE_MODES)
     padding_mode: str = config_field("torch", choices=PADDING_MODES)
     bn_epsilon: float = 1e-5
@@ -189,39 +191,24 @@ def torchvision_module_name(name, layer_names):
 TORCHVISION_FORMAT = WeightFormat(key_map=KeyMap(module_name=torchvision_module_name, head_prefixes=("fc.",)))
 
 
-SPECS = {
-    width: register(
-        ModelSpec(
-            name=name,
-            family="shufflenetv2",
-            entrypoint="ShuffleNetV2",
-            body=shufflenet_v2_body,
-            config=ShuffleNetV2Config(stage_out_channels=channels),
-            reference_params=_REFERENCE_PARAMS[width],
-            reference=f"torchvision {name} (trainable)",
-            paper=PAPER,
-            test_overrides=_TINY,
-            preprocessing="torch",  # torchvision's ImageNet mean/std
-            weight_formats={"torchvision": TORCHVISION_FORMAT},
-        )
-    )
-    for width, (name, channels) in WIDTHS.items()
-}
+SPECS = register_variants(
+    VARIANTS,
+    ShuffleNetV2Config,
+    lambda variant, config: {"reference": f"torchvision {variant.name} (trainable)"},
+    family="shufflenetv2",
+    body=shufflenet_v2_body,
+    paper=PAPER,
+    test_overrides=_TINY,
+    preprocessing="torch",  # torchvision's ImageNet mean/std
+    weight_formats={"torchvision": TORCHVISION_FORMAT},
+)
 
-
-def ShuffleNetV2(
-    width_multiplier=1.0,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-    **kwargs,
-):
-    """Instantiates ShuffleNetV2, layer for layer torchvision's ``shufflenet_v2_x*``.
+ShuffleNetV2 = make_entrypoint(
+    "ShuffleNetV2",
+    VARIANTS,
+    __name__,
+    selector=Selector(("width_multiplier",), ("channel width multiplier",), (1.0,)),
+    doc="""Instantiates ShuffleNetV2, layer for layer torchvision's ``shufflenet_v2_x*``.
 
     Stem conv 3x3 stride 2 (24 channels) + BN + ReLU and a 3x3 stride-2 max
     pool, three stages of ShuffleNetV2 units (channel split, 1x1 / depthwise
@@ -234,40 +221,11 @@ def ShuffleNetV2(
 
     Trainable parameters (equal to torchvision's): 1,366,792 (0.5),
     2,278,604 (1.0), 3,503,624 (1.5), 7,393,996 (2.0).
-
-    Args:
-        width_multiplier: one of 0.5, 1.0, 1.5, 2.0; selects the registered
-            variant ``shufflenet_v2_x0_5`` .. ``shufflenet_v2_x2_0``.
-        include_top: whether to add the classifier.
-        weights: None, the path to a ``.weights.h5`` file, or a torchvision
-            ``shufflenet_v2_x*`` state dict of the same width (``.pth`` as
-            ``torch.save(model.state_dict())`` writes it, ``.safetensors``,
-            ``.npz``), ported by ``torchvision_module_name`` without torch.
-        input_tensor: optional Keras tensor to use as the model input.
-        input_shape: shape without batch, e.g. ``(224, 224, 3)`` or
-            ``(None, None, 3)``; default ``(224, 224, 3)`` with the top and
-            ``(None, None, 3)`` without.
-        pooling: with ``include_top=False``: None, ``"avg"`` or ``"max"``.
-        classes: number of classes.
-        classifier_activation: activation of the classifier; None for logits.
-        name: model name (default: the registry name).
-        **kwargs: overrides of ``ShuffleNetV2Config``, e.g.
-            ``downsample="conv"`` (all-convolutional stem) or ``drop_rate``.
-
-    Returns:
-        A ``keras.Model``.
-
-    Raises:
-        ValueError: for a ``width_multiplier`` outside 0.5, 1.0, 1.5, 2.0
-            (and as ``build_application`` for the other arguments).
-
-    Reference:
-        Ma et al., "ShuffleNet V2: Practical Guidelines for Efficient CNN
-        Architecture Design", ECCV 2018.
-
-    Example:
-    >>> model = ShuffleNetV2(0.5, include_top=False, input_shape=(None, None, 3), pooling="avg")
-    """
-    width_multiplier = select_variant("width_multiplier", width_multiplier, SPECS, "ShuffleNetV2")
-    arguments = entrypoint_arguments(locals())
-    return build_application(SPECS[width_multiplier], **arguments)
+    """,
+    notes={
+        "weights": """A torchvision ``shufflenet_v2_x*`` state dict must be of the same width (``.pth`` as
+            ``torch.save(model.state_dict())`` writes it); it is ported by ``torchvision_module_name``.""",
+        "kwargs": """E.g. ``downsample="conv"`` (all-convolutional stem) or ``drop_rate``.""",
+    },
+    example=""">>> model = ShuffleNetV2(0.5, include_top=False, input_shape=(None, None, 3), pooling="avg")""",
+)

@@ -1,4 +1,11 @@
-"""Loading weights into zoo models: our files, and state dicts of reference implementations."""
+"""Loading weights into zoo models: our files, and state dicts of reference implementations.
+
+This package sits below the applications package (the registry, the
+builder, the families) and imports nothing of it. The model-level functions
+that look a variant up in the registry or build one, ``port_timm`` and
+``convert_timm_weights``, live there (``kcz.applications.port_timm``); their
+old paths here answer until 0.2, see ``weights._moved``.
+"""
 
 from keras_convzoo.weights.ccnn import port_ccnn
 from keras_convzoo.weights.keras_files import port_keras_file
@@ -19,7 +26,8 @@ from keras_convzoo.weights.pretrained import (
     resolve,
 )
 from keras_convzoo.weights.state_dict import read_state_dict
-from keras_convzoo.weights.timm import convert_timm_weights, port_state_dict, port_timm
+from keras_convzoo.weights.timm import port_state_dict
+from keras_convzoo.weights._moved import moved_attribute as _moved_attribute
 
 __all__ = [
     "CorruptDownloadError",
@@ -29,16 +37,19 @@ __all__ = [
     "WeightFormat",
     "WeightsMismatchError",
     "check_weights_path",
-    "convert_timm_weights",
     "fetch",
     "list_pretrained",
     "load",
     "port_ccnn",
     "port_keras_file",
     "port_state_dict",
-    "port_timm",
     "read_metadata",
     "read_state_dict",
     "resolve",
     "save",
 ]
+
+
+def __getattr__(name):
+    """``port_timm`` and ``convert_timm_weights`` of the previous release (see ``weights._moved``)."""
+    return _moved_attribute(__name__, name)

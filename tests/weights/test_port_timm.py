@@ -14,7 +14,8 @@ import pytest
 import keras_convzoo as kcz
 from keras_convzoo import cli
 from keras_convzoo.backend import keras
-from keras_convzoo.weights import WeightsMismatchError, port_timm, read_state_dict
+from keras_convzoo.applications import port_timm
+from keras_convzoo.weights import WeightsMismatchError, read_state_dict
 
 pytestmark = pytest.mark.parity
 
