@@ -33,7 +33,7 @@ from keras_convzoo.applications._registry import (
     list_models,
     register,
 )
-from keras_convzoo.applications.ccnn import CCNN
+from keras_convzoo.applications.ccnn import CCNN, port_ccnn
 from keras_convzoo.applications.features import FeatureInfo, create_feature_extractor
 from keras_convzoo.applications.imagenet_utils import decode_predictions, preprocess_input, preprocessing_layers
 from keras_convzoo.applications.convnext import (
@@ -62,6 +62,7 @@ __all__ = [
     "ModelSpec",
     "build_application",
     "convert_timm_weights",
+    "port_ccnn",
     "create_feature_extractor",
     "create_model",
     "FeatureInfo",

@@ -18,7 +18,8 @@ from keras_convzoo.blocks.ccnn import DROPOUT_TYPES, ccnn_block, dropout_layer
 from keras_convzoo.layers.continuous_conv import CONV_METHODS, KERNEL_NETWORKS, RESOLUTIONS
 from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.separable_flex_conv import SeparableFlexConv
-from keras_convzoo.weights.ccnn import port_ccnn
+from keras_convzoo.weights._moved import register_moved
+from keras_convzoo.weights.ccnn import port_official_state_dict
 from keras_convzoo.weights.formats import WeightFormat
 
 PAPER = (
@@ -229,6 +230,69 @@ def ccnn_body(x, config):
 
 _TINY = {"depth": 2, "width": 12, "kernel_hidden": 8, "kernel_size": 9, "mask_init": 0.4}
 
+#: Official module of our CCNN layers whose names are not ``block{i}_*``.
+_OFFICIAL_FIXED = {"stem_conv": "conv1", "stem_norm": "norm1", "final_norm": "out_norm", "predictions": "out_layer"}
+#: Official module of each part of our ``block{i}_*`` layers (``blocks.{i-1}.<module>``).
+_OFFICIAL_BLOCK = {"conv": "conv1", "norm": "norm1", "linear": "linear1"}
+
+
+def official_module_name(layer_name):
+    """The official CCNN module (PyTorch names) of one of our CCNN layers: the family's key map.
+
+    Args:
+        layer_name: one of our layer names (``"block3_conv"``).
+
+    Returns:
+        The official module prefix (``"blocks.2.conv1"``), or None for a
+        weightless or unknown layer.
+
+    Example:
+    >>> official_module_name("block3_conv")
+    'blocks.2.conv1'
+    """
+    if layer_name in _OFFICIAL_FIXED:
+        return _OFFICIAL_FIXED[layer_name]
+    if layer_name.startswith("block"):
+        index, _, part = layer_name[len("block"):].partition("_")
+        module = _OFFICIAL_BLOCK.get(part)
+        if index.isdigit() and module:
+            return f"blocks.{int(index) - 1}.{module}"
+    return None
+
+
+def port_ccnn(model, state_dict):
+    """Loads an official CCNN state dict into a ``keras_convzoo.CCNN`` model (all or nothing).
+
+    The official PyTorch names (``conv1.*`` stem, ``norm1.*``,
+    ``blocks.{i}.conv1/norm1/linear1.*``, ``out_norm.*``, ``out_layer.*``)
+    are mapped to our layer names by ``official_module_name``;
+    ``keras_convzoo.weights.ccnn.port_official_state_dict`` converts the
+    arrays and checks everything (shapes, the kernel grid: build with
+    ``kernel_size=train_length``, mask centre and threshold, every tensor
+    used; ``out_layer`` may be left out with ``include_top=False``) before
+    writing. On any mismatch the model is left unchanged.
+
+    Args:
+        model: a CCNN built with the checkpoint's configuration.
+        state_dict: mapping of names to numpy arrays or torch tensors (see
+            ``keras_convzoo.weights.read_state_dict`` for files).
+
+    Returns:
+        The model.
+
+    Raises:
+        WeightsMismatchError: (a ``ValueError``) naming the first problem.
+
+    Example:
+    >>> model = keras_convzoo.CCNN(input_shape=(None, None, 3), classes=10, kernel_size=33)
+    >>> port_ccnn(model, read_state_dict("ccnn_cifar10.safetensors"))
+    """
+    return port_official_state_dict(model, state_dict, official_module_name)
+
+
+register_moved("port_ccnn", "keras_convzoo.applications.port_ccnn", port_ccnn)
+
+
 #: Parameters in 2D, 3 input channels, 10 classes; ``default_omega_0``: the paper's for 1D (sMNIST /
 #: sCIFAR) and 2D (CIFAR-10), the 2D value for 3D.
 VARIANTS = (
@@ -290,7 +354,7 @@ CCNN = make_entrypoint(
     input size (for TFLite / ONNX).
     """,
     notes={
-        "weights": "The official checkpoints are ported by ``keras_convzoo.weights.port_ccnn``.",
+        "weights": "The official checkpoints are ported by ``keras_convzoo.applications.port_ccnn``.",
         "kwargs": """``resolution="continuous"`` (with ``train_size`` or a static input size) resamples the
             kernels at other input sizes; it needs kernels smooth on the training grid, so ``omega_0=None``
             then means ``continuous_omega_0`` (2.0 on the default 33-point 2D grid) instead of the paper's

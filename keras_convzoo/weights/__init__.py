@@ -3,11 +3,11 @@
 This package sits below the applications package (the registry, the
 builder, the families) and imports nothing of it. The model-level functions
 that look a variant up in the registry or build one, ``port_timm`` and
-``convert_timm_weights``, live there (``kcz.applications.port_timm``); their
+``convert_timm_weights``, and ``port_ccnn`` (CCNN's key map is the family's), live there
+(``kcz.applications.port_timm``); their
 old paths here answer until 0.2, see ``weights._moved``.
 """
 
-from keras_convzoo.weights.ccnn import port_ccnn
 from keras_convzoo.weights.keras_files import port_keras_file
 from keras_convzoo.weights.formats import KeyMap, WeightFormat
 from keras_convzoo.weights.loading import (
@@ -40,7 +40,6 @@ __all__ = [
     "fetch",
     "list_pretrained",
     "load",
-    "port_ccnn",
     "port_keras_file",
     "port_state_dict",
     "read_metadata",
@@ -51,5 +50,5 @@ __all__ = [
 
 
 def __getattr__(name):
-    """``port_timm`` and ``convert_timm_weights`` of the previous release (see ``weights._moved``)."""
+    """``port_timm``, ``convert_timm_weights`` and ``port_ccnn`` of the previous release (see ``weights._moved``)."""
     return _moved_attribute(__name__, name)

@@ -2,11 +2,14 @@
 
 ``port_timm`` (it finds a model's family by its registry name) and
 ``convert_timm_weights`` (it builds a model by name) need the registry and
-the builder, which sit above this package; after 0.1.0 they live in the
-applications package (``kcz.applications.port_timm``, module
-``applications/porting.py``). Their old spellings,
+the builder, which sit above this package; ``port_ccnn`` joins the official
+CCNN format with CCNN's key map, which lives in the family's module. After
+0.1.0 they live in the applications package (``kcz.applications.port_timm``,
+module ``applications/porting.py``; ``kcz.applications.port_ccnn``, module
+``applications/ccnn.py``). Their old spellings,
 ``keras_convzoo.weights.port_timm`` and ``keras_convzoo.weights.timm.port_timm``
-(same for ``convert_timm_weights``), still work until 0.2 with a
+(same for ``convert_timm_weights``), ``keras_convzoo.weights.port_ccnn`` and
+``keras_convzoo.weights.ccnn.port_ccnn``, still work until 0.2 with a
 ``DeprecationWarning``.
 
 This package imports nothing of the applications package: that package,
@@ -25,7 +28,7 @@ _MOVED = {}
 _WARNED = set()
 
 #: The modules of this package that answered these names before.
-_OLD_MODULES = ("keras_convzoo.weights", "keras_convzoo.weights.timm")
+_OLD_MODULES = ("keras_convzoo.weights", "keras_convzoo.weights.timm", "keras_convzoo.weights.ccnn")
 
 
 def register_moved(name, new_path, value):

@@ -1,9 +1,17 @@
-"""Loading official CCNN checkpoints (github.com/david-knigge/ccnn) into ``keras_convzoo.CCNN``."""
+"""Loading state dicts of the official CCNN code (github.com/david-knigge/ccnn): its continuous convolutions.
+
+The array conversions and checks of the official checkpoint format (MAGNet
+kernel networks, masks, channel mixers, BatchNorm, Dense) live here; which
+official module each of our layers reads is the family's key map
+(``kcz.applications.ccnn.official_module_name``), handed in as
+``module_name``. ``kcz.applications.port_ccnn`` joins the two.
+"""
 
 import numpy as np
 
 from keras_convzoo.backend import keras
 from keras_convzoo.layers.continuous_conv import ContinuousConvBase
+from keras_convzoo.weights._moved import moved_attribute as _moved_attribute
 from keras_convzoo.weights.loading import WeightsMismatchError
 from keras_convzoo.weights.state_dict import to_numpy_state_dict
 
@@ -15,19 +23,6 @@ def _strip_prefix(state):
         if state and all(k.startswith(prefix) for k in state):
             return {k[len(prefix):]: v for k, v in state.items()}
     return state
-
-
-def _torch_name(layer_name):
-    """Official module prefix of one of our CCNN layers (None for weightless or unknown layers)."""
-    fixed = {"stem_conv": "conv1", "stem_norm": "norm1", "final_norm": "out_norm", "predictions": "out_layer"}
-    if layer_name in fixed:
-        return fixed[layer_name]
-    if layer_name.startswith("block"):
-        index, _, part = layer_name[len("block"):].partition("_")
-        module = {"conv": "conv1", "norm": "norm1", "linear": "linear1"}.get(part)
-        if index.isdigit() and module:
-            return f"blocks.{int(index) - 1}.{module}"
-    return None
 
 
 def _matrix(weight):
@@ -118,13 +113,12 @@ def _layer_weights(layer, state, prefix):
     raise WeightsMismatchError(f"Layer {layer.name!r} ({type(layer).__name__}) has no official counterpart.", layer.name)
 
 
-def port_ccnn(model, state_dict):
-    """Loads an official CCNN state dict into a ``keras_convzoo.CCNN`` model (all or nothing).
+def port_official_state_dict(model, state_dict, module_name):
+    """Loads a state dict of the official CCNN code into a model through a key map (all or nothing).
 
-    The official PyTorch names (``conv1.*`` stem, ``norm1.*``,
-    ``blocks.{i}.conv1/norm1/linear1.*``, ``out_norm.*``, ``out_layer.*``;
-    a Lightning checkpoint's ``network.`` prefix is removed) are mapped to
-    our layer names; channels-first pointwise weights are transposed; the
+    ``module_name`` maps each of our layer names to its official PyTorch
+    module (a Lightning checkpoint's ``network.`` prefix is removed);
+    channels-first pointwise weights are transposed; the
     MAGNet parameters are copied as they are (their frequencies already hold
     ``2 pi omega_0 gamma`` and the output layer its sqrt(1/K) scaling).
     Checked before anything is written: every array's shape, the kernel
@@ -134,9 +128,11 @@ def port_ccnn(model, state_dict):
     ``include_top=False``). On any mismatch the model is left unchanged.
 
     Args:
-        model: a CCNN built with the checkpoint's configuration.
+        model: a model built with the checkpoint's configuration.
         state_dict: mapping of names to numpy arrays or torch tensors (see
             ``read_state_dict`` for files).
+        module_name: ``module_name(layer_name)``: the official module prefix
+            of a layer, None for a layer without counterpart.
 
     Returns:
         The model.
@@ -145,15 +141,14 @@ def port_ccnn(model, state_dict):
         WeightsMismatchError: (a ``ValueError``) naming the first problem.
 
     Example:
-    >>> model = keras_convzoo.CCNN(input_shape=(None, None, 3), classes=10, kernel_size=33)
-    >>> port_ccnn(model, read_state_dict("ccnn_cifar10.safetensors"))
+    >>> port_official_state_dict(model, read_state_dict("ccnn_cifar10.safetensors"), kcz.applications.ccnn.official_module_name)
     """
     state = _strip_prefix(to_numpy_state_dict(state_dict))
     updates, used = [], set()
     for layer in model.layers:
         if not layer.weights:
             continue
-        prefix = _torch_name(layer.name)
+        prefix = module_name(layer.name)
         if prefix is None:
             raise WeightsMismatchError(f"Layer {layer.name!r} has no official CCNN counterpart.", layer=layer.name)
         try:
@@ -178,3 +173,8 @@ def port_ccnn(model, state_dict):
     for layer, arrays in updates:
         layer.set_weights([np.asarray(a, np.float32) for a in arrays])
     return model
+
+
+def __getattr__(name):
+    """``port_ccnn`` of the previous release (see ``weights._moved``)."""
+    return _moved_attribute(__name__, name)

@@ -1,6 +1,7 @@
 """CCNN: parity with the official code's fixtures, any dimensionality and size, init scale, training."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,13 +9,34 @@ import pytest
 
 import keras_convzoo as kcz
 from keras_convzoo.backend import keras
-from keras_convzoo.weights import WeightsMismatchError, port_ccnn
+from keras_convzoo.applications import port_ccnn
+from keras_convzoo.weights import WeightsMismatchError
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "ccnn_reference"
-CASES = sorted(p.stem for p in FIXTURES.glob("*.json"))
+#: The official-code cases of ``../shared/fixtures/ccnn_reference`` (its README). Listed here, not globbed:
+#: a missing or incomplete folder fails these tests instead of leaving them with no case to run.
+CASES = ("ccnn_1d_causal_fft", "ccnn_1d_causal_small", "ccnn_2d_cropped", "ccnn_2d_full_kernel")
+#: ``=1``: run without the fixtures folder; the tests that read it then skip and say why (an explicit opt-out).
+NO_FIXTURES_ENV = "KERAS_CONVZOO_NO_CCNN_FIXTURES"
+
+
+def _skip_if_opted_out():
+    if os.environ.get(NO_FIXTURES_ENV) == "1":
+        pytest.skip(f"{NO_FIXTURES_ENV}=1: the official CCNN fixtures ({FIXTURES}) are not checked")
+
+
+def test_official_fixtures_folder_is_complete():
+    _skip_if_opted_out()
+    assert FIXTURES.is_dir(), (
+        f"The official CCNN parity fixtures are missing: {FIXTURES} (the shared fixtures folder beside the "
+        f"checkout). Provide it, or set {NO_FIXTURES_ENV}=1 to run without the parity cases."
+    )
+    assert sorted(p.stem for p in FIXTURES.glob("*.json")) == list(CASES)
+    assert sorted(p.stem for p in FIXTURES.glob("*.npz")) == list(CASES)
 
 
 def _fixture(case):
+    _skip_if_opted_out()
     config = json.loads((FIXTURES / f"{case}.json").read_text())
     data = np.load(FIXTURES / f"{case}.npz")
     state = {k: data[k] for k in data.files if k not in ("input", "output")}
@@ -35,7 +57,6 @@ def _model_for(config, **kwargs):
 @pytest.mark.parametrize("case", CASES)
 def test_official_fixture_outputs_reproduced(case):
     config, state, x, expected = _fixture(case)
-    assert len(CASES) == 4
     model = port_ccnn(_model_for(config), state)
     assert kcz.profile.count_params(model)["trainable"] == config["params"]
     got = model.predict(x, verbose=0)

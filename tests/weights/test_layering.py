@@ -52,8 +52,9 @@ def test_fresh_process_imports(statement):
 
 def test_moved_names_answer_at_their_old_paths_with_a_deprecation_warning(monkeypatch):
     monkeypatch.setattr(_moved, "_WARNED", set())
-    for module in (weights, weights.timm):
-        for name in ("port_timm", "convert_timm_weights"):
+    for module, names in ((weights, ("port_timm", "convert_timm_weights", "port_ccnn")),
+                          (weights.timm, ("port_timm", "convert_timm_weights")), (weights.ccnn, ("port_ccnn",))):
+        for name in names:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 value = getattr(module, name)
@@ -62,8 +63,8 @@ def test_moved_names_answer_at_their_old_paths_with_a_deprecation_warning(monkey
             messages = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
             expected = f"{module.__name__}.{name} moved to keras_convzoo.applications.{name}; the old path is removed in 0.2."
             assert messages == [expected]
-    assert "port_timm" not in weights.__all__ and "convert_timm_weights" not in weights.__all__
-    assert {"port_timm", "convert_timm_weights"} <= set(applications.__all__)
+    assert not {"port_timm", "convert_timm_weights", "port_ccnn"} & set(weights.__all__)
+    assert {"port_timm", "convert_timm_weights", "port_ccnn"} <= set(applications.__all__)
     assert not hasattr(weights, "port_nothing") and not hasattr(weights.timm, "port_nothing")
     with pytest.raises(AttributeError, match="module 'keras_convzoo.weights' has no attribute 'port_nothing'"):
         weights.__getattr__("port_nothing")
