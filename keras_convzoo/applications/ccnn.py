@@ -13,8 +13,8 @@ from keras_convzoo.applications._entrypoints import (
     register_variants,
 )
 from keras_convzoo.applications._registry import config_field
-from keras_convzoo.backend import keras
 from keras_convzoo.blocks.ccnn import DROPOUT_TYPES, ccnn_block, dropout_layer
+from keras_convzoo.layers.batch_normalization import BatchNormalization
 from keras_convzoo.layers.continuous_conv import CONV_METHODS, KERNEL_NETWORKS, RESOLUTIONS
 from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.separable_flex_conv import SeparableFlexConv
@@ -217,14 +217,14 @@ def ccnn_body(x, config):
     if config.dropout_in:
         x = dropout_layer(config.dropout_in, config.dropout_type, dims, "input_dropout")(x)
     x = SeparableFlexConv(config.width, seed=seed, name="stem_conv", **conv)(x)
-    x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="stem_norm")(x)
+    x = BatchNormalization(epsilon=1e-5, momentum=0.9, name="stem_norm")(x)
     x = GELU(name="stem_gelu")(x)
     features = {"stem": x}
     for i in range(1, config.depth + 1):
         block_conv = dict(conv, seed=None if seed is None else seed + i)
         x = ccnn_block(x, block_conv, config.dropout, config.dropout_type, name=f"block{i}")
         features[f"block{i}"] = x
-    x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="final_norm")(x)
+    x = BatchNormalization(epsilon=1e-5, momentum=0.9, name="final_norm")(x)
     return x, features
 
 

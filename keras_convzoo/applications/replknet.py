@@ -5,9 +5,9 @@ from typing import Optional, Tuple
 
 from keras_convzoo.applications._entrypoints import Variant, make_entrypoint, register_variants
 from keras_convzoo.applications._registry import config_field
-from keras_convzoo.backend import keras
 from keras_convzoo.blocks.conv import conv_bn_act
 from keras_convzoo.blocks.replknet import conv_ffn_block, replk_block
+from keras_convzoo.layers.batch_normalization import BatchNormalization
 from keras_convzoo.ops.padding import PADDING_MODES
 
 PAPER = "Ding et al., Scaling Up Your Kernels to 31x31: Revisiting Large Kernel Design in CNNs, CVPR 2022"
@@ -117,7 +117,7 @@ def replknet_body(x, config):
             x = conv_ffn_block(x, config.ffn_ratio, rates[index], name=f"{prefix}_ffn")
             index += 1
         features[f"stage{stage}"] = x
-    x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="final_bn")(x)
+    x = BatchNormalization(epsilon=1e-5, momentum=0.9, name="final_bn")(x)
     return x, features
 
 

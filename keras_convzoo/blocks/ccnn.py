@@ -1,6 +1,7 @@
 """The CCNN residual block (pre-norm "S4" block with a SeparableFlexConv)."""
 
 from keras_convzoo.backend import keras
+from keras_convzoo.layers.batch_normalization import BatchNormalization
 from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.continuous_conv import KAIMING_NORMAL
 from keras_convzoo.layers.separable_flex_conv import SeparableFlexConv
@@ -48,7 +49,7 @@ def ccnn_block(x, conv_kwargs, dropout=0.0, dropout_type="spatial", name="block"
         From Task-Specific to a General Purpose CNN", ICLR 2023.
     """
     channels = int(x.shape[-1])
-    y = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}_norm")(x)
+    y = BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}_norm")(x)
     y = SeparableFlexConv(channels, name=f"{name}_conv", **conv_kwargs)(y)
     y = GELU(name=f"{name}_gelu1")(y)
     if dropout:

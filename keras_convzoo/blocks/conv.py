@@ -1,6 +1,7 @@
 """The conv -> batch norm -> activation unit every block is made of."""
 
 from keras_convzoo.backend import keras
+from keras_convzoo.layers.batch_normalization import BatchNormalization
 from keras_convzoo.layers.depthwise_conv2d import depthwise_conv2d_layer
 from keras_convzoo.layers.group_conv2d import GroupConv2D
 from keras_convzoo.ops.padding import PADDING_MODES, same_padding_amounts
@@ -142,7 +143,7 @@ def conv_bn_act(
         raise ValueError(f"`activation` must be one of {_ACTIVATIONS}. Received: activation={activation!r}")
     conv_name, bn_name, act_name = (f"{name}_{s}" for s in suffixes)
     x = conv2d(x, filters, kernel_size, strides, groups, padding_mode=padding_mode, name=conv_name)
-    x = keras.layers.BatchNormalization(
+    x = BatchNormalization(
         epsilon=bn_epsilon,
         momentum=bn_momentum,
         gamma_initializer="zeros" if zero_gamma else "ones",

@@ -3,6 +3,7 @@
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.conv import CONV_INITIALIZER, conv_bn_act
 from keras_convzoo.blocks.convnext import drop_path_add
+from keras_convzoo.layers.batch_normalization import BatchNormalization
 from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
 
@@ -51,7 +52,7 @@ def replk_block(
     """
     channels = int(x.shape[-1])
     dw_channels = int(channels * dw_ratio)
-    y = keras.layers.BatchNormalization(name=f"{name}_pre_bn", **_BN)(x)
+    y = BatchNormalization(name=f"{name}_pre_bn", **_BN)(x)
     y = conv_bn_act(y, dw_channels, 1, name=f"{name}_pw1")
     y = ReparamLargeKernelConv(
         kernel_size,
@@ -93,7 +94,7 @@ def conv_ffn_block(x, ffn_ratio=4.0, drop_path_rate=0.0, name="ffn"):
         Kernel Design in CNNs", CVPR 2022.
     """
     channels = int(x.shape[-1])
-    y = keras.layers.BatchNormalization(name=f"{name}_pre_bn", **_BN)(x)
+    y = BatchNormalization(name=f"{name}_pre_bn", **_BN)(x)
     y = conv_bn_act(y, int(channels * ffn_ratio), 1, activation=None, name=f"{name}_pw1")
     y = GELU(name=f"{name}_gelu")(y)
     y = conv_bn_act(y, channels, 1, activation=None, name=f"{name}_pw2")

@@ -1,5 +1,8 @@
 """Public layers of keras_convzoo (one class per file, file = snake_case(class))."""
 
+from keras_convzoo.backend import LEGACY_KERAS
+
+from keras_convzoo.layers.batch_normalization import BatchNormalization
 from keras_convzoo.layers.channel_shuffle import ChannelShuffle
 from keras_convzoo.layers.channel_split import ChannelSplit
 from keras_convzoo.layers.ck_conv import CKConv
@@ -18,6 +21,7 @@ from keras_convzoo.layers.squeeze_excite import SqueezeExcite
 from keras_convzoo.layers.stochastic_depth import StochasticDepth
 
 __all__ = [
+    "BatchNormalization",
     "ChannelShuffle",
     "ChannelSplit",
     "CKConv",
@@ -40,15 +44,20 @@ __all__ = [
 def custom_objects():
     """The package's layers by name, for ``from_config``/``load_model`` ``custom_objects``.
 
-    ``DepthwiseConv2D`` is keyed by its registered name only
-    (``"keras_convzoo>DepthwiseConv2D"``): under its bare name it would
-    replace Keras' own ``DepthwiseConv2D`` in every config deserialised
-    with these objects (tfmot matches that layer by its exact class).
+    ``DepthwiseConv2D`` and ``BatchNormalization`` are keyed by their
+    registered names only (``"keras_convzoo>DepthwiseConv2D"``): under their
+    bare names they would replace Keras' own layers in every config
+    deserialised with these objects (tfmot matches them by their exact
+    class). With tf_keras, ``BatchNormalization`` is Keras' own and is left
+    out.
 
     Returns:
         dict, name -> class.
     """
-    objects = {name: globals()[name] for name in __all__ if name != "DepthwiseConv2D"}
+    shadowing = ("DepthwiseConv2D", "BatchNormalization")
+    objects = {name: globals()[name] for name in __all__ if name not in shadowing}
     objects["keras_convzoo>DepthwiseConv2D"] = DepthwiseConv2D
+    if not LEGACY_KERAS:
+        objects["keras_convzoo>BatchNormalization"] = BatchNormalization
     return objects
 

@@ -4,6 +4,7 @@ import numpy as np
 
 from keras_convzoo.backend import keras, register_serializable, tf
 from keras_convzoo.layers._validation import check_positive_int
+from keras_convzoo.layers.batch_normalization import BatchNormalization
 from keras_convzoo.ops.batch_norm import bn_inference_affine
 
 
@@ -99,14 +100,14 @@ class ReparamLargeKernelConv(keras.layers.Layer):
             self.bias = self.add_weight(name="bias", shape=(channels,), initializer="zeros")
         else:
             bn = dict(epsilon=self.bn_epsilon, momentum=self.bn_momentum)
-            self.large_bn = keras.layers.BatchNormalization(name="large_bn", **bn)
+            self.large_bn = BatchNormalization(name="large_bn", **bn)
             self.large_bn.build(tuple(input_shape[:-1]) + (channels,))
             if self.small_kernel:
                 s = self.small_kernel
                 self.small_kernel_weight = self.add_weight(
                     name="small_kernel", shape=(s, s, channels, 1), initializer=self.kernel_initializer
                 )
-                self.small_bn = keras.layers.BatchNormalization(name="small_bn", **bn)
+                self.small_bn = BatchNormalization(name="small_bn", **bn)
                 self.small_bn.build(tuple(input_shape[:-1]) + (channels,))
         self.built = True
 

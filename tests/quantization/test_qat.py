@@ -220,7 +220,9 @@ def test_every_package_layer_has_a_quantize_config():
         "SqueezeExcite": layers.SqueezeExcite(),
         "StochasticDepth": layers.StochasticDepth(0.1),
     }
-    assert sorted(instances) == sorted(layers.__all__)  # a new layer needs a config (and a line here)
+    # a new layer needs a config (and a line here); BatchNormalization is tf_keras' own class under tf_keras
+    assert layers.BatchNormalization is keras.layers.BatchNormalization
+    assert sorted(instances) == sorted(set(layers.__all__) - {"BatchNormalization"})
     no_op = {"ChannelShuffle", "ChannelSplit", "StochasticDepth", "MAGNet", "KernelMLP",
              "CKConv", "FlexConv", "SeparableFlexConv"}  # continuous convs: training form
     for name, layer in instances.items():
