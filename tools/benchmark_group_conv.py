@@ -4,8 +4,8 @@ For each grouped 3x3 convolution of ResNeXt50 (32x4d) and ResNeXt101 (32x8d)
 at 224x224, times in one process, in graph mode (``tf.function``), every
 lowering of ``GroupConv2D`` (native, depthwise, split, dense) and Keras'
 own ``Conv2D(groups=g)`` (the reference), forward only (inference) and
-forward + backward (training; "native" has no CPU gradient in TensorFlow and
-is skipped there). Prints milliseconds, the fastest lowering, what
+forward + backward (training; "native" is skipped there where the CPU
+kernels have no grouped gradient, i.e. without oneDNN). Prints milliseconds, the fastest lowering, what
 ``implementation="auto"`` picks, and the ratios auto/keras and auto/best,
 with their geometric means. Every lowering's output is checked against Keras'.
 
@@ -25,6 +25,7 @@ from _timing import median_ms  # noqa: E402
 
 from keras_convzoo.backend import keras, tf  # noqa: E402
 from keras_convzoo.layers import GroupConv2D  # noqa: E402
+from keras_convzoo.layers.group_conv2d import cpu_grouped_conv_supported  # noqa: E402
 
 # (label, channels, input size, stride, groups)
 CASES = (
@@ -98,8 +99,8 @@ def run(args):
                     diff = float(np.abs(layers[name](x).numpy() - expected).max())
                     if diff > 1e-3 * scale:
                         raise AssertionError(f"{label}: {name} differs from Keras by {diff}")
-                if args.training and name == "native":
-                    times[name] = math.nan  # TensorFlow has no CPU gradient for grouped conv
+                if args.training and name == "native" and not cpu_grouped_conv_supported():
+                    times[name] = math.nan  # without oneDNN TensorFlow has no CPU gradient for grouped conv
                     continue
                 times[name] = median_ms(_step(layers[name], args.training, args.xla), x,
                                          args.warmup, args.repeats)

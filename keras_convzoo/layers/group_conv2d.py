@@ -1,5 +1,7 @@
 """Grouped 2D convolution that runs fast on CPU and exports to TFLite and ONNX."""
 
+import functools
+
 from keras_convzoo.backend import keras, register_serializable, tf
 from keras_convzoo.ops.depthwise import MAX_SHIFTED_TAPS, depthwise_conv2d_shifted, gpu_visible, in_xla_cpu_context
 from keras_convzoo.layers._validation import (
@@ -10,15 +12,16 @@ from keras_convzoo.layers._validation import (
 
 IMPLEMENTATIONS = ("auto", "native", "depthwise", "split", "dense")
 
-#: On CPU, ``"auto"`` lowers to ``"depthwise"`` when each group has at most
-#: this many input channels, else to ``"split"``: the rule that came closest
-#: to the best lowering per case over the layers of the registered models
-#: (``tools/benchmark_group_conv.py``; measurements on the documentation's
-#: benchmarks page). ``"split"`` is preferred to ``"native"`` on CPU because
-#: TensorFlow has no CPU gradient for grouped ``Conv2D`` ("Gradients for
-#: grouped convolutions are not supported on CPU"). Under
-#: ``jit_compile=True`` (XLA) on CPU the depthwise lowering is slow; there
-#: ``"auto"`` follows ``XLA_CPU_RULE`` instead.
+#: On a CPU whose TensorFlow cannot run a grouped ``Conv2D`` and its
+#: gradients (``cpu_grouped_conv_supported()`` is False: TensorFlow's own
+#: kernels, without oneDNN, say "Gradients for grouped convolutions are not
+#: supported on CPU"), ``"auto"`` lowers to ``"depthwise"`` when each group
+#: has at most this many input channels, else to ``"split"``. With oneDNN
+#: (TensorFlow's default on x86) the native grouped op is the fastest
+#: lowering forward and backward (``tools/benchmark_group_conv.py``;
+#: measurements on the documentation's benchmarks page) and ``"auto"`` takes
+#: it. Under ``jit_compile=True`` (XLA) on CPU ``"auto"`` follows
+#: ``XLA_CPU_RULE`` instead.
 DEPTHWISE_MAX_GROUP_CHANNELS = 4
 
 #: Inside ``jit_compile=True`` on CPU, ``"auto"`` lowers a grouped conv with
@@ -27,6 +30,38 @@ DEPTHWISE_MAX_GROUP_CHANNELS = 4
 #: to ``"split"``, and with more to ``"native"`` (measurements on the
 #: documentation's benchmarks page).
 XLA_CPU_RULE = ((4, "shifted"), (16, "split"))
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_grouped_conv_supported():
+    """Whether this TensorFlow runs a grouped ``tf.nn.conv2d`` and its gradients on the CPU.
+
+    TensorFlow's oneDNN kernels (its default on x86 CPUs) do, and there the
+    grouped op is the fastest lowering; TensorFlow's own kernels
+    (``TF_ENABLE_ONEDNN_OPTS=0``, other CPUs) raise "Gradients for grouped
+    convolutions are not supported on CPU". Probed once per process on a
+    tiny convolution, eagerly (also when first asked while tracing).
+
+    Returns:
+        bool.
+
+    Example:
+    >>> cpu_grouped_conv_supported()
+    True
+    """
+    with tf.init_scope(), tf.device("/CPU:0"):
+        x = tf.ones((1, 4, 4, 4))
+        kernel = tf.ones((3, 3, 2, 4))  # 2 groups of 2 input channels
+        strides = [1, 1, 1, 1]
+        try:
+            y = tf.nn.conv2d(x, kernel, strides=strides, padding="SAME")
+            grad_x = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=kernel, out_backprop=y, strides=strides, padding="SAME")
+            grad_kernel = tf.raw_ops.Conv2DBackpropFilter(
+                input=x, filter_sizes=tf.shape(kernel), out_backprop=y, strides=strides, padding="SAME")
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError):
+            return False
+        return grad_x.shape == x.shape and grad_kernel.shape == kernel.shape
 
 
 @register_serializable
@@ -49,16 +84,18 @@ class GroupConv2D(keras.layers.Layer):
     - ``"dense"``: one dense convolution with a block-diagonal kernel
       (``groups`` times the FLOPs; useful only for tiny layers).
     - ``"auto"``: ``"native"`` when a GPU is visible (cuDNN grouped
-      convolution) or ``groups == 1``; on CPU ``"depthwise"`` when
+      convolution), ``groups == 1`` or the CPU kernels run grouped
+      convolutions and their gradients (``cpu_grouped_conv_supported()``:
+      oneDNN, TensorFlow's default on x86); on other CPUs ``"depthwise"`` when
       ``in_channels // groups <= DEPTHWISE_MAX_GROUP_CHANNELS`` (4) and the
       strides are equal, else ``"split"`` (see ``tools/benchmark_group_conv.py``);
       inside ``jit_compile=True`` on CPU, ``XLA_CPU_RULE``: up to 4 channels
       per group the depthwise form as a sum of shifted products (fused by
       XLA), up to 16 ``"split"``, beyond ``"native"``.
 
-    TensorFlow has no CPU gradient for a grouped ``tf.nn.conv2d``: the
-    ``"native"`` lowering trains on GPU only; every other lowering trains
-    everywhere and gives the same numbers.
+    Without oneDNN, TensorFlow has no CPU gradient for a grouped
+    ``tf.nn.conv2d``: there the ``"native"`` lowering trains on GPU only;
+    every other lowering trains everywhere and gives the same numbers.
 
     Args:
         filters: int, number of output channels, divisible by ``groups``.
@@ -172,7 +209,7 @@ class GroupConv2D(keras.layers.Layer):
         """The lowering ``call`` uses (``"auto"`` resolved); needs a built layer."""
         if self.implementation != "auto":
             return self.implementation
-        if self.groups == 1 or gpu_visible():
+        if self.groups == 1 or gpu_visible() or cpu_grouped_conv_supported():
             return "native"
         group_channels = self.in_channels // self.groups
         if group_channels <= DEPTHWISE_MAX_GROUP_CHANNELS and self.strides[0] == self.strides[1]:

@@ -3,6 +3,7 @@ import pytest
 
 from keras_convzoo.backend import LEGACY_KERAS, keras, tf
 from keras_convzoo.layers import GroupConv2D
+from keras_convzoo.layers import group_conv2d
 from keras_convzoo.layers.group_conv2d import IMPLEMENTATIONS
 from keras_convzoo.testing import run_layer_test
 
@@ -37,7 +38,52 @@ def test_matches_keras_grouped_conv2d(case, implementation):
     assert ours(x).shape == expected.shape
 
 
-def test_auto_picks_depthwise_for_narrow_groups():
+def test_auto_picks_native_where_the_cpu_trains_it(monkeypatch):
+    monkeypatch.setattr(group_conv2d, "cpu_grouped_conv_supported", lambda: True)
+    for channels in (128, 512):
+        layer = GroupConv2D(channels, 3, groups=32)
+        layer.build((None, 8, 8, channels))
+        assert layer.resolved_implementation == "native"
+
+
+def test_probe_matches_what_the_cpu_kernels_do():
+    # The probe answers what a grouped conv's gradient does in this process; without oneDNN (a fresh
+    # process with TF_ENABLE_ONEDNN_OPTS=0) it is False and "auto" trains through the other lowerings.
+    import os
+    import subprocess
+    import sys
+
+    def gradient_works():
+        x, kernel = tf.ones((1, 6, 6, 8)), tf.ones((3, 3, 2, 8))
+        try:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = tf.nn.conv2d(x, kernel, 1, "SAME")
+            tape.gradient(y, x).numpy()
+            return True
+        except tf.errors.InvalidArgumentError:
+            return False
+
+    assert group_conv2d.cpu_grouped_conv_supported() == gradient_works()
+    code = (
+        "import tensorflow as tf\n"
+        "from keras_convzoo.layers import GroupConv2D, group_conv2d\n"
+        "layer = GroupConv2D(64, 3, groups=32, padding='same')\n"
+        "x = tf.random.normal((2, 8, 8, 64))\n"
+        "with tf.GradientTape() as tape:\n"
+        "    tape.watch(x)\n"
+        "    y = layer(x)\n"
+        "g = tape.gradient(y, x)\n"
+        "print(group_conv2d.cpu_grouped_conv_supported(), layer.resolved_implementation, g.shape)\n"
+    )
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == "False depthwise (2, 8, 8, 64)"
+
+
+def test_auto_picks_depthwise_for_narrow_groups_without_native(monkeypatch):
+    monkeypatch.setattr(group_conv2d, "cpu_grouped_conv_supported", lambda: False)
     narrow = GroupConv2D(128, 3, groups=32)
     narrow.build((None, 8, 8, 128))
     assert narrow.resolved_implementation == "depthwise"
