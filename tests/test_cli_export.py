@@ -11,8 +11,6 @@ from keras_convzoo.layers import GroupConv2D
 
 pytestmark = pytest.mark.export
 
-onnx = pytest.importorskip("onnx")  # installed by the `test` extra; present in CI
-
 # The tiny MobileNetV2 twin with a 10-class head: int8 softmax outputs of a
 # random 1000-class head (all about 1e-3) would fall under the int8 step 1/256.
 BASE = ["export", "mobilenetv2_035", "--tiny", "--classes", "10", "--input-size", "32"]
@@ -76,6 +74,7 @@ def test_export_int8_with_a_folder_of_images(capsys, tmp_path):
 
 
 def test_export_onnx_and_saved_model(capsys, tmp_path):
+    import onnx  # the `test` extra installs it; the TFLite tests of this file do not need it, none is skipped
     assert cli.main(BASE + ["--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
     rows = _rows(capsys.readouterr().out)
     assert rows["format"] == "onnx" and float(rows["relative_diff"]) <= 1e-4

@@ -11,6 +11,7 @@ import pytest
 
 import keras_convzoo as kcz
 from keras_convzoo.backend import keras
+from keras_convzoo.testing import randomize_batch_norms
 
 FAMILY_MODELS = sorted({kcz.get_spec(n).family: n for n in reversed(kcz.list_models())}.values())
 POLICIES = ("mixed_float16", "mixed_bfloat16")
@@ -42,20 +43,30 @@ def test_family_runs_with_float32_logits(policy, name):
     convs = [layer for layer in model.layers if layer.weights and layer.name != "predictions"]
     assert convs and all(layer.compute_dtype == compute for layer in convs)
 
-    x = np.random.default_rng(0).uniform(-1, 1, size=(2,) + shape).astype("float32")
+    # Random BN statistics: fresh BNs are identities and zero-initialised residual branches stay silent, which
+    # leaves some tiny twins with near-constant logits of ~0.02 (an all-zero output would be "close" to them).
+    randomize_batch_norms(model, seed=0)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(4,) + shape).astype("float32")
     logits = model(x, training=False)
     assert logits.dtype.name == "float32", f"logits are {logits.dtype.name} under {policy}"
     logits = np.asarray(logits)
-    assert logits.shape == (2, 5) and np.all(np.isfinite(logits))
+    assert logits.shape == (4, 5) and np.all(np.isfinite(logits))
 
     # close to the float32 model with the same weights (16-bit activations)
     keras.mixed_precision.set_global_policy("float32")
     reference, _ = _tiny(name, classes=5, classifier_activation=None)
     reference.set_weights(model.get_weights())
     expected = np.asarray(reference(x, training=False))
-    scale = max(1.0, float(np.max(np.abs(expected))))
-    tolerance = 0.05 if compute == "float16" else 0.25  # bfloat16 keeps 8 mantissa bits
-    assert np.max(np.abs(logits - expected)) <= tolerance * scale
+    scale = float(np.max(np.abs(expected)))
+    assert scale > 0.5, f"degenerate float32 reference (max |logit| {scale:.3g})"
+    # Relative to the logits' own scale. Measured max |diff| / max |logit| over the 8 family twins (4 inputs):
+    # float16 <= 0.0035, bfloat16 (8 mantissa bits) <= 0.043 (RepLKNet; the others <= 0.016).
+    tolerance = 0.01 if compute == "float16" else 0.1
+    error = float(np.max(np.abs(logits - expected)))
+    assert error <= tolerance * scale, f"max |diff| {error:.4g} > {tolerance} x max |logit| {scale:.4g}"
+    # and the same pattern over classes and inputs (measured >= 0.9998): a constant, zero or shuffled output fails
+    correlation = float(np.corrcoef(logits.ravel(), expected.ravel())[0, 1])
+    assert correlation >= 0.999, f"correlation with the float32 logits {correlation:.5f}"
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16"], indirect=True)

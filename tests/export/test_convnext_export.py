@@ -1,11 +1,21 @@
 """ConvNeXt (where keras.applications' ONNX export writes an invalid file) exports cleanly."""
 
+import numpy as np
 import pytest
 
 import keras_convzoo as kcz
 from keras_convzoo import export
+from keras_convzoo.testing import random_array
 
 pytestmark = pytest.mark.export
+
+
+def _assert_file_matches(run, path, x, expected):
+    """The written file, run on its own (not the exporter's check), gives the Keras outputs within 1e-4 relative."""
+    (got,) = run(path, x)
+    assert got.shape == expected.shape
+    error, scale = float(np.abs(got - expected).max()), float(np.abs(expected).max())
+    assert scale > 0 and error <= 1e-4 * scale, f"{path}: max |diff| {error:.3g}, max |Keras output| {scale:.3g}"
 
 
 def test_tiny_convnext_exports_to_tflite_and_onnx(tmp_path):
@@ -16,3 +26,8 @@ def test_tiny_convnext_exports_to_tflite_and_onnx(tmp_path):
     assert tflite.relative_diff <= 1e-4
     onnx = export.to_onnx(model, str(tmp_path / "c.onnx"), input_shape=(64, 64, 3))
     assert onnx.relative_diff <= 1e-4
+    x = random_array((3, 64, 64, 3), seed=7)  # not the exporter's verification inputs
+    expected = model(x, training=False).numpy()
+    assert float(expected.std()) > 0.1  # the logits vary: a constant file would not pass
+    _assert_file_matches(export.run_tflite, tflite.path, x, expected)
+    _assert_file_matches(export.run_onnx, onnx.path, x, expected)

@@ -1,8 +1,10 @@
 """TFLite and ONNX export: conversion, verification against Keras, errors."""
 
+import dataclasses
 import os
 
 import numpy as np
+import onnx  # installed by the `test` extra: a missing onnx fails these tests instead of skipping them
 import pytest
 
 import keras_convzoo as kcz
@@ -12,8 +14,6 @@ from keras_convzoo.layers import GroupConv2D
 from keras_convzoo.testing import random_array, tflite_filter_shapes
 
 pytestmark = pytest.mark.export
-
-onnx = pytest.importorskip("onnx")  # installed by the `test` extra; present in CI
 
 IMPLEMENTATIONS = ("native", "depthwise", "split", "dense")
 
@@ -43,11 +43,16 @@ def tiny_resnext():
     )
 
 
+def _resnext_calibration():
+    """The int8 file's 8 calibration images; with no verification_data they are also what it is checked on."""
+    return [random_array((1, 32, 32, 3), seed=100 + i) for i in range(8)]
+
+
 @pytest.fixture(scope="module")
 def resnext_exports(tiny_resnext, tmp_path_factory):
     """The tiny ResNeXt exported once per format, shared by the checks below."""
     folder = tmp_path_factory.mktemp("resnext")
-    calibration = [random_array((1, 32, 32, 3), seed=100 + i) for i in range(8)]
+    calibration = _resnext_calibration()
     reports = {}
     for quantization in (None, "float16", "dynamic", "int8"):
         reports[quantization or "fp32"] = export.to_tflite(
@@ -192,11 +197,22 @@ def test_resnext_tflite_dynamic(resnext_exports):
     assert r.file_size_bytes < 0.5 * fp32.file_size_bytes
 
 
-def test_resnext_tflite_int8(resnext_exports):
+def test_resnext_tflite_int8(resnext_exports, tiny_resnext):
     r, fp32 = resnext_exports["int8"], resnext_exports["fp32"]
     assert r.quantization == "int8"
     assert r.snr_db >= export.INT8_MIN_SNR_DB
-    assert r.top1_agreement is not None and 0.0 <= r.top1_agreement <= 1.0
+    # The report's numbers, recomputed by running the written file on the inputs it was checked on.
+    assert r.real_inputs and r.num_samples == 8
+    x = np.concatenate(_resnext_calibration())
+    (got,) = export.run_tflite(r.path, x)
+    expected = tiny_resnext(x, training=False).numpy()
+    assert float(np.abs(got - expected).max()) == pytest.approx(r.max_abs_diff, rel=1e-3)
+    assert r.top1_agreement == float(np.mean(got.argmax(-1) == expected.argmax(-1)))
+    # Agreement must be exactly 1 here: the file's largest error (measured 0.0035) is below half of Keras'
+    # smallest top-1 margin on these inputs (measured 0.024), so no argmax can flip.
+    top2 = np.sort(expected, axis=-1)[:, -2:]
+    assert r.max_abs_diff < float(np.min(top2[:, 1] - top2[:, 0])) / 2
+    assert r.top1_agreement == 1.0
     assert r.file_size_bytes < fp32.file_size_bytes / 2
     # Full-integer: float I/O, int8 everywhere in between.
     from ai_edge_litert.interpreter import Interpreter
@@ -229,7 +245,7 @@ def test_report_str_and_dict(resnext_exports):
         assert field in text
     assert len(text.splitlines()) >= 13
     assert r.to_dict()["quantization"] == "int8"
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'max_abs_diff'"):
         r.max_abs_diff = 0.0  # frozen
 
 
@@ -308,6 +324,10 @@ def test_compare_and_check_flag_mismatch():
     metrics = export.compare_outputs([ref], [ref])
     assert metrics["max_abs_diff"] == 0.0 and metrics["snr_db"] == float("inf")
     assert metrics["top1_agreement"] == 1.0
+    # one row of four with another argmax: agreement 3/4 exactly
+    moved = ref.copy()
+    moved[2, (int(ref[2].argmax()) + 1) % 10] = np.abs(ref).max() + 1.0
+    assert export.compare_outputs([ref], [moved])["top1_agreement"] == 0.75
 
     wrong = ref + 0.005 * np.abs(ref).max()
     metrics = export.compare_outputs([ref], [wrong])
@@ -334,7 +354,8 @@ def test_compare_and_check_flag_mismatch():
     metrics = export.compare_outputs([ref], [nan])
     assert metrics["max_abs_diff"] == float("inf")
     for quantization in export.QUANTIZATIONS:
-        with pytest.raises(export.VerificationError):
+        non_finite = r"reproduce the Keras model: (relative_diff=inf|snr_db=-inf) fails"
+        with pytest.raises(export.VerificationError, match=non_finite):
             export.check_report(
                 export.ExportReport("tflite", quantization=quantization, **base, **metrics)
             )

@@ -1,6 +1,7 @@
 """ShiftConv2D, ChannelShuffle/ChannelSplit, SpatialTransformer and ShuffleNetV2 export verified."""
 
 import numpy as np
+import onnx  # installed by the `test` extra: a missing onnx fails these tests instead of skipping them
 import pytest
 
 import keras_convzoo as kcz
@@ -9,8 +10,6 @@ from keras_convzoo.backend import keras
 from keras_convzoo.layers import ChannelShuffle, ChannelSplit, ShiftConv2D, SpatialTransformer
 
 pytestmark = pytest.mark.export
-
-onnx = pytest.importorskip("onnx")  # installed by the `test` extra; present in CI
 
 
 def _randomize(model, seed=1, scale=0.3):

@@ -11,6 +11,7 @@ import keras_cv  # noqa: F401  (a test dependency: .ci installs .[all]; imported
 import keras_convzoo as kcz
 from keras_convzoo.backend import keras
 from keras_convzoo.integrations import keras_cv as kcz_cv
+from keras_convzoo.testing import randomize_batch_norms
 
 FAMILY_MODELS = sorted({kcz.get_spec(n).family: n for n in reversed(kcz.list_models())}.values())
 
@@ -19,15 +20,49 @@ def _tiny(name):
     return dict(kcz.get_spec(name).test_overrides)
 
 
+def zoo_pyramid(name, backbone, x, **kwargs):
+    """P2..P5 computed by the zoo model itself on ``x``, with ``backbone``'s weights.
+
+    The zoo's own feature extractor (``create_feature_extractor``, built from the registry name) gets the
+    backbone's weights layer by layer; ``Pn`` is its deepest stage of stride ``2**n``.
+    """
+    extractor = kcz.applications.create_feature_extractor(name, **kwargs)
+    copied = 0
+    for layer in extractor.layers:
+        if layer.weights:
+            layer.set_weights(backbone.get_layer(layer.name).get_weights())
+            copied += 1
+    assert copied > 0
+    features = extractor(x, training=False)
+    levels = {}
+    for stage, stride in extractor.feature_strides.items():  # network order: the deepest stage of a stride wins
+        if 4 <= stride <= 32:
+            levels[f"P{stride.bit_length() - 1}"] = np.asarray(features[stage])
+    return levels
+
+
+def assert_same_features(got, expected):
+    assert sorted(got) == sorted(expected)
+    for level, value in got.items():
+        value, reference = np.asarray(value), expected[level]
+        assert value.shape == reference.shape, level
+        scale = float(np.abs(reference).max())
+        assert scale > 0 and float(reference.std()) > 1e-3 * scale, level  # a varying feature map, not zeros
+        np.testing.assert_allclose(value, reference, rtol=0, atol=1e-5 * scale, err_msg=level)
+
+
 @pytest.mark.parametrize("name", [n for n in FAMILY_MODELS if kcz.get_spec(n).family != "ccnn"])
 def test_pyramid_levels_of_every_pyramid_family(name):
     backbone = kcz_cv.backbone(name, **_tiny(name))
     assert isinstance(backbone, keras_cv.models.Backbone)
     levels = backbone.pyramid_level_inputs
     assert list(levels) == ["P2", "P3", "P4", "P5"]
-    x = np.zeros((1, 64, 64, 3), "float32")
+    randomize_batch_norms(backbone, seed=1)  # no identity BN, no silent residual branch
+    x = np.random.default_rng(0).standard_normal((2, 64, 64, 3)).astype("float32")
     extractor = keras.Model(backbone.inputs, {k: backbone.get_layer(v).output for k, v in levels.items()})
     out = extractor(x)
+    # the levels are the zoo model's own stage outputs (same weights, same inputs)
+    assert_same_features(out, zoo_pyramid(name, backbone, x, **_tiny(name)))
     for level, value in out.items():
         stride = 2 ** int(level[1])
         assert tuple(value.shape[1:3]) == (64 // stride, 64 // stride), (level, value.shape)
@@ -43,8 +78,20 @@ def test_ccnn_has_no_pyramid_but_classifies():
     name = "ccnn_4_140"
     backbone = kcz_cv.backbone(name, input_shape=(32, 32, 3), **_tiny(name))
     assert backbone.pyramid_level_inputs == {}
+    randomize_batch_norms(backbone, seed=1)
     classifier = keras_cv.models.ImageClassifier(backbone=backbone, num_classes=3, activation=None)
-    assert tuple(classifier(np.zeros((2, 32, 32, 3), "float32")).shape) == (2, 3)
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype("float32")
+    logits = np.asarray(classifier(x))
+    assert logits.shape == (2, 3)
+    # = the zoo model (include_top=False, pooling="avg", the backbone's weights) and the classifier's Dense
+    reference = kcz.create_model(name, input_shape=(32, 32, 3), include_top=False, pooling="avg", **_tiny(name))
+    for layer in reference.layers:
+        if layer.weights:
+            layer.set_weights(backbone.get_layer(layer.name).get_weights())
+    kernel, bias = classifier.get_layer("predictions").get_weights()
+    expected = np.asarray(reference(x, training=False)) @ kernel + bias
+    assert float(np.abs(expected[0] - expected[1]).max()) > 1e-3  # the two inputs give different logits
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-5 * float(np.abs(expected).max()))
 
 
 def test_image_classifier_trains_saves_and_loads(tmp_path, fit_trains_backbone):

@@ -12,10 +12,42 @@ import keras_hub
 import keras_convzoo as kcz
 from keras_convzoo.backend import keras
 from keras_convzoo.integrations import keras_hub as kcz_hub
+from keras_convzoo.testing import randomize_batch_norms
 
 
 def _tiny(name):
     return dict(kcz.get_spec(name).test_overrides)
+
+
+def zoo_pyramid(name, backbone, x, **kwargs):
+    """P2..P5 computed by the zoo model itself on ``x``, with ``backbone``'s weights.
+
+    The zoo's own feature extractor (``create_feature_extractor``, built from the registry name) gets the
+    backbone's weights layer by layer; ``Pn`` is its deepest stage of stride ``2**n``.
+    """
+    extractor = kcz.applications.create_feature_extractor(name, **kwargs)
+    copied = 0
+    for layer in extractor.layers:
+        if layer.weights:
+            layer.set_weights(backbone.get_layer(layer.name).get_weights())
+            copied += 1
+    assert copied > 0
+    features = extractor(x, training=False)
+    levels = {}
+    for stage, stride in extractor.feature_strides.items():  # network order: the deepest stage of a stride wins
+        if 4 <= stride <= 32:
+            levels[f"P{stride.bit_length() - 1}"] = np.asarray(features[stage])
+    return levels
+
+
+def assert_same_features(got, expected):
+    assert sorted(got) == sorted(expected)
+    for level, value in got.items():
+        value, reference = np.asarray(value), expected[level]
+        assert value.shape == reference.shape, level
+        scale = float(np.abs(reference).max())
+        assert scale > 0 and float(reference.std()) > 1e-3 * scale, level  # a varying feature map, not zeros
+        np.testing.assert_allclose(value, reference, rtol=0, atol=1e-5 * scale, err_msg=level)
 
 
 @pytest.mark.parametrize("name", ["convnext_tiny", "mobilenetv2_100", "seresnext50_32x4d"])
@@ -24,8 +56,12 @@ def test_pyramid_outputs(name):
     assert isinstance(backbone, keras_hub.models.Backbone)
     assert isinstance(backbone, keras_hub.models.FeaturePyramidBackbone)
     assert list(backbone.pyramid_outputs) == ["P2", "P3", "P4", "P5"]
+    randomize_batch_norms(backbone, seed=1)  # no identity BN, no silent residual branch
     model = keras.Model(backbone.inputs, backbone.pyramid_outputs)
-    out = model(np.zeros((1, 64, 64, 3), "float32"))
+    x = np.random.default_rng(0).standard_normal((2, 64, 64, 3)).astype("float32")
+    out = model(x)
+    # the levels are the zoo model's own stage outputs (same weights, same inputs)
+    assert_same_features(out, zoo_pyramid(name, backbone, x, **_tiny(name)))
     for level, value in out.items():
         stride = 2 ** int(level[1])
         assert tuple(value.shape[1:3]) == (64 // stride, 64 // stride), level
@@ -53,11 +89,17 @@ def test_image_classifier_trains_saves_and_loads(tmp_path, fit_trains_backbone):
 def test_retinanet_backbone_reads_the_pyramid():
     name = "seresnet18"
     encoder = kcz_hub.backbone(name, **_tiny(name))
+    randomize_batch_norms(encoder, seed=1)
     fpn = keras_hub.models.RetinaNetBackbone(image_encoder=encoder, min_level=3, max_level=7, use_p5=False)
-    out = fpn(np.zeros((2, 64, 64, 3), "float32"))
+    x = np.random.default_rng(0).standard_normal((2, 64, 64, 3)).astype("float32")
+    out = fpn(x)
     assert {k: tuple(v.shape[1:3]) for k, v in out.items()} == {
         "P3": (8, 8), "P4": (4, 4), "P5": (2, 2), "P6": (1, 1), "P7": (1, 1),
     }
+    # = keras-hub's feature pyramid run on the zoo model's own P3-P5 (same weights, same inputs)
+    zoo = zoo_pyramid(name, encoder, x, **_tiny(name))
+    expected = fpn.feature_pyramid({level: zoo[level] for level in ("P3", "P4", "P5")})
+    assert_same_features(out, {k: np.asarray(v) for k, v in expected.items()})
 
 
 def test_config_round_trip_and_dtype():

@@ -1,12 +1,13 @@
 """count_flops: hand-computed MACs of small models, and the published totals of the full-size variants."""
 
+import inspect
+import json
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import keras_convzoo as kcz
@@ -210,23 +211,40 @@ def test_published_macs_at_224(name):
         assert macs.total == timm_exact
 
 
+def _alike_model(kcz, keras):
+    """The model of ``test_tf_keras_models_are_counted_alike``; its source also runs in the tf_keras process."""
+    i = keras.Input((None, None, 8))
+    x = kcz.layers.GroupConv2D(8, 3, padding="same", groups=2, name="group_conv")(i)
+    x = kcz.layers.SeparableFlexConv(4, kernel_size=9, dynamic_cropping=False, kernel_hidden=8, kernel_layers=1,
+                                     seed=0, name="flex")(x)
+    x = keras.layers.Dense(3, name="dense")(x)
+    return keras.Model(i, x)
+
+
 def test_tf_keras_models_are_counted_alike():
     script = (
+        "import json\n"
         "import keras_convzoo as kcz\n"
         "from keras_convzoo.backend import KERAS_NAME, keras\n"
         "from keras_convzoo.profile import count_flops\n"
-        "i = keras.Input((None, None, 8))\n"
-        "x = kcz.layers.GroupConv2D(8, 3, padding='same', groups=2)(i)\n"
-        "x = kcz.layers.SeparableFlexConv(4, kernel_size=9, dynamic_cropping=False, kernel_hidden=8,"
-        " kernel_layers=1, seed=0)(x)\n"
-        "x = keras.layers.Dense(3)(x)\n"
-        "print(KERAS_NAME, count_flops(keras.Model(i, x), (12, 12)).total)\n"
+        + inspect.getsource(_alike_model)
+        + "macs = count_flops(_alike_model(kcz, keras), (12, 12))\n"
+        "print(KERAS_NAME, macs.total, json.dumps(macs.by_layer, sort_keys=True))\n"
     )
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=ROOT,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    name, total = result.stdout.split()[-2:]
-    expected = 9 * 4 * 8 * 144 + 81 * ((1 + 1) * 2 * 8 + 8 * 8 + 8 * 8) + 81 * 8 * 144 + 8 * 4 * 144 + 4 * 3 * 144
-    assert name == "tf_keras" and int(total) == expected
-    assert np.isfinite(expected)
+    name, total, by_layer = result.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert name == "tf_keras"
+    # The independent count, by hand at 12x12 (144 positions): the grouped 3x3 conv (8 -> 8 in 2 groups), the
+    # flex conv's kernel network (MAGNet, 2D coordinates -> 8 hidden -> 8 depthwise kernels, at 9x9 taps), its
+    # direct 9x9 depthwise conv and 1x1 pointwise conv (8 -> 4), and the Dense (4 -> 3) at each position.
+    group_conv = 9 * (8 // 2) * 8 * 144
+    flex = _magnet(81, 2, 8, 1, 8) + 81 * 8 * 144 + 8 * 4 * 144
+    dense = 4 * 3 * 144
+    expected = {"group_conv": group_conv, "flex": flex, "dense": dense}
+    assert json.loads(by_layer) == expected and int(total) == sum(expected.values())
+    # and Keras 3 (this process) counts the same model alike, layer by layer
+    macs = count_flops(_alike_model(kcz, keras), (12, 12))
+    assert macs.by_layer == expected and macs.total == int(total)
