@@ -20,39 +20,8 @@ def _tiny(name):
     return dict(kcz.get_spec(name).test_overrides)
 
 
-def zoo_pyramid(name, backbone, x, **kwargs):
-    """P2..P5 computed by the zoo model itself on ``x``, with ``backbone``'s weights.
-
-    The zoo's own feature extractor (``create_feature_extractor``, built from the registry name) gets the
-    backbone's weights layer by layer; ``Pn`` is its deepest stage of stride ``2**n``.
-    """
-    extractor = kcz.applications.create_feature_extractor(name, **kwargs)
-    copied = 0
-    for layer in extractor.layers:
-        if layer.weights:
-            layer.set_weights(backbone.get_layer(layer.name).get_weights())
-            copied += 1
-    assert copied > 0
-    features = extractor(x, training=False)
-    levels = {}
-    for stage, stride in extractor.feature_strides.items():  # network order: the deepest stage of a stride wins
-        if 4 <= stride <= 32:
-            levels[f"P{stride.bit_length() - 1}"] = np.asarray(features[stage])
-    return levels
-
-
-def assert_same_features(got, expected):
-    assert sorted(got) == sorted(expected)
-    for level, value in got.items():
-        value, reference = np.asarray(value), expected[level]
-        assert value.shape == reference.shape, level
-        scale = float(np.abs(reference).max())
-        assert scale > 0 and float(reference.std()) > 1e-3 * scale, level  # a varying feature map, not zeros
-        np.testing.assert_allclose(value, reference, rtol=0, atol=1e-5 * scale, err_msg=level)
-
-
 @pytest.mark.parametrize("name", [n for n in FAMILY_MODELS if kcz.get_spec(n).family != "ccnn"])
-def test_pyramid_levels_of_every_pyramid_family(name):
+def test_pyramid_levels_of_every_pyramid_family(name, zoo_pyramid, assert_same_features):
     backbone = kcz_cv.backbone(name, **_tiny(name))
     assert isinstance(backbone, keras_cv.models.Backbone)
     levels = backbone.pyramid_level_inputs
