@@ -32,7 +32,9 @@ def trained(tmp_path_factory):
     path = str(folder / "digits.keras")
     model.save(path)
     keras_accuracy = accuracy(model.predict(x_test, verbose=0), y_test)
-    assert keras_accuracy >= 0.85  # measured 0.95-0.97: the model is trained, not random
+    # The model is trained, not random (chance: 0.1). Measured: Keras 3 0.96; tf_keras 0.71 / 0.92 / 0.92 with
+    # seeds 0 / 1 / 2 (6 epochs of a tiny twin swing with the seed there); the exports' checks below do the rest.
+    assert keras_accuracy >= 0.6
     for name, images, labels in (("calibration", x_train[:100], y_train[:100]), ("verify", x_test[:200], y_test[:200])):
         for i, (image, label) in enumerate(zip(images, labels)):
             target = folder / name / str(label)
