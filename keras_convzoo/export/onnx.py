@@ -17,13 +17,19 @@ a file silently. Here the tf2onnx error log is captured and turned into an
 ``ExportError``, and the checker rejects any node outside the ONNX opsets, so
 an invalid file is never written.
 
-Memory: tf2onnx's ONNX optimizer deep-copies the whole graph, constants
-included, before each of its passes so that it can fall back when a pass
-raises. Here the passes run in place (``TF2ONNX_CATCH_ERRORS=FALSE`` for the
-duration of the call) and the conversion is repeated with tf2onnx's copying
-only when that raises: the same file, converted in about half the time, with
-a peak memory about 4 GB lower on RepLKNet-31B at 224x224 (measured here:
-16.4 -> 12.3 GB for the optimizer step, whole conversion 13.9 GB).
+Memory (``keras_convzoo.export.memory``, ``docs/benchmarks/export-memory.md``):
+``tf2onnx.convert.from_function`` took RepLKNet-31B (303 MB of weights) at
+224x224 to 11.8 GiB. The steps here are tf2onnx's (freezing, its grappler
+pass, ``process_tf_graph``, its optimizer, ``make_model``) with the weights
+kept out of TensorFlow's copies: the function is frozen into a GraphDef
+without building a frozen function, the large constants' bytes leave the
+GraphDef for grappler (which sees placeholders of the same shape) and
+tf2onnx reads them from a dict, tf2onnx's optimizer passes run in place
+(``TF2ONNX_CATCH_ERRORS=FALSE``; repeated with tf2onnx's copying only when a
+pass raises) and each node update gets a fresh ``NodeProto`` (with the upb
+protobuf runtime tf2onnx's own update kept one more copy of the weights per
+pass). The file has the same nodes and weights (some initializer names
+differ) and gives the same outputs; RepLKNet-31B: 2.9 GiB.
 
 Grouped convolutions are traced in their native form (one ONNX ``Conv`` with
 ``group``), see ``keras_convzoo.export.lowering``.
@@ -37,6 +43,13 @@ import numpy as np
 
 from keras_convzoo.backend import tf
 from keras_convzoo.export.lowering import deployment_lowering
+from keras_convzoo.export.memory import (
+    fresh_node_protos,
+    frozen_graph_def,
+    release_memory,
+    restore_constants,
+    split_constants,
+)
 from keras_convzoo.export.converter import converter_logs, first_error_line
 from keras_convzoo.export.report import ExportError, describe_tolerance
 from keras_convzoo.export.verification import check_output_path, publish
@@ -127,28 +140,78 @@ def _is_conversion_failure(message):
     )
 
 
-def _from_function(tf2onnx, serve, spec, opset):
-    """``tf2onnx.convert.from_function`` with its optimizer passes run in place (module doc).
+def _frozen_for_tf2onnx(tf2onnx, concrete, input_names, output_names):
+    """``tf2onnx.tf_loader.from_function`` with the large constants kept out of TensorFlow (module doc).
 
-    Falls back to tf2onnx's default (a deep copy of the graph before each
-    pass, a failing pass skipped) when the in-place conversion raises. A
-    ``TF2ONNX_CATCH_ERRORS`` set by the user is left as it is. (tf2onnx 1.17
-    compares the variable's *name* with ``"TRUE"``, so any value set turns
-    the copying off and only its absence turns it on.)
+    Returns ``(graph_def, values)``: the frozen, grappler-optimized GraphDef
+    whose large constants have no data, and their data by node name.
     """
+    graph_def = frozen_graph_def(concrete, aggressive_inlining=True)
+    graph_def = tf2onnx.tf_loader.fix_freezing_errors_part2(graph_def)
+    lean, values = split_constants(graph_def)
+    del graph_def
+    release_memory()
+    with tf.Graph().as_default() as graph:  # as tf2onnx: a GraphDef with its output shapes, optimized in a graph
+        tf.import_graph_def(lean, name="")
+        lean = tf2onnx.tf_loader.tf_optimize(input_names, output_names, graph.as_graph_def(add_shapes=True))
+    return restore_constants(lean, values), values
+
+
+def _convert_frozen(tf2onnx, concrete, input_names, output_names, renames, opset, catch_errors):
+    """Freezes ``concrete`` and converts it with tf2onnx (one try of ``_from_function``); the ``ModelProto``'s bytes."""
+    with tf.device("/cpu:0"):
+        graph_def, values = _frozen_for_tf2onnx(tf2onnx, concrete, input_names, output_names)
+        with fresh_node_protos(), tf.Graph().as_default() as tf_graph:
+            tf.import_graph_def(graph_def, name="")
+            graph = tf2onnx.tfonnx.process_tf_graph(
+                tf_graph, continue_on_error=True, opset=opset, input_names=input_names,
+                output_names=output_names, const_node_values=values, tensors_to_rename=renames,
+            )
+            del values, graph_def
+            release_memory()
+            graph = tf2onnx.optimizer.optimize_graph(graph, catch_errors)
+            proto = graph.make_model(f"converted from {concrete.name}")
+    del graph
+    release_memory()
+    content = proto.SerializeToString()
+    del proto
+    return content
+
+
+def _from_function(tf2onnx, serve, spec, opset):
+    """``tf2onnx.convert.from_function``, holding about one copy of the weights at a time (module doc).
+
+    The same steps as tf2onnx's (freezing with aggressive inlining, its
+    grappler pass, ``process_tf_graph``, its optimizer, ``make_model``) with
+    the large constants outside the GraphDef while TensorFlow handles it and
+    a fresh ``NodeProto`` per node update. tf2onnx's optimizer passes run in
+    place (``TF2ONNX_CATCH_ERRORS=FALSE`` for the duration of the call); the
+    conversion is repeated with tf2onnx's copying (a failing pass skipped)
+    only when that raises. A ``TF2ONNX_CATCH_ERRORS`` set by the user is left
+    as it is (tf2onnx 1.17 compares the variable's *name* with ``"TRUE"``, so
+    any value set turns the copying off and only its absence turns it on).
+
+    Returns:
+        The serialized ``ModelProto`` (bytes).
+    """
+    concrete = serve.get_concrete_function(spec)
+    input_names = [t.name for t in concrete.inputs if t.dtype != tf.dtypes.resource]
+    output_names = [t.name for t in concrete.outputs if t.dtype != tf.dtypes.resource]
+    renames = tf2onnx.convert.tensor_names_from_structed(concrete, input_names, output_names)
     key = tf2onnx.constants.ENV_TF2ONNX_CATCH_ERRORS
 
-    def convert():
-        return tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)[0]
+    def convert(catch_errors):
+        return _convert_frozen(tf2onnx, concrete, input_names, output_names, renames, opset, catch_errors)
 
-    if key in os.environ:
-        return convert()
+    if key in os.environ:  # the user's choice; tf2onnx 1.17 reads any value as "do not copy" (docstring)
+        return convert(catch_errors=False)
     os.environ[key] = "FALSE"
     try:
-        return convert()
+        return convert(catch_errors=False)
     except Exception:
         os.environ.pop(key, None)
-        return convert()
+        release_memory()
+        return convert(catch_errors=True)
     finally:
         os.environ.pop(key, None)
 
@@ -168,7 +231,7 @@ def _convert(model, signature_shape, dtype, name, opset):
     logger.addHandler(log)
     try:
         with deployment_lowering(model):
-            proto = _from_function(tf2onnx, serve, spec, opset)
+            content = _from_function(tf2onnx, serve, spec, opset)
     except Exception as e:
         raise ExportError(
             f"ONNX conversion (tf2onnx {tf2onnx.__version__}, opset {opset}) of model "
@@ -184,7 +247,7 @@ def _convert(model, signature_shape, dtype, name, opset):
             f"'{model_name}' failed: {first}{_hint(' '.join(failures))}"
         )
     try:
-        onnx.checker.check_model(proto, full_check=True)
+        onnx.checker.check_model(content, full_check=True)
     except Exception as e:
         logged = f" tf2onnx logged: {first_error_line(log.messages[0])}." if log.messages else ""
         raise ExportError(
@@ -192,7 +255,7 @@ def _convert(model, signature_shape, dtype, name, opset):
             f"'{model_name}' produced an invalid ONNX model (onnx.checker): "
             f"{first_error_line(e)}{_hint(str(e))}.{logged} No file was written."
         ) from e
-    return proto
+    return content
 
 
 def onnx_session(model, num_threads=None):
@@ -361,14 +424,15 @@ def to_onnx(
     signature_shape = (None if dynamic_batch else 1,) + shape
     start = time.perf_counter()
     traced, notes = prepare_for_export(model, shape if None not in shape else None)
+    release_memory()  # start from what is in use, not from an earlier export's peak
     with converter_logs(verbose):
-        proto = _convert(traced, signature_shape, dtype, name, int(opset))
+        content = [_convert(traced, signature_shape, dtype, name, int(opset))]
     seconds = time.perf_counter() - start
 
     def write(target):
-        import onnx
-
-        onnx.save_model(proto, target)
+        with open(target, "wb") as f:
+            f.write(content.pop())  # the file's bytes are not kept while it is verified
+        release_memory()
 
     fields = dict(
         format="onnx",

@@ -2,20 +2,30 @@
 
 The model is traced in a ``tf.function`` with a fixed input signature (batch
 1; ``None`` spatial dimensions fixed to ``input_shape`` or to
-``DEFAULT_SPATIAL_SIZE`` = 224), the concrete function is frozen and
-converted with ``tf.lite.TFLiteConverter``, the file is written, then run with
-the LiteRT interpreter (``ai_edge_litert``, the runtime apps ship) on seeded
-random inputs and compared with the Keras model. The same path works for
-Keras 3 and for tf_keras models.
+``DEFAULT_SPATIAL_SIZE`` = 224), the concrete function is saved as the only
+signature (``serving_default``, outputs ``output_0``, ``output_1``, ...) of a
+temporary SavedModel beside the target file together with the variables it
+reads, and ``tf.lite.TFLiteConverter.from_saved_model`` converts that; the
+file is written, then run with the LiteRT interpreter (``ai_edge_litert``,
+the runtime apps ship) on seeded random inputs and compared with the Keras
+model. The same path works for Keras 3 and for tf_keras models.
 
-TensorFlow quirk worked around here: when the converter is given a Keras 3
-model as ``trackable_obj`` it lowers the function through a temporary
-SavedModel, and that route keeps the Keras 3 variables as resource variables
-(``VAR_HANDLE`` / ``READ_VARIABLE`` ops) that nothing initialises in the
-file: the interpreter then returns NaN (or fails without its default
-delegate). ``experimental_lower_to_saved_model = False`` makes the converter
-freeze the concrete function's variables into constants instead, which also
-converts several times faster.
+Why a SavedModel (``docs/benchmarks/export-memory.md``): freezing the
+concrete function into a GraphDef (``from_concrete_functions``) hands the
+converter every weight as a GraphDef constant, which it copies about seven
+times (Python GraphDef, serialized string, C++ string and GraphDef,
+TensorFlow graph, MLIR), and TensorFlow's freezing also registers a frozen
+copy of the function for the life of the process: RepLKNet-31B (303 MB of
+weights) peaked at 6.6 GiB. From a SavedModel the converter restores the
+variables itself: 3.4 GiB, the same ops and weights and the same outputs
+(the file's tensor names and its signature differ). TensorFlow
+quirk avoided here: when the converter is given a Keras 3 model as
+``trackable_obj`` it saves the whole model, and that route keeps the Keras 3
+variables as resource variables (``VAR_HANDLE`` / ``READ_VARIABLE`` ops) that
+nothing initialises in the file (the interpreter then returns NaN); the
+SavedModel written here holds nothing but the traced function and the
+variables it reads, which no function assigns to, so the converter freezes
+every one of them into a constant (checked on every file).
 
 Grouped convolutions are traced in their native form (one TFLite ``CONV_2D``
 with a grouped filter), and depthwise kernels of more than 25 taps as sums of
@@ -35,8 +45,10 @@ converted with the default op set, and the result must be full-integer
 (checked on the file: an op left in float raises ``ExportError`` naming it).
 """
 
+import errno
 import os
 import re
+import tempfile
 import time
 import warnings
 
@@ -50,6 +62,7 @@ from keras_convzoo.export.lowering import (
     deployment_lowering,
     iter_layers,
 )
+from keras_convzoo.export.memory import release_memory
 from keras_convzoo.progress import check_progress
 from keras_convzoo.export.converter import converter_logs, first_error_line
 from keras_convzoo.export.report import QUANTIZATIONS, ExportError, VerificationError, describe_tolerance
@@ -158,22 +171,96 @@ def is_quantization_aware(concrete):
 
 
 def _calibration_feed(samples, progress):
-    """The converter's representative dataset, reporting ``progress(done, total)``."""
+    """The converter's representative dataset, reporting ``progress(done, total)``.
+
+    It also hands memory freed by the converter back to the system before
+    the first sample and after the last (``memory.release_memory``): the
+    calibration starts, and its result is written, from what is still in use
+    rather than from the peak of the float conversion.
+    """
 
     def feed():
+        release_memory()
         for i, sample in enumerate(samples):
             yield [sample]
             if progress is not None:
                 progress(i + 1, len(samples))
+        release_memory()
 
     return feed
 
 
-def _convert(model, concrete, quantization, samples, int8_io, progress=None):
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    # See the module docstring: the SavedModel route leaves Keras 3 variables
-    # uninitialised in the file.
-    converter.experimental_lower_to_saved_model = False
+#: Signature key of the temporary SavedModel the converter reads (``_saved_serving_function``).
+_SIGNATURE_KEY = "serving_default"
+
+
+def _saved_serving_function(concrete, folder):
+    """Writes ``concrete`` as the only signature of a SavedModel in ``folder``, with the variables it captures.
+
+    The module saved holds nothing but those variables: no function assigns
+    to them, so the converter freezes every one into a constant (module
+    docstring).
+    """
+    module = tf.Module()
+    module.captured_variables = list(concrete.graph.variables)
+    tf.saved_model.save(module, folder, signatures={_SIGNATURE_KEY: concrete})
+
+
+def _convert(model, concrete, quantization, samples, int8_io, progress=None, folder=None):
+    """Converts ``concrete`` through a temporary SavedModel in ``folder`` (default: the system's temporary folder)."""
+    with tempfile.TemporaryDirectory(prefix=".keras_convzoo-tflite-", dir=folder) as saved:
+        try:
+            _saved_serving_function(concrete, saved)
+            converter = _saved_model_converter(saved)
+        except Exception as e:
+            os_error = _write_error(e)
+            if os_error is not None:  # a full disk: as when the file itself is written
+                raise os_error from e
+            raise ExportError(
+                f"Saving model '{getattr(model, 'name', '?')}' for the TFLite converter failed: "
+                f"{type(e).__name__}: {first_error_line(e)}"
+            ) from e
+        release_memory()
+        return _convert_saved(model, converter, quantization, samples, int8_io, progress)
+
+
+def _saved_model_converter(folder):
+    """``tf.lite.TFLiteConverter.from_saved_model(folder)`` for the SavedModel ``_saved_serving_function`` wrote.
+
+    ``from_saved_model`` first loads the whole SavedModel in Python (the
+    variables restored) only to check its signatures, then returns this same
+    converter; the signature written here needs no check, and the load costs
+    about a second and a copy of the weights. Where TensorFlow's converter
+    class cannot be reached (another TensorFlow version), ``from_saved_model``.
+    """
+    try:
+        from tensorflow.lite.python.lite import TFLiteSavedModelConverterV2
+
+        converter = TFLiteSavedModelConverterV2(folder, {tf.saved_model.SERVING}, [_SIGNATURE_KEY])
+    except (ImportError, TypeError):  # pragma: no cover - other TensorFlow versions
+        converter = None
+    if converter is None or not getattr(converter, "saved_model_dir", None):  # pragma: no cover
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=[_SIGNATURE_KEY])
+    return converter
+
+
+#: Errors of a failed write (TensorFlow reports them as text in its own error types).
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
+
+
+def _write_error(error):
+    """The ``OSError`` behind a failed write of the temporary SavedModel, else None."""
+    if isinstance(error, OSError):
+        return error
+    text = str(error)
+    for number in _WRITE_ERRNOS:
+        if os.strerror(number) in text:
+            return OSError(number, f"{os.strerror(number)} (writing the temporary SavedModel the TFLite converter "
+                                   f"reads: {first_error_line(error)})")
+    return None
+
+
+def _convert_saved(model, converter, quantization, samples, int8_io, progress):
     if quantization is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
@@ -259,12 +346,30 @@ def float_ops(content):
     return tuple(sorted(found))
 
 
-def _output_order(details):
+def _output_order(details, interpreter=None):
     """Output details in the order of the traced function's outputs.
 
-    The frozen function names its outputs ``Identity``, ``Identity_1``, ...;
-    the interpreter lists them by tensor index, which need not be that order.
+    Files written by ``to_tflite`` have one signature whose outputs are named
+    ``output_0``, ``output_1``, ... in that order; the interpreter lists the
+    outputs by tensor index, which need not be that order. Files converted
+    from a frozen concrete function (``TFLiteConverter.from_concrete_functions``,
+    and ``to_tflite`` before it converted through a SavedModel) have no
+    signature and name their outputs ``Identity``, ``Identity_1``, ...
+    instead. Other files keep the interpreter's order.
     """
+    signatures = {}
+    full_list = getattr(interpreter, "_get_full_signature_list", None)
+    if full_list is not None:
+        try:
+            signatures = full_list() or {}
+        except (ValueError, RuntimeError):  # pragma: no cover - a file the interpreter cannot describe
+            signatures = {}
+    if len(signatures) == 1:
+        outputs = next(iter(signatures.values())).get("outputs", {})
+        numbers = {index: re.fullmatch(r"output_(\d+)", key) for key, index in outputs.items()}
+        by_index = {d["index"]: d for d in details}
+        if numbers and None not in numbers.values() and set(numbers) == set(by_index):
+            return [by_index[i] for i in sorted(numbers, key=lambda i: int(numbers[i].group(1)))]
     keys = []
     for detail in details:
         match = re.fullmatch(r"Identity(?:_(\d+))?(?::0)?", detail["name"])
@@ -352,7 +457,7 @@ def run_tflite(path, x, num_threads=None):
             batch = batch.astype(detail["dtype"])
         interpreter.set_tensor(index, batch)
         interpreter.invoke()
-        outputs = _output_order(interpreter.get_output_details())
+        outputs = _output_order(interpreter.get_output_details(), interpreter)
         per_batch.append([_dequantize(interpreter.get_tensor(d["index"]), d) for d in outputs])
     return [np.concatenate(parts, axis=0) for parts in zip(*per_batch)]
 
@@ -521,6 +626,7 @@ def to_tflite(
     if depthwise_max_taps == "auto":
         depthwise_max_taps = DEPTHWISE_MAX_TAPS
     traced, notes = prepare_for_export(model, shape)
+    release_memory()  # start from what is in use, not from an earlier export's peak
     with converter_logs(verbose):
         concrete = _serving_function(traced, full_shape, dtype, name, depthwise_max_taps, dense_group_channels)
     qat = is_quantization_aware(concrete)
@@ -535,7 +641,7 @@ def to_tflite(
         samples = data_samples(representative_data, shape, dtype.as_numpy_dtype, "representative_data")
     check_progress(progress)
     with converter_logs(verbose):
-        content = _convert(traced, concrete, quantization, samples, bool(int8_io), progress)
+        content = _convert(traced, concrete, quantization, samples, bool(int8_io), progress, os.path.dirname(os.path.abspath(path)))
     found = None
     if quantization == "int8":
         found = float_ops(content)

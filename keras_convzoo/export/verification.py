@@ -79,8 +79,11 @@ def file_size(path):
     return int(os.path.getsize(path))
 
 
-#: Batch size of the Keras side of a verification.
-_KERAS_BATCH = 32
+#: Batch size of the Keras side of a verification: one sample at a time, as a TFLite file runs. A Keras 3
+#: functional model keeps every intermediate tensor of a call until the call returns, and TensorFlow's CPU
+#: allocator keeps that memory afterwards: 8 RepLKNet-31B images at 224x224 in one call kept 1.9 GiB, 4 images
+#: 0.8 GiB, one image at a time almost nothing beyond what a built model holds (docs/benchmarks/export-memory.md).
+_KERAS_BATCH = 1
 
 
 def finish_report(fields, model, x, run_file, verify=True):
@@ -91,7 +94,7 @@ def finish_report(fields, model, x, run_file, verify=True):
             path, quantization, file size, input shape, tolerance, inputs).
         model: the Keras model.
         x: the inputs the file is compared on, batch first (what
-            ``run_file`` receives; Keras runs them in batches of 32).
+            ``run_file`` receives; Keras runs them one sample at a time).
         run_file: ``run_file(path, x)`` running the written file.
         verify: compare and raise ``VerificationError`` when out of tolerance.
 

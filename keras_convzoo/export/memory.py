@@ -1,0 +1,253 @@
+"""Keeping a conversion's memory close to the size of the model: lean freezing, weights kept out of TensorFlow's copies.
+
+A full-size export used to peak at many times the size of its weights
+(RepLKNet-31B, 303 MB of float32 weights, at 224x224: 6.6 GiB for fp32 TFLite,
+11.8 GiB for ONNX; ``tools/export_memory.py``, ``docs/benchmarks/export-memory.md``).
+What held the memory, and what the exporters do instead:
+
+- The TFLite converter and tf2onnx freeze the traced function with
+  ``convert_variables_to_constants_v2``, which builds a GraphDef with every
+  weight as a constant *and then imports it back as a new function*,
+  registered in the eager context for the life of the process: 3 GB more at
+  its peak, 2.3 GB of it kept (RepLKNet-31B). ``frozen_graph_def`` builds
+  only the GraphDef (no function, nothing registered); ONNX export uses it.
+- The TFLite converter copies a frozen GraphDef's constants about seven
+  times (the Python GraphDef, its serialized string, the C++ string and
+  GraphDef, the TensorFlow graph, MLIR attributes): +2.4 GB in C++ for
+  RepLKNet-31B. ``export.tflite`` hands it a SavedModel instead, whose
+  variables the converter restores itself.
+- tf2onnx runs TensorFlow's grappler on, and imports, a GraphDef holding
+  every weight (copies in Python, C++ and the session). ``split_constants``
+  takes the large constants' bytes out first (grappler sees placeholders of
+  the same shape, so it folds nothing into them) and tf2onnx reads them from
+  a dict (its own ``const_node_values``, as for its "large models").
+- tf2onnx rewrites every node's ``NodeProto`` after each optimizer pass
+  (``Node.update_proto``: ``del attribute[:]``, then ``extend``). Under the
+  upb protobuf runtime the removed attributes, weights included, stay in the
+  node's arena until the node dies, so each pass kept one more copy of the
+  weights (RepLKNet-31B: 4.7 -> 9.9 GiB over the optimizer's passes).
+  ``fresh_node_protos`` gives each update a new ``NodeProto``.
+
+``release_memory`` hands memory freed by a finished stage back to the
+system (``malloc_trim`` where glibc has it), so that the next stage starts
+from what is still in use rather than from the previous stage's peak.
+"""
+
+import contextlib
+import ctypes
+import gc
+
+#: Constants of more bytes leave the GraphDef while TensorFlow optimizes it for tf2onnx (tf2onnx's own
+#: ``compress_graph_def`` uses the same bound).
+LARGE_CONSTANT_BYTES = 1000
+
+
+def release_memory():
+    """Collects garbage and returns freed heap memory to the system where the C library can (glibc's ``malloc_trim``)."""
+    gc.collect()
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, musl, Windows)
+        return
+    trim(0)
+
+
+def frozen_graph_def(concrete, aggressive_inlining=False):
+    """The GraphDef of ``concrete`` with its variables as constants, without building a frozen function.
+
+    ``convert_variables_to_constants_v2`` (public) builds this GraphDef and
+    then imports it back as a new concrete function registered in the eager
+    context, which keeps a copy of every weight for the life of the process;
+    the converters here only need the GraphDef. Uses TensorFlow's own freezing
+    code (``_FunctionConverterDataInEager`` and ``_replace_variables_by_constants``,
+    as tf2onnx does for large models), falling back to the public function
+    where they are missing.
+
+    Args:
+        concrete: a ``tf.function`` concrete function.
+        aggressive_inlining: inline functions with stateful ops too (tf2onnx
+            freezes this way; the TFLite converter does not).
+
+    Returns:
+        A ``GraphDef``.
+    """
+    from tensorflow.python.framework import convert_to_constants
+
+    converter_data = getattr(convert_to_constants, "_FunctionConverterDataInEager", None)
+    replace = getattr(convert_to_constants, "_replace_variables_by_constants", None)
+    if converter_data is None or replace is None:  # pragma: no cover - other TensorFlow versions
+        _, graph_def = convert_to_constants.convert_variables_to_constants_v2_as_graph(
+            concrete, lower_control_flow=False, aggressive_inlining=aggressive_inlining
+        )
+        return graph_def
+    data = converter_data(func=concrete, lower_control_flow=False, aggressive_inlining=aggressive_inlining)
+    graph_def, _ = replace(converter_data=data)
+    return graph_def
+
+
+def split_constants(graph_def, min_bytes=LARGE_CONSTANT_BYTES):
+    """Takes the data of large constants out of a GraphDef.
+
+    Each ``Const`` node whose ``tensor_content`` has more than ``min_bytes``
+    bytes becomes a ``PlaceholderWithDefault`` of the same dtype and shape
+    whose default is a zero written once (grappler neither copies its data
+    nor folds anything into it, and, unlike a ``Placeholder``, does not feed
+    it a made-up tensor nor forget its static shape);
+    ``restore_constants`` turns them back into ``Const`` nodes without data,
+    whose values tf2onnx reads from the returned dict. A constant whose
+    elements are all equal (e.g. a zero bias) stays a ``Const``, written as
+    its one value (TensorFlow repeats the last value of a ``TensorProto``),
+    so that grappler folds it as before (``x + 0`` disappears).
+
+    Args:
+        graph_def: a frozen ``GraphDef`` (not changed; drop it afterwards to
+            free its memory).
+        min_bytes: constants of more bytes are taken out.
+
+    Returns:
+        ``(lean_graph_def, values)``: values maps node names to the bytes of
+        their ``tensor_content``.
+    """
+    values = {}
+    lean = type(graph_def)()
+    lean.versions.CopyFrom(graph_def.versions)
+    lean.library.CopyFrom(graph_def.library)
+    for node in graph_def.node:
+        tensor = node.attr["value"].tensor if node.op == "Const" and "value" in node.attr else None
+        content = tensor.tensor_content if tensor is not None else b""  # (a copy: read once)
+        if len(content) <= min_bytes:
+            lean.node.add().CopyFrom(node)
+            continue
+        uniform = _uniform_value(tensor, content)
+        if uniform is not None:
+            const = lean.node.add()
+            _copy_fields(node, const, skip=("attr",))
+            for key in node.attr:
+                if key != "value":
+                    const.attr[key].CopyFrom(node.attr[key])
+            const.attr["value"].tensor.CopyFrom(uniform)
+            continue
+        values[node.name] = content
+        default = lean.node.add()  # a zero of the constant's shape, one value in the GraphDef
+        default.name = node.name + _DEFAULT_SUFFIX
+        default.op = "Const"
+        default.device = node.device
+        default.attr["dtype"].type = tensor.dtype
+        default.attr["value"].tensor.CopyFrom(_compact(tensor, 0))
+        placeholder = lean.node.add()
+        placeholder.name = node.name
+        placeholder.op = "PlaceholderWithDefault"
+        placeholder.device = node.device
+        placeholder.input.append(default.name)
+        placeholder.attr["dtype"].type = tensor.dtype
+        placeholder.attr["shape"].shape.CopyFrom(tensor.tensor_shape)
+    return lean, values
+
+
+#: Name suffix of the default value ``split_constants`` gives each of its placeholders.
+_DEFAULT_SUFFIX = "/keras_convzoo_split_default"
+
+
+def _compact(tensor, value):
+    """A ``TensorProto`` of ``tensor``'s dtype and shape whose elements are all ``value``, holding it once."""
+    from keras_convzoo.backend import tf
+
+    shape = [int(d.size) for d in tensor.tensor_shape.dim]
+    return tf.make_tensor_proto(value, dtype=tf.dtypes.as_dtype(tensor.dtype), shape=shape)
+
+
+def _uniform_value(tensor, content):
+    """A compact ``TensorProto`` (one value, the full shape) of a tensor whose elements are all equal, else None."""
+    import numpy as np
+
+    from keras_convzoo.backend import tf
+
+    dtype = tf.dtypes.as_dtype(tensor.dtype)
+    if not (dtype.is_floating or dtype.is_integer or dtype.is_bool) or dtype.is_quantized:
+        return None
+    flat = np.frombuffer(content, dtype=dtype.as_numpy_dtype)
+    bits = flat.view(f"u{flat.itemsize}") if flat.itemsize in (1, 2, 4, 8) else None
+    if flat.size == 0 or bits is None or not np.all(bits == bits[0]):  # bitwise: -0.0 and 0.0 differ
+        return None
+    compact = _compact(tensor, flat[0])
+    return compact if not compact.tensor_content else None
+
+
+def _copy_fields(source, target, skip=()):
+    """Copies the set fields of protobuf message ``source`` into ``target``, except the fields named in ``skip``."""
+    for field, value in source.ListFields():
+        if field.name in skip:
+            continue
+        destination = getattr(target, field.name)
+        if hasattr(destination, "extend"):  # a repeated field
+            destination.extend(value)
+        elif hasattr(destination, "CopyFrom"):  # a message
+            destination.CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+
+
+def restore_constants(graph_def, values):
+    """Turns the placeholders ``split_constants`` made back into ``Const`` nodes without data.
+
+    Their zero defaults are left out (unless something else uses them).
+
+    Args:
+        graph_def: a ``GraphDef`` from ``split_constants`` (after optimization;
+            changed in place).
+        values: the dict ``split_constants`` returned.
+
+    Returns:
+        A new ``GraphDef``.
+
+    Raises:
+        RuntimeError: when an optimizer replaced one of the placeholders
+            (its value would be lost).
+    """
+    changed = sorted(node.name for node in graph_def.node
+                     if node.name in values and node.op != "PlaceholderWithDefault")
+    if changed:
+        raise RuntimeError(f"The graph optimizer replaced the weight placeholders {changed[:3]}; their values "
+                           "cannot be restored.")
+    defaults = set()
+    for node in graph_def.node:
+        if node.op != "PlaceholderWithDefault" or node.name not in values:
+            continue
+        defaults.update(name.lstrip("^").split(":")[0] for name in node.input)
+        tensor = node.attr["value"].tensor
+        tensor.dtype = node.attr["dtype"].type
+        tensor.tensor_shape.CopyFrom(node.attr["shape"].shape)
+        del node.attr["shape"]
+        del node.input[:]
+        node.op = "Const"
+    used = {name.lstrip("^").split(":")[0] for node in graph_def.node for name in node.input}
+    unused = defaults - used  # a default grappler merged with another constant stays
+    restored = type(graph_def)()
+    _copy_fields(graph_def, restored, skip=("node",))
+    restored.node.extend(node for node in graph_def.node if node.name not in unused)
+    return restored
+
+
+@contextlib.contextmanager
+def fresh_node_protos():
+    """Inside the context, tf2onnx's ``Node.update_proto`` writes into a new ``NodeProto`` each time (module doc).
+
+    Same node, same fields; the old proto (and, under the upb protobuf
+    runtime, the attributes removed from it) is freed with it.
+    """
+    from tf2onnx.graph import Node
+
+    original = Node.update_proto
+
+    def update_proto(self, external_tensor_storage=None):
+        old = self._op
+        fresh = type(old)()
+        _copy_fields(old, fresh, skip=("input", "output", "attribute"))  # those three are tf2onnx's to write
+        self._op = fresh
+        return original(self, external_tensor_storage)
+
+    Node.update_proto = update_proto
+    try:
+        yield
+    finally:
+        Node.update_proto = original

@@ -1,0 +1,218 @@
+"""Export memory (keras_convzoo.export.memory): what keeps a conversion near the size of the model.
+
+The default-run tests pin each mechanism on tiny models (a few seconds): no
+frozen function is built (``convert_variables_to_constants_v2`` and its
+``_as_graph`` form are never called), tf2onnx's grappler pass sees no weight
+data, tf2onnx's node updates get fresh protos, the TFLite converter reads a
+temporary SavedModel (gone afterwards), the calibration feed releases memory
+before and after the samples, and the Keras side of a verification runs one
+sample at a time. The slow test exports the full-size RepLKNet-31B to ONNX
+and fp32 TFLite in one fresh process and bounds its peak memory
+(docs/benchmarks/export-memory.md).
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras_convzoo as kcz
+from keras_convzoo import export
+from keras_convzoo.backend import keras, tf
+from keras_convzoo.export import memory
+from keras_convzoo.testing import random_array, randomize_batch_norms
+
+pytestmark = pytest.mark.export
+
+
+@pytest.fixture(scope="module")
+def tiny_replknet():
+    """RepLKNet's test twin (large depthwise kernels, tiled in TFLite), fused, random BN statistics."""
+    spec = kcz.get_spec("replknet31_base")
+    model = kcz.create_model("replknet31_base", input_shape=(32, 32, 3), classes=5, classifier_activation=None,
+                             **spec.test_overrides)
+    return kcz.deploy.fuse(randomize_batch_norms(model, seed=3))
+
+
+@pytest.fixture
+def no_frozen_functions(monkeypatch):
+    """Makes TensorFlow's freezing into a new concrete function fail, so that a test shows it is not used."""
+    from tensorflow.python.framework import convert_to_constants
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an exporter built a frozen concrete function")
+
+    monkeypatch.setattr(convert_to_constants, "convert_variables_to_constants_v2", refuse)
+    monkeypatch.setattr(convert_to_constants, "convert_variables_to_constants_v2_as_graph", refuse)
+
+
+def _weights_function():
+    """A traced function with a 32x32 kernel (4 KB), a 16x16 zero matrix (1 KB) and a 4-value bias."""
+    kernel = tf.Variable(np.random.default_rng(0).standard_normal((32, 32)).astype("float32"))
+    zeros = tf.Variable(np.zeros((16, 16), "float32"))
+    bias = tf.Variable(np.arange(4, dtype="float32"))
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 32), tf.float32)], autograph=False)
+    def fn(x):
+        y = tf.matmul(x, kernel)
+        return y[:, :16] + tf.reduce_sum(tf.matmul(y[:, :16], zeros)) + tf.reduce_sum(bias)
+
+    return fn.get_concrete_function(), (kernel, zeros, bias)  # the function holds its variables weakly
+
+
+def test_split_constants_takes_weight_data_out_of_the_graph_def(no_frozen_functions):
+    concrete, variables = _weights_function()
+    kernel = variables[0]
+    frozen = memory.frozen_graph_def(concrete, aggressive_inlining=True)
+    contents = {n.name: n.attr["value"].tensor.tensor_content for n in frozen.node if n.op == "Const"}
+    assert max(len(c) for c in contents.values()) == 32 * 32 * 4  # frozen: the kernel is in the GraphDef
+    lean, values = memory.split_constants(frozen)
+    (name,) = values  # the kernel only: the zero matrix is uniform, the bias small
+    assert np.array_equal(np.frombuffer(values[name], "float32").reshape(32, 32), kernel.numpy())
+    nodes = {n.name: n for n in lean.node}
+    assert nodes[name].op == "PlaceholderWithDefault"
+    assert [d.size for d in nodes[name].attr["shape"].shape.dim] == [32, 32]
+    assert all(len(n.attr["value"].tensor.tensor_content) <= memory.LARGE_CONSTANT_BYTES
+               for n in lean.node if n.op == "Const")
+    zero = [n for n in lean.node if n.op == "Const" and [d.size for d in n.attr["value"].tensor.tensor_shape.dim]
+            == [16, 16]]
+    assert len(zero) == 1 and list(zero[0].attr["value"].tensor.float_val) == [0.0]  # one value, the full shape
+    assert lean.ByteSize() < 32 * 32 * 4 < frozen.ByteSize() - lean.ByteSize()
+    restored = memory.restore_constants(lean, values)
+    nodes = {n.name: n for n in restored.node}
+    assert nodes[name].op == "Const" and not nodes[name].input
+    assert nodes[name].attr["value"].tensor.tensor_content == b""  # tf2onnx reads it from `values`
+    assert [d.size for d in nodes[name].attr["value"].tensor.tensor_shape.dim] == [32, 32]
+    assert not any(n.endswith("split_default") for n in nodes)
+    with tf.Graph().as_default():  # a valid graph: shapes from the data-less constant
+        tf.import_graph_def(restored, name="")
+
+
+def test_fresh_node_protos_gives_each_update_a_new_node_proto():
+    from tf2onnx import graph as tf2onnx_graph
+    from tf2onnx import utils
+
+    g = tf2onnx_graph.Graph([], opset=13)
+    const = g.make_const(utils.make_name("w"), np.ones((64, 64), "float32"))
+    old = const.op
+    const.update_proto()
+    assert const.op is old  # tf2onnx: the same proto, its removed attributes kept in its arena under upb
+    original = tf2onnx_graph.Node.update_proto
+    with memory.fresh_node_protos():
+        const.update_proto()
+        first = const.op
+        const.update_proto()
+        assert first is not old and const.op is not first
+        assert [a.name for a in const.op.attribute] == ["value"] and const.op.name == old.name
+        assert const.op.op_type == "Const" and list(const.op.output) == list(old.output)
+    assert tf2onnx_graph.Node.update_proto is original
+
+
+def test_tiny_replknet_onnx_keeps_weights_out_of_grappler(tiny_replknet, tmp_path, monkeypatch, no_frozen_functions):
+    import tf2onnx
+
+    seen = []
+    real = tf2onnx.tf_loader.tf_optimize
+
+    def recording(input_names, output_names, graph_def):
+        seen.append(max(len(n.attr["value"].tensor.tensor_content) for n in graph_def.node if n.op == "Const"))
+        return real(input_names, output_names, graph_def)
+
+    monkeypatch.setattr(tf2onnx.tf_loader, "tf_optimize", recording)
+    report = export.to_onnx(tiny_replknet, tmp_path / "r.onnx", num_samples=2)
+    assert report.relative_diff <= 1e-4
+    assert len(seen) == 1 and seen[0] <= memory.LARGE_CONSTANT_BYTES
+    x = random_array((2, 32, 32, 3), seed=5)
+    (got,) = export.run_onnx(report.path, x)
+    np.testing.assert_allclose(got, tiny_replknet(x, training=False).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_tiny_replknet_tflite_converts_through_a_temporary_saved_model(tiny_replknet, tmp_path, monkeypatch,
+                                                                       no_frozen_functions):
+    from keras_convzoo.export import tflite as tflite_lib
+
+    calls = []
+    real = tflite_lib._saved_model_converter
+
+    def recording(folder):
+        calls.append((os.path.dirname(folder), sorted(os.listdir(folder))))
+        converter = real(folder)
+        assert converter.saved_model_dir == folder  # TensorFlow's SavedModel converter, not the frozen-graph one
+        return converter
+
+    monkeypatch.setattr(tflite_lib, "_saved_model_converter", recording)
+    report = export.to_tflite(tiny_replknet, tmp_path / "r.tflite", input_shape=(32, 32, 3), num_samples=2)
+    assert report.relative_diff <= 1e-4
+    assert [folder for folder, _ in calls] == [str(tmp_path)]  # beside the file, not in the system's temporary folder
+    assert "saved_model.pb" in calls[0][1] and "variables" in calls[0][1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.tflite"]  # and gone afterwards
+    interpreter = export.tflite_interpreter(report.path)
+    signatures = interpreter.get_signature_list()
+    assert list(signatures) == ["serving_default"] and signatures["serving_default"]["outputs"] == ["output_0"]
+    assert tflite_lib._resource_ops((tmp_path / "r.tflite").read_bytes()) == []  # every variable frozen
+
+
+def test_calibration_feed_releases_memory_before_and_after_the_samples(monkeypatch):
+    from keras_convzoo.export import tflite as tflite_lib
+
+    events = []
+    monkeypatch.setattr(tflite_lib, "release_memory", lambda: events.append("release"))
+    samples = [np.zeros((1, 4), "float32"), np.ones((1, 4), "float32")]
+    for batch in tflite_lib._calibration_feed(samples, lambda done, total: events.append(done))():
+        events.append(float(batch[0].sum()))
+    assert events == ["release", 0.0, 1, 4.0, 2, "release"]
+
+
+def test_keras_side_of_the_verification_runs_one_sample_at_a_time(tmp_path, monkeypatch):
+    from keras_convzoo.export import verification
+
+    sizes = []
+    real = verification.keras_outputs
+
+    def recording(model, batches):
+        sizes.extend(len(b) for b in batches)
+        return real(model, batches)
+
+    monkeypatch.setattr(verification, "keras_outputs", recording)
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(inputs)))
+    export.to_onnx(model, tmp_path / "m.onnx", num_samples=5)
+    assert sizes == [1] * 5
+
+
+def test_release_memory_runs_anywhere():
+    memory.release_memory()  # glibc: malloc_trim; elsewhere only the garbage collector
+
+
+#: The most memory the full-size RepLKNet-31B export may take (ONNX and fp32 TFLite in one process).
+FULL_SIZE_MAX_RSS_BYTES = 4 * 2**30
+CHILD_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_export_memory_child.py")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak from os.wait4 and /proc")
+def test_full_size_replknet_exports_within_4_gib(tmp_path):
+    """RepLKNet-31B (303 MB of weights) at 224x224 to ONNX and fp32 TFLite, verified, in one fresh process.
+
+    It peaked at 11.8 GiB (ONNX) and 6.6 GiB (TFLite) before export.memory.
+    The peak is the kernel's ``ru_maxrss`` of that one child (``os.wait4``).
+    """
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    with open(tmp_path / "log.txt", "w+") as log:
+        process = subprocess.Popen([sys.executable, CHILD_SCRIPT, "replknet31_base", str(tmp_path), "tflite", "onnx"],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        process.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        output = log.read()
+    assert process.returncode == 0, output[-4000:]
+    assert output.count("report ") == 2, output[-4000:]
+    peak = usage.ru_maxrss * 1024
+    assert peak < FULL_SIZE_MAX_RSS_BYTES, f"peak memory {peak / 2**30:.2f} GiB\n{output[-2000:]}"
