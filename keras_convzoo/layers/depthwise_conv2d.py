@@ -1,7 +1,13 @@
-"""Keras' DepthwiseConv2D with a fast lowering under XLA on CPU."""
+"""Keras' DepthwiseConv2D with a fast lowering under XLA on CPU and a fast kernel gradient in training."""
 
 from keras_convzoo.backend import LEGACY_KERAS, keras, register_serializable, tf
-from keras_convzoo.ops.depthwise import MAX_SHIFTED_TAPS, depthwise_conv2d_shifted, in_xla_cpu_context
+from keras_convzoo.ops.depthwise import (
+    MAX_SHIFTED_TAPS,
+    depthwise_conv2d_shifted,
+    depthwise_conv2d_trainable,
+    fast_filter_gradient_applies,
+    in_xla_cpu_context,
+)
 
 
 @register_serializable
@@ -16,9 +22,13 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
     into one vectorised loop, instead of XLA's grouped convolution, which
     has no fast CPU kernel (many times slower than TensorFlow's own
     depthwise kernel; see ``keras_convzoo.ops.depthwise`` and the
-    documentation's benchmarks page). Everywhere else
-    (eager, ``tf.function`` without XLA, GPU, TFLite/ONNX export) it is
-    Keras' layer unchanged.
+    documentation's benchmarks page). In a training step (``training=True``,
+    trainable layer) a stride-1 kernel of more than 9 taps (ConvNeXt's 7x7)
+    takes its kernel gradient from ``ops.depthwise.depthwise_conv2d_trainable``
+    (one depthwise convolution instead of TensorFlow's much slower
+    ``DepthwiseConv2dNativeBackpropFilter``; same forward op, same results up
+    to float summation order). Everywhere else (inference, GPU, TFLite/ONNX
+    export) it is Keras' layer unchanged.
 
     It takes the arguments of ``keras.layers.DepthwiseConv2D``
     (``kernel_size``, ``strides``, ``padding``, ``depth_multiplier``,
@@ -53,11 +63,24 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
             and in_xla_cpu_context()
         )
 
-    def call(self, inputs):
-        if not self._shifted_form_applies():
-            return super().call(inputs)
+    def _fast_gradient_applies(self, training):
+        return (
+            bool(training)
+            and self.trainable
+            and self.data_format == "channels_last"
+            and self.padding in ("same", "valid")
+            and fast_filter_gradient_applies(self.kernel_size, self.strides, self.dilation_rate,
+                                             self.depth_multiplier)
+        )
+
+    def call(self, inputs, training=None):
         kernel = self.depthwise_kernel if LEGACY_KERAS else self.kernel
-        outputs = depthwise_conv2d_shifted(inputs, kernel, tuple(self.strides), self.padding)
+        if self._shifted_form_applies():
+            outputs = depthwise_conv2d_shifted(inputs, kernel, tuple(self.strides), self.padding)
+        elif self._fast_gradient_applies(training):
+            outputs = depthwise_conv2d_trainable(inputs, tf.convert_to_tensor(kernel), self.padding)
+        else:
+            return super().call(inputs)
         if self.use_bias:
             outputs = outputs + tf.cast(self.bias, outputs.dtype)
         if self.activation is not None:

@@ -6,6 +6,7 @@ from keras_convzoo.backend import keras, register_serializable, tf
 from keras_convzoo.layers._validation import check_positive_int
 from keras_convzoo.layers.batch_normalization import BatchNormalization
 from keras_convzoo.ops.batch_norm import bn_inference_affine
+from keras_convzoo.ops.depthwise import depthwise_conv2d_trainable, fast_filter_gradient_applies
 
 
 def _fold_bn(kernel, bn):
@@ -111,7 +112,10 @@ class ReparamLargeKernelConv(keras.layers.Layer):
                 self.small_bn.build(tuple(input_shape[:-1]) + (channels,))
         self.built = True
 
-    def _dw(self, x, kernel):
+    def _dw(self, x, kernel, training=None):
+        size = int(kernel.shape[0])
+        if training and self.trainable and fast_filter_gradient_applies((size, size), (self.strides, self.strides)):
+            return depthwise_conv2d_trainable(x, tf.convert_to_tensor(kernel), "same")  # fast kernel gradient
         return tf.nn.depthwise_conv2d(
             x, tf.cast(kernel, x.dtype), (1, self.strides, self.strides, 1), "SAME"
         )
@@ -119,9 +123,9 @@ class ReparamLargeKernelConv(keras.layers.Layer):
     def call(self, inputs, training=None):
         if self.deploy:
             return tf.nn.bias_add(self._dw(inputs, self.large_kernel), tf.cast(self.bias, inputs.dtype))
-        y = self.large_bn(self._dw(inputs, self.large_kernel), training=training)
+        y = self.large_bn(self._dw(inputs, self.large_kernel, training), training=training)
         if self.small_kernel:
-            y = y + self.small_bn(self._dw(inputs, self.small_kernel_weight), training=training)
+            y = y + self.small_bn(self._dw(inputs, self.small_kernel_weight, training), training=training)
         return y
 
     def merged_weights(self):

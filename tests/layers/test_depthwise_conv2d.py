@@ -209,3 +209,104 @@ def test_tiled_depthwise_rejects_bad_arguments():
             depthwise_ops.depthwise_conv2d_tiled(x, w, max_taps=bad)
     with pytest.raises(ValueError, match="tap_weights"):
         depthwise_ops.depthwise_conv2d_tiled(x, w, tap_weights=np.ones((7, 6)))
+
+
+# --- the kernel gradient of training steps (ops.depthwise.depthwise_conv2d_trainable) ---------------------------
+
+@pytest.mark.parametrize(
+    "kernel, padding, shape",
+    [(5, "same", (2, 9, 11, 6)), ((7, 3), "valid", (3, 12, 10, 4)), (4, "same", (2, 8, 8, 3)),
+     (31, "same", (1, 8, 8, 2)), ((1, 13), "same", (2, 5, 16, 3))],
+)
+def test_filter_gradient_equals_tensorflows_backprop_filter(kernel, padding, shape):
+    kernel = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = tf.constant(random_array(shape, seed=1))
+    out_shape = tf.nn.depthwise_conv2d(x, tf.zeros(kernel + (shape[-1], 1)), [1, 1, 1, 1], padding.upper()).shape
+    dy = tf.constant(random_array(out_shape, seed=2))
+    expected = tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
+        input=x, filter_sizes=list(kernel) + [shape[-1], 1], out_backprop=dy, strides=[1, 1, 1, 1],
+        padding=padding.upper())
+    got = depthwise_ops.depthwise_filter_gradient(x, dy, kernel, padding)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5 * float(np.abs(expected).max()))
+
+
+def test_filter_gradient_with_unknown_batch_and_size():
+    fn = tf.function(lambda x, dy: depthwise_ops.depthwise_filter_gradient(x, dy, (7, 7)),
+                     input_signature=[tf.TensorSpec((None, None, None, 4))] * 2)
+    x, dy = tf.constant(random_array((3, 6, 9, 4), seed=3)), tf.constant(random_array((3, 6, 9, 4), seed=4))
+    expected = tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
+        input=x, filter_sizes=[7, 7, 4, 1], out_backprop=dy, strides=[1, 1, 1, 1], padding="SAME")
+    np.testing.assert_allclose(fn(x, dy).numpy(), expected.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_fast_filter_gradient_rule():
+    applies = depthwise_ops.fast_filter_gradient_applies
+    assert applies((5, 5)) and applies((7, 7)) and applies((31, 31)) and applies((1, 13))
+    assert not applies((3, 3))  # TensorFlow's own kernel is faster there
+    assert not applies((7, 7), strides=(2, 2)) and not applies((7, 7), dilation_rate=(2, 2))
+    assert not applies((7, 7), multiplier=2)
+    assert not tf.function(lambda: tf.constant(applies((7, 7))), jit_compile=True)()  # XLA: the shifted form
+
+
+@pytest.mark.skipif(LEGACY_KERAS, reason="layers.DepthwiseConv2D under Keras 3 (tf_keras builds use Keras' own)")
+@pytest.mark.parametrize("kernel, strides, padding", [(7, 1, "same"), (5, 1, "valid"), (3, 1, "same"), (7, 2, "same")])
+def test_layer_training_step_takes_the_fast_gradient_only_where_it_applies(monkeypatch, kernel, strides, padding):
+    calls = []
+    real = depthwise_ops.depthwise_filter_gradient
+
+    def recording(*args, **kwargs):
+        calls.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(depthwise_ops, "depthwise_filter_gradient", recording)
+    layer = DepthwiseConv2D(kernel, strides=strides, padding=padding, activation="relu")
+    x = tf.constant(random_array((2, 11, 10, 5), seed=5))
+    layer(x)
+
+    def step(training):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+            loss = tf.reduce_sum(tf.square(y - 0.1))
+        return [y] + tape.gradient(loss, [x] + layer.trainable_weights)
+
+    expected = step(False)  # Keras' layer: TensorFlow's own gradient ops
+    assert not calls
+    got = step(True)
+    assert calls == ([(kernel, kernel)] if kernel > 3 and strides == 1 else [])
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5 * float(np.abs(b).max()))
+    calls.clear()
+    layer.trainable = False
+    step(True)
+    assert not calls  # a frozen kernel needs no gradient
+
+
+def test_convnext_fit_uses_the_fast_gradient_and_matches_keras_gradients(monkeypatch):
+    """A training step of ConvNeXt's test twin: the kernel gradients equal TensorFlow's own (training=False path)."""
+    import keras_convzoo as kcz
+
+    spec = kcz.get_spec("convnext_tiny")
+    model = kcz.create_model("convnext_tiny", input_shape=(32, 32, 3), classes=4, classifier_activation=None,
+                             weights=None, **spec.test_overrides)
+    x, y = tf.constant(random_array((2, 32, 32, 3), seed=6)), tf.constant([1, 3])
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    kernels = [w for w in model.trainable_weights if "dw_conv" in w.path and w.path.endswith("kernel")]
+    assert kernels
+
+    def gradients(training):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=training))
+        return tape.gradient(loss, kernels)
+
+    calls = []
+    real = depthwise_ops.depthwise_filter_gradient
+    monkeypatch.setattr(depthwise_ops, "depthwise_filter_gradient", lambda *a: calls.append(1) or real(*a))
+    fast = gradients(True)
+    assert len(calls) == len(kernels)
+    monkeypatch.setattr(depthwise_ops, "fast_filter_gradient_applies", lambda *a, **k: False)
+    monkeypatch.setattr("keras_convzoo.layers.depthwise_conv2d.fast_filter_gradient_applies", lambda *a, **k: False)
+    reference = gradients(True)  # the same step through TensorFlow's DepthwiseConv2dNativeBackpropFilter
+    for a, b in zip(fast, reference):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5 * float(np.abs(b).max()))

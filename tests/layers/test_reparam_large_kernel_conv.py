@@ -3,7 +3,7 @@ import pytest
 
 from keras_convzoo.backend import tf
 from keras_convzoo.layers import ReparamLargeKernelConv
-from keras_convzoo.testing import run_layer_test
+from keras_convzoo.testing import random_array, run_layer_test
 
 
 def _randomise(layer, seed=0):
@@ -58,3 +58,29 @@ def test_bad_arguments():
         ReparamLargeKernelConv(7, small_kernel=9)
     with pytest.raises(ValueError, match="deploy"):
         ReparamLargeKernelConv(7, deploy="yes")
+
+
+def test_training_step_takes_the_fast_kernel_gradient_and_matches(monkeypatch):
+    """Both kernels (13x13 and 5x5) get ops.depthwise's filter gradient in training; gradients equal TensorFlow's."""
+    from keras_convzoo.layers import reparam_large_kernel_conv as module
+    from keras_convzoo.ops import depthwise as depthwise_ops
+
+    layer = ReparamLargeKernelConv(kernel_size=13, small_kernel=5)
+    x = tf.constant(random_array((2, 9, 9, 4), seed=7))
+    layer(x)
+
+    def grads():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.square(layer(x, training=True)))
+        return tape.gradient(loss, [x] + layer.trainable_weights)
+
+    calls = []
+    real = depthwise_ops.depthwise_filter_gradient
+    monkeypatch.setattr(depthwise_ops, "depthwise_filter_gradient", lambda *a: calls.append(a[2]) or real(*a))
+    fast = grads()
+    assert sorted(calls) == [(5, 5), (13, 13)]
+    monkeypatch.setattr(module, "fast_filter_gradient_applies", lambda *a, **k: False)
+    reference = grads()
+    for a, b in zip(fast, reference):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5 * float(np.abs(b).max()))
