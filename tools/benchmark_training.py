@@ -3,24 +3,30 @@
 A step is forward, backward and the optimizer's update on one batch with a
 sparse categorical cross-entropy over 1000 classes:
 
-- ours: ``keras_convzoo.profile.benchmark_training`` (``model.train_on_batch``,
+- ours: ``keras_convzoo.profile.training_step_call`` (``model.train_on_batch``,
   ``jit_compile=False``: Keras' ``"auto"`` leaves XLA off on CPU, where it is
-  slower), unfused, random weights, logits;
+  slower), unfused, random weights, logits (``profile.benchmark_training`` and
+  ``convzoo benchmark --train`` time the same step);
 - keras.applications: the nearest model (ResNet50 for ResNeXt50, none for
   SE-ResNet50, MobileNetV2, ConvNeXtTiny without its preprocessing) through
   the same function;
 - timm: ``model.train()``, ``optimizer.zero_grad(set_to_none=True)``,
-  ``cross_entropy(model(x), y).backward()``, ``optimizer.step()`` in a paired
-  process under ``--torch-python`` (torch is never imported here), eager
-  NCHW and ``channels_last``, the same thread count; ``bfloat16`` under
+  ``cross_entropy(model(x), y).backward()``, ``optimizer.step()`` in a
+  PyTorch server process per mode under ``--torch-python`` (torch is never
+  imported here; ``benchmark_vs_anchors.TimmServer``), eager NCHW and
+  ``channels_last``, the same thread count; ``bfloat16`` under
   ``torch.autocast("cpu", torch.bfloat16)``.
 
 Optimizers: SGD (learning rate 0.01, momentum 0.9) and AdamW (1e-3), the same
 on both sides. ``--precision mixed_bfloat16`` builds the Keras models under
 that policy and runs timm under autocast (AVX-512 BF16 / AMX CPUs). Each
-side: ``--warmup`` untimed steps, then the median of ``--repeats``; the
-sides run one after the other (the machine is named, with its load average
-at the start and end). Ratio = ours / anchor (< 1: ours faster).
+side: ``--warmup`` untimed steps, then ``--repeats`` steps taken in
+``--rounds`` alternating rounds (``profile.interleaved_times``; the PyTorch
+servers wait idle on their stdin while TensorFlow runs), so a slow spell of
+the shared machine falls on every side alike: timed one after the other, the
+ratio of one unchanged pair swung from 0.88 to 1.19 between runs. The machine
+is named, with its load average at the start and end. Ratio = ours / anchor
+(< 1: ours faster).
 
 Usage:
     python tools/benchmark_training.py --torch-python .venv/bin/python --batch-sizes 8 --size 128
@@ -29,10 +35,8 @@ Usage:
 
 import argparse
 import datetime
-import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -40,11 +44,11 @@ import textwrap
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from benchmark_vs_anchors import PAIRS, cpu_model, keras_application, torch_versions  # noqa: E402
+from benchmark_vs_anchors import PAIRS, TimmServer, cpu_model, keras_application, torch_versions  # noqa: E402
 
 import keras_convzoo as kcz  # noqa: E402
 from keras_convzoo.backend import dtype_policy_scope, keras, tf  # noqa: E402
-from keras_convzoo.profile import benchmark_training  # noqa: E402
+from keras_convzoo.profile import interleaved_times, training_step_call  # noqa: E402
 from keras_convzoo.profile.modes import default_threads  # noqa: E402
 from keras_convzoo.profile.training import OPTIMIZERS, PRECISIONS  # noqa: E402
 
@@ -57,45 +61,51 @@ TORCH_SCRIPT = textwrap.dedent(
     import torch, timm
     job = json.loads(sys.argv[1])
     torch.set_num_threads(job["threads"])
-    result = {}
-    for name in job["models"]:
-        result[name] = {}
-        for batch, path in job["inputs"].items():
-            x0 = torch.from_numpy(np.load(path)).permute(0, 3, 1, 2).contiguous()
-            y = torch.from_numpy(np.load(path.replace(".npy", "_labels.npy"))).long()
-            for mode in job["modes"]:
-                for optimizer_name in job["optimizers"]:
-                    key = f"{mode} {optimizer_name} {batch}"
-                    try:
-                        torch.manual_seed(0)
-                        model = timm.create_model(name, pretrained=False, num_classes=1000).train()
-                        x = x0
-                        if mode == "channels_last":
-                            model = model.to(memory_format=torch.channels_last)
-                            x = x0.to(memory_format=torch.channels_last)
-                        if optimizer_name == "sgd":
-                            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-                        else:
-                            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
-                        def step():
-                            optimizer.zero_grad(set_to_none=True)
-                            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=job["bfloat16"]):
-                                loss = torch.nn.functional.cross_entropy(model(x), y)
-                            loss.backward()
-                            optimizer.step()
-                            return float(loss)
+    def training_step(request):
+        torch.manual_seed(0)
+        model = timm.create_model(request["model"], pretrained=False, num_classes=1000).train()
+        x = torch.from_numpy(np.load(request["input"])).permute(0, 3, 1, 2).contiguous()
+        y = torch.from_numpy(np.load(request["labels"])).long()
+        if request["mode"] == "channels_last":
+            model = model.to(memory_format=torch.channels_last)
+            x = x.to(memory_format=torch.channels_last)
+        elif request["mode"] != "eager":
+            raise ValueError("unknown torch mode " + request["mode"])
+        if request["optimizer"] == "sgd":
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        else:
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
-                        for _ in range(job["warmup"]):
-                            step()
-                        times = []
-                        for _ in range(job["repeats"]):
-                            start = time.perf_counter(); step(); times.append(1e3 * (time.perf_counter() - start))
-                        q25, q50, q75 = np.percentile(times, [25, 50, 75])
-                        result[name][key] = {"median_ms": float(q50), "iqr_ms": float(q75 - q25)}
-                    except Exception as error:
-                        result[name][key] = {"error": type(error).__name__ + ": " + str(error).splitlines()[0]}
-    print(json.dumps(result))
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=request["bfloat16"]):
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+            return float(loss)
+
+        return step
+
+    # one request per stdin line: prepare a training step, then time it n times (TimmServer's protocol)
+    step = None
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            if request["cmd"] == "prepare":
+                step = None  # the previous model's memory goes first
+                step = training_step(request)
+                reply = {"ok": True}
+            elif request["cmd"] == "time":
+                times = []
+                for _ in range(request["n"]):
+                    start = time.perf_counter(); step(); times.append(1e3 * (time.perf_counter() - start))
+                reply = {"times": times}
+            else:
+                break
+        except Exception as error:
+            reply = {"error": type(error).__name__ + ": " + str(error).splitlines()[0]}
+        print(json.dumps(reply), flush=True)
     """
 )
 
@@ -109,20 +119,31 @@ def _anchor(name, size, precision):
         return keras_application(anchor, size)
 
 
-def _run_torch(args, threads, folder):
-    rng = np.random.default_rng(0)
-    paths = {}
-    for b in args.batch_sizes:
-        paths[str(b)] = os.path.join(folder, f"x{b}.npy")
-        np.save(paths[str(b)], rng.uniform(-1, 1, (b, args.size, args.size, 3)).astype("float32"))
-        np.save(paths[str(b)].replace(".npy", "_labels.npy"), rng.integers(0, 1000, b))
-    job = dict(threads=threads, models=[PAIRS[m][1] for m in args.models], inputs=paths, modes=list(TORCH_MODES),
-               optimizers=list(args.optimizers), warmup=args.warmup, repeats=args.repeats,
-               bfloat16=args.precision == "mixed_bfloat16")
-    out = subprocess.run([args.torch_python, "-c", TORCH_SCRIPT, json.dumps(job)], capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(f"the PyTorch process failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _ours(name, size, precision):
+    """Our registered variant at ``size`` with random weights and logits, built under ``precision``."""
+    with dtype_policy_scope(precision):
+        return kcz.create_model(name, input_shape=(size, size, 3), weights=None, classifier_activation=None)
+
+
+def time_steps(calls, warmup, repeats, rounds):
+    """Medians and IQRs (ms) of ``calls`` (``{label: call or TimmServer}``) timed in alternating rounds.
+
+    Each call gets ``warmup`` untimed steps, then ``profile.interleaved_times``
+    gives every call one share of its ``repeats`` steps per round, so a slow
+    spell of the shared machine falls on every side alike.
+
+    Returns:
+        ``{label: {"median_ms", "iqr_ms", "times"}}`` or ``{label: {"error"}}``.
+    """
+    times = interleaved_times(calls, warmup=warmup, repeats=repeats, rounds=rounds)
+    out = {}
+    for label, value in times.items():
+        if isinstance(value, BaseException):
+            out[label] = {"error": f"{type(value).__name__}: {str(value).splitlines()[0] if str(value) else ''}"}
+        else:
+            q25, q50, q75 = np.percentile(value, [25, 50, 75])
+            out[label] = {"median_ms": float(q50), "iqr_ms": float(q75 - q25), "times": list(value)}
+    return out
 
 
 def main(argv=None):
@@ -133,58 +154,67 @@ def main(argv=None):
     parser.add_argument("--optimizers", nargs="+", default=["sgd"], choices=list(OPTIMIZERS))
     parser.add_argument("--precision", default="float32", choices=[p for p in PRECISIONS if p != "mixed_float16"])
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (each side gets repeats/rounds steps "
+                        "per round)")
     parser.add_argument("--torch-python", help="a Python with torch and timm for the paired PyTorch process")
     parser.add_argument("--out", help="write the report as Markdown")
     args = parser.parse_args(argv)
     threads = default_threads()
     load_start = os.getloadavg()[0]
     print(f"training step, {args.size}x{args.size}, batches {args.batch_sizes}, {args.precision}, {threads} threads, "
-          f"medians of {args.repeats} (ms); {cpu_model()}", flush=True)
+          f"{args.rounds} alternating rounds, medians of {args.repeats} (ms); {cpu_model()}", flush=True)
 
-    ours, anchors = {}, {}
-    for name in args.models:
-        ours[name] = {}
-        for row in benchmark_training(name, batch_sizes=args.batch_sizes, input_size=args.size,
-                                      optimizers=args.optimizers, precision=args.precision, warmup=args.warmup,
-                                      repeats=args.repeats):
-            ours[name][f"{row.mode.split('_')[1]} {row.batch_size}"] = row
-            print(f"  {name:<18} ours   {row.mode:<28} batch {row.batch_size}: "
-                  + (f"{row.median_ms:8.1f} ms" if row.ok else f"failed: {row.error}"), flush=True)
-        keras.backend.clear_session()
-        anchor = _anchor(name, args.size, args.precision)
-        if anchor is not None:
-            rows = benchmark_training(anchor, batch_sizes=args.batch_sizes, input_size=None,
-                                      optimizers=args.optimizers, warmup=args.warmup, repeats=args.repeats)
-            anchors[name] = {f"{r.mode.split('_')[1]} {r.batch_size}": r for r in rows}
-            for row in rows:
-                print(f"  {name:<18} keras  {PAIRS[name][0] + ' ' + row.mode:<28} batch {row.batch_size}: "
-                      + (f"{row.median_ms:8.1f} ms" if row.ok else f"failed: {row.error}"), flush=True)
-            keras.backend.clear_session()
-
-    torch_result = {}
-    if args.torch_python:
-        with tempfile.TemporaryDirectory() as folder:
-            torch_result = _run_torch(args, threads, folder)
+    results = {}  # (name, optimizer, batch) -> {label: stats}
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.models:
+            for optimizer in args.optimizers:
+                for b in args.batch_sizes:
+                    x = rng.uniform(-1, 1, (b, args.size, args.size, 3)).astype("float32")
+                    y = rng.integers(0, 1000, b)
+                    x_path, y_path = os.path.join(folder, "x.npy"), os.path.join(folder, "y.npy")
+                    np.save(x_path, x)
+                    np.save(y_path, y)
+                    calls, servers = {}, []
+                    try:
+                        calls["ours"] = training_step_call(_ours(name, args.size, args.precision), x, y, optimizer)
+                        anchor = _anchor(name, args.size, args.precision)
+                        if anchor is not None:
+                            calls["keras"] = training_step_call(anchor, x, y, optimizer)
+                        if args.torch_python:
+                            for mode in TORCH_MODES:
+                                server = TimmServer(args.torch_python, threads, script=TORCH_SCRIPT)
+                                servers.append(server)
+                                calls[f"timm {mode}"] = server.prepare(
+                                    PAIRS[name][1], mode, x_path, labels=y_path, optimizer=optimizer,
+                                    bfloat16=args.precision == "mixed_bfloat16")
+                        stats = time_steps(calls, args.warmup, args.repeats, args.rounds)
+                    finally:
+                        for server in servers:
+                            server.close()
+                    results[(name, optimizer, b)] = stats
+                    print(f"  {name:<18} {optimizer:<6} batch {b:<3} " + "  ".join(
+                        f"{label} {s['median_ms']:.1f}" if "median_ms" in s else f"{label} failed: {s['error']}"
+                        for label, s in stats.items()), flush=True)
+                    calls.clear()
+                    keras.backend.clear_session()
 
     header = "| model | optimizer | batch | ours ms | keras.applications ms | ratio | timm ms (best mode) | ratio |"
     lines = [header, "|" + "---|" * 8]
     for name in args.models:
         for optimizer in args.optimizers:
             for b in args.batch_sizes:
-                key = f"{optimizer} {b}"
-                mine = ours[name][key]
-                theirs = anchors.get(name, {}).get(key)
-                timm_rows = {m: torch_result.get(PAIRS[name][1], {}).get(f"{m} {optimizer} {b}", {})
-                             for m in TORCH_MODES}
-                timm_done = [(r["median_ms"], m) for m, r in timm_rows.items() if "median_ms" in r]
+                stats = results[(name, optimizer, b)]
+                mine, theirs = stats["ours"].get("median_ms"), stats.get("keras", {}).get("median_ms")
+                timm_done = [(s["median_ms"], label.split()[1]) for label, s in stats.items()
+                             if label.startswith("timm") and "median_ms" in s]
                 timm_best = min(timm_done) if timm_done else None
-                ms = mine.median_ms if mine.ok else None
-                k_cell = f"{PAIRS[name][0]} {theirs.median_ms:.0f}" if theirs is not None and theirs.ok else "-"
-                k_ratio = f"{ms / theirs.median_ms:.2f}" if ms and theirs is not None and theirs.ok else "-"
+                k_cell = f"{PAIRS[name][0]} {theirs:.0f}" if theirs else "-"
+                k_ratio = f"{mine / theirs:.2f}" if mine and theirs else "-"
                 t_cell = f"{timm_best[0]:.0f} ({timm_best[1]})" if timm_best else "-"
-                t_ratio = f"{ms / timm_best[0]:.2f}" if ms and timm_best else "-"
-                lines.append(f"| {name} | {optimizer} | {b} | {f'{ms:.0f}' if ms else 'failed'} | {k_cell} | "
+                t_ratio = f"{mine / timm_best[0]:.2f}" if mine and timm_best else "-"
+                lines.append(f"| {name} | {optimizer} | {b} | {f'{mine:.0f}' if mine else 'failed'} | {k_cell} | "
                              f"{k_ratio} | {t_cell} | {t_ratio} |")
     print("\nratio = ours / anchor (< 1: ours faster)")
     print("\n".join(lines), flush=True)
@@ -198,7 +228,9 @@ def main(argv=None):
             f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores, {threads} threads on every side",
             f"- TensorFlow {tf.__version__}, Keras {keras.__version__}, torch {torch_v}, timm {timm_v}, "
             f"Python {platform.python_version()}; keras_convzoo {kcz.__version__}",
-            f"- {args.size}x{args.size}, {args.precision}, {args.warmup} warm-up steps, median of {args.repeats}; "
+            f"- {args.size}x{args.size}, {args.precision}, {args.warmup} warm-up steps, median of {args.repeats} "
+            f"steps taken in {args.rounds} alternating rounds (ours, keras.applications, timm eager, timm "
+            "channels_last; timm in PyTorch server processes that wait idle while TensorFlow runs); "
             f"1-minute load average {load_start:.2f} at the start, {load_end:.2f} at the end", "",
             *lines, "",
         ]

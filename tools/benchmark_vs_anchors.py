@@ -255,10 +255,10 @@ class TimmServer:
     requests, so it takes no CPU while the TensorFlow side runs.
     """
 
-    def __init__(self, python, threads):
+    def __init__(self, python, threads, script=None):
         self.errors = tempfile.TemporaryFile(mode="w+")
         job = json.dumps({"serve": True, "threads": threads})
-        self.process = subprocess.Popen([python, "-c", TORCH_SCRIPT, job], stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([python, "-c", script or TORCH_SCRIPT, job], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=self.errors, text=True)
 
     def request(self, **message):
@@ -275,9 +275,13 @@ class TimmServer:
                     raise RuntimeError(reply["error"])
                 return reply
 
-    def prepare(self, model, mode, input_path):
-        """Makes (timm ``model``, ``mode``, input) the call that ``time_ms`` times; returns the server."""
-        self.request(cmd="prepare", model=model, mode=mode, input=input_path)
+    def prepare(self, model, mode, input_path, **options):
+        """Makes (timm ``model``, ``mode``, input) the call that ``time_ms`` times; returns the server.
+
+        ``options`` go to the server's script with the request (the training
+        server's optimizer, labels and precision).
+        """
+        self.request(cmd="prepare", model=model, mode=mode, input=input_path, **options)
         return self
 
     def time_ms(self, n):
@@ -318,12 +322,13 @@ def torch_versions(python):
 #: /proc/cpuinfo flags that decide fp32 / int8 kernel speed, with the names printed.
 SIMD_FLAGS = (
     ("avx2", "AVX2"), ("fma", "FMA"), ("avx512f", "AVX-512"), ("avx512_vnni", "AVX-512 VNNI"),
-    ("avx_vnni", "AVX-VNNI"), ("amx_int8", "AMX-INT8"), ("asimddp", "ARM dot product"),
+    ("avx_vnni", "AVX-VNNI"), ("avx512_bf16", "AVX-512 BF16"), ("amx_int8", "AMX-INT8"), ("amx_bf16", "AMX-BF16"),
+    ("asimddp", "ARM dot product"),
 )
 
 
 def cpu_model():
-    """The CPU's model name and the SIMD features that int8 and fp32 speed depend on."""
+    """The CPU's model name and the SIMD features that int8, bfloat16 and fp32 speed depend on."""
     name, flags = None, set()
     try:
         with open("/proc/cpuinfo") as f:

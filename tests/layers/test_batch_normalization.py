@@ -99,6 +99,22 @@ def test_mixed_bfloat16_keeps_keras_dtypes():
     y0, y1 = keras_layer(x, training=True), ours(x, training=True)
     assert y1.dtype == y0.dtype == tf.bfloat16 and ours.moving_mean.dtype == keras_layer.moving_mean.dtype
     np.testing.assert_allclose(tf.cast(y1, "float32").numpy(), tf.cast(y0, "float32").numpy(), atol=2e-2)
+    # bfloat16 goes into the fused kernel uncast: statistics still in float32 (Keras casts the input to float32)
+    np.testing.assert_allclose(ours.moving_mean.numpy(), keras_layer.moving_mean.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ours.moving_variance.numpy(), keras_layer.moving_variance.numpy(), rtol=1e-5)
+    grads = []
+    for layer in (keras_layer, ours):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.cast(layer(x, training=True), "float32") * random_array((4, 6, 6, 8), seed=9))
+        grads.append(tape.gradient(loss, [x, layer.gamma, layer.beta]))
+    for g0, g1 in zip(*grads):
+        assert g1.dtype == g0.dtype
+        scale = float(np.abs(tf.cast(g0, "float32").numpy()).max())
+        np.testing.assert_allclose(tf.cast(g1, "float32").numpy(), tf.cast(g0, "float32").numpy(), atol=2e-2 * scale)
+    casts = [op.type for op in tf.function(lambda t: ours(t, training=True)).get_concrete_function(x).graph
+             .get_operations() if op.type == "Cast" and op.inputs[0].dtype == tf.bfloat16]
+    assert not casts  # no bfloat16 -> float32 pass over the input
 
 
 def test_layer_contract():
