@@ -17,7 +17,8 @@ timm in a PyTorch server process that waits idle while TensorFlow runs). It
 prints, per curve, the time, the time per image and per megapixel relative
 to the curve's first point (1.00 = cost linear in batch and pixels), and the
 ratio ours / timm. A point whose normalised cost exceeds ``--cliff`` times the
-curve's median is marked ``CLIFF`` (retracing, recompilation, memory).
+lowest of the curve's earlier points is marked ``CLIFF`` (retracing,
+recompilation, memory).
 
 Usage:
     python tools/benchmark_scaling.py --torch-python .venv/bin/python --out docs/benchmarks/scaling.md
@@ -62,10 +63,14 @@ def normalised(points):
 
 
 def cliffs(points, factor):
-    """Indices of ``points`` whose normalised cost exceeds ``factor`` times the curve's median normalised cost."""
+    """Indices of ``points`` whose normalised cost exceeds ``factor`` times the lowest one of the smaller points before it.
+
+    Along a curve of growing batch or size the cost per image-megapixel
+    should stay flat or fall (fixed costs spread out); a rise by ``factor``
+    is a cliff (retracing, recompilation, memory).
+    """
     values = normalised(points)
-    median = float(np.median(values))
-    return [i for i, v in enumerate(values) if v > factor * median]
+    return [i for i in range(1, len(values)) if values[i] > factor * min(values[:i])]
 
 
 def inference_curve(name, points, args, threads, folder, server):
@@ -157,7 +162,7 @@ def main(argv=None):
     parser.add_argument("--train-repeats", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cliff", type=float, default=1.5,
-                        help="mark points whose cost per image-megapixel exceeds this times the curve's median")
+                        help="mark points whose cost per image-megapixel exceeds this times the lowest earlier one")
     parser.add_argument("--torch-python", help="a Python with torch and timm (default: no timm side)")
     parser.add_argument("--out", help="write the report as Markdown")
     args = parser.parse_args(argv)
@@ -204,7 +209,7 @@ def main(argv=None):
             f"{args.rounds} alternating rounds; medians of {args.repeats} calls / {args.train_repeats} steps",
             "- per image-Mpx (rel.): time per image and per megapixel relative to the curve's first point "
             f"(1.00: cost linear in batch and pixels; below 1: larger batches or images use the cores better); "
-            f"CLIFF marks a point above {args.cliff:g}x the curve's median",
+            f"CLIFF marks a point above {args.cliff:g}x the lowest earlier point of its curve",
             f"- 1-minute load average {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end", "",
         ]
         with open(args.out, "w") as f:

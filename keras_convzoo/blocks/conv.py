@@ -2,6 +2,7 @@
 
 from keras_convzoo.backend import keras
 from keras_convzoo.layers.batch_normalization import BatchNormalization
+from keras_convzoo.layers.conv2d import conv2d_layer
 from keras_convzoo.layers.depthwise_conv2d import depthwise_conv2d_layer
 from keras_convzoo.layers.group_conv2d import GroupConv2D
 from keras_convzoo.ops.padding import PADDING_MODES, same_padding_amounts
@@ -65,7 +66,7 @@ def conv2d(
         x = keras.layers.ZeroPadding2D(padding=pad, name=f"{name}_pad")(x)
         padding = "valid"
     if groups == 1:
-        layer = keras.layers.Conv2D(
+        layer = conv2d_layer(
             filters,
             kernel_size,
             strides=strides,

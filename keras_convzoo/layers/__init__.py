@@ -6,6 +6,7 @@ from keras_convzoo.layers.batch_normalization import BatchNormalization
 from keras_convzoo.layers.channel_shuffle import ChannelShuffle
 from keras_convzoo.layers.channel_split import ChannelSplit
 from keras_convzoo.layers.ck_conv import CKConv
+from keras_convzoo.layers.conv2d import Conv2D
 from keras_convzoo.layers.depthwise_conv2d import DepthwiseConv2D
 from keras_convzoo.layers.flex_conv import FlexConv
 from keras_convzoo.layers.gelu import GELU
@@ -25,6 +26,7 @@ __all__ = [
     "ChannelShuffle",
     "ChannelSplit",
     "CKConv",
+    "Conv2D",
     "DepthwiseConv2D",
     "FlexConv",
     "GELU",
@@ -44,8 +46,8 @@ __all__ = [
 def custom_objects():
     """The package's layers by name, for ``from_config``/``load_model`` ``custom_objects``.
 
-    ``DepthwiseConv2D`` and ``BatchNormalization`` are keyed by their
-    registered names only (``"keras_convzoo>DepthwiseConv2D"``): under their
+    ``Conv2D``, ``DepthwiseConv2D`` and ``BatchNormalization`` are keyed by
+    their registered names only (``"keras_convzoo>DepthwiseConv2D"``): under their
     bare names they would replace Keras' own layers in every config
     deserialised with these objects (tfmot matches them by their exact
     class). With tf_keras, ``BatchNormalization`` is Keras' own and is left
@@ -54,8 +56,9 @@ def custom_objects():
     Returns:
         dict, name -> class.
     """
-    shadowing = ("DepthwiseConv2D", "BatchNormalization")
+    shadowing = ("Conv2D", "DepthwiseConv2D", "BatchNormalization")
     objects = {name: globals()[name] for name in __all__ if name not in shadowing}
+    objects["keras_convzoo>Conv2D"] = Conv2D
     objects["keras_convzoo>DepthwiseConv2D"] = DepthwiseConv2D
     if not LEGACY_KERAS:
         objects["keras_convzoo>BatchNormalization"] = BatchNormalization
