@@ -114,6 +114,17 @@ def _cell(value, spec):
     return format(value, spec)
 
 
+def matching_models(patterns, parser):
+    """Registered names matching the shell ``patterns``, in order, each once; ``parser.error`` for a pattern with none."""
+    names = []
+    for pattern in patterns:
+        matched = [n for n in kcz.list_models() if fnmatch.fnmatchcase(n, pattern)]
+        if not matched:
+            parser.error(f"no registered model matches {pattern!r}")
+        names += [n for n in matched if n not in names]
+    return names
+
+
 def header():
     return (f"{'model':<22}{'format':<16}{'size MB':>9}{'convert s':>11}{'rel diff':>11}"
             f"{'SNR dB':>9}{'latency ms':>12}  status")
@@ -154,12 +165,7 @@ def main(argv=None):
                              "block-diagonal convs (export.to_tflite's dense_group_channels; default: grouped)")
     parser.add_argument("--csv", metavar="FILE", help="also write the rows to a CSV file")
     args = parser.parse_args(argv)
-    names = []
-    for pattern in args.models:
-        matched = [n for n in kcz.list_models() if fnmatch.fnmatchcase(n, pattern)]
-        if not matched:
-            parser.error(f"no registered model matches {pattern!r}")
-        names += [n for n in matched if n not in names]
+    names = matching_models(args.models, parser)
     print(f"keras_convzoo export matrix: {len(names)} model(s), {', '.join(args.formats)}; "
           f"TFLite latency: ai_edge_litert + XNNPACK, {args.threads} threads, batch 1, "
           f"median of {args.repeats}"

@@ -27,7 +27,6 @@ Usage:
 """
 
 import argparse
-import fnmatch
 import json
 import os
 import platform
@@ -286,14 +285,9 @@ def main(argv=None):
         return _report(args, saved["machine"], saved["rows"], saved.get("date", "?"))
     import tempfile
 
-    import keras_convzoo as kcz
+    from export_matrix import matching_models
 
-    names = []
-    for pattern in args.models:
-        matched = [n for n in kcz.list_models() if fnmatch.fnmatchcase(n, pattern)]
-        if not matched:
-            parser.error(f"no registered model matches {pattern!r}")
-        names += [n for n in matched if n not in names]
+    names = matching_models(args.models, parser)
     described = machine()
     print(f"export memory: {len(names)} model(s) x {', '.join(args.modes)}; {described}", flush=True)
     rows = []
