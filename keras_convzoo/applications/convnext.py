@@ -8,6 +8,7 @@ from keras_convzoo.applications._registry import config_field
 from keras_convzoo.applications.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 from keras_convzoo.backend import keras
 from keras_convzoo.blocks.convnext import convnext_block
+from keras_convzoo.layers.layer_normalization import layer_normalization_layer
 from keras_convzoo.weights.formats import KeyMap, WeightFormat
 
 PAPER = "Liu et al., A ConvNet for the 2020s, CVPR 2022"
@@ -70,14 +71,14 @@ def convnext_body(x, config):
             name="preprocessing",
         )(x)
     x = keras.layers.Conv2D(config.dims[0], 4, strides=4, name="stem_conv")(x)
-    x = keras.layers.LayerNormalization(epsilon=eps, name="stem_norm")(x)
+    x = layer_normalization_layer(epsilon=eps, name="stem_norm")(x)
     total = sum(config.depths)
     rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
     features = {}
     index = 0
     for stage, (depth, dim) in enumerate(zip(config.depths, config.dims), start=1):
         if stage > 1:
-            x = keras.layers.LayerNormalization(epsilon=eps, name=f"stage{stage}_downsample_norm")(x)
+            x = layer_normalization_layer(epsilon=eps, name=f"stage{stage}_downsample_norm")(x)
             x = keras.layers.Conv2D(dim, 2, strides=2, name=f"stage{stage}_downsample_conv")(x)
         for block in range(depth):
             x = convnext_block(

@@ -3,6 +3,7 @@
 from keras_convzoo.backend import keras
 from keras_convzoo.layers.depthwise_conv2d import depthwise_conv2d_layer
 from keras_convzoo.layers.gelu import GELU
+from keras_convzoo.layers.layer_normalization import layer_normalization_layer
 from keras_convzoo.layers.layer_scale import LayerScale
 from keras_convzoo.layers.stochastic_depth import StochasticDepth
 
@@ -53,7 +54,7 @@ def convnext_block(
     """
     channels = int(x.shape[-1])
     y = depthwise_conv2d_layer(kernel_size, padding="same", name=f"{name}_dw_conv")(x)
-    y = keras.layers.LayerNormalization(epsilon=norm_epsilon, name=f"{name}_norm")(y)
+    y = layer_normalization_layer(epsilon=norm_epsilon, name=f"{name}_norm")(y)
     y = keras.layers.Dense(mlp_ratio * channels, name=f"{name}_pw_conv1")(y)
     y = GELU(name=f"{name}_gelu")(y)
     y = keras.layers.Dense(channels, name=f"{name}_pw_conv2")(y)

@@ -58,6 +58,7 @@ import numpy as np
 from keras_convzoo.backend import LEGACY_KERAS, keras, tf
 from keras_convzoo.layers.continuous_conv import ContinuousConvBase
 from keras_convzoo.layers.group_conv2d import GroupConv2D
+from keras_convzoo.layers.layer_normalization import LayerNormalization
 from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
 from keras_convzoo.ops.depthwise import depthwise_conv2d_tiled
 
@@ -101,7 +102,7 @@ def _last_axis_only(layer):
 def _rewritable_layer_norm(layer):
     return (
         not LEGACY_KERAS
-        and type(layer) is keras.layers.LayerNormalization
+        and type(layer) in (keras.layers.LayerNormalization, LayerNormalization)
         and not getattr(layer, "rms_scaling", False)
         and _last_axis_only(layer)
     )
@@ -110,7 +111,7 @@ def _rewritable_layer_norm(layer):
 def _layer_norm_without_neg(layer):
     """``call`` of a last-axis LayerNormalization without ``Neg`` or ``SquaredDifference`` ops."""
 
-    def call(inputs):
+    def call(inputs, training=None):  # the package's LayerNormalization takes `training` (its training gradient)
         x = tf.cast(inputs, tf.float32)
         centred = x - tf.reduce_mean(x, axis=-1, keepdims=True)
         variance = tf.reduce_mean(centred * centred, axis=-1, keepdims=True)
@@ -169,7 +170,7 @@ def _tiled_depthwise_call(layer, max_taps):
     """``call`` of a depthwise layer written as depthwise pieces of at most ``max_taps`` taps."""
     weights = _tap_weights(_depthwise_kernel(layer))
 
-    def call(inputs):
+    def call(inputs, training=None):  # the package's DepthwiseConv2D takes `training` (its training gradient)
         kernel = _depthwise_kernel(layer)
         y = depthwise_conv2d_tiled(inputs, kernel, tuple(layer.strides), layer.padding, max_taps, weights)
         if layer.use_bias:
@@ -185,9 +186,9 @@ def _tiled_reparam_dw(layer, max_taps):
     kernels = [getattr(layer, name, None) for name in ("large_kernel", "small_kernel_weight")]
     weights = {id(kernel): _tap_weights(kernel) for kernel in kernels if kernel is not None}
 
-    def dw(x, kernel):
+    def dw(x, kernel, training=None):
         if not _worth_tiling(kernel.shape, max_taps):
-            return original(x, kernel)
+            return original(x, kernel, training)
         strides = (layer.strides, layer.strides)
         return depthwise_conv2d_tiled(x, tf.cast(kernel, x.dtype), strides, "same", max_taps, weights.get(id(kernel)))
 

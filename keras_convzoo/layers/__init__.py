@@ -12,6 +12,7 @@ from keras_convzoo.layers.flex_conv import FlexConv
 from keras_convzoo.layers.gelu import GELU
 from keras_convzoo.layers.group_conv2d import GroupConv2D
 from keras_convzoo.layers.kernel_mlp import KernelMLP
+from keras_convzoo.layers.layer_normalization import LayerNormalization
 from keras_convzoo.layers.layer_scale import LayerScale
 from keras_convzoo.layers.magnet import MAGNet
 from keras_convzoo.layers.reparam_large_kernel_conv import ReparamLargeKernelConv
@@ -32,6 +33,7 @@ __all__ = [
     "GELU",
     "GroupConv2D",
     "KernelMLP",
+    "LayerNormalization",
     "LayerScale",
     "MAGNet",
     "ReparamLargeKernelConv",
@@ -46,8 +48,8 @@ __all__ = [
 def custom_objects():
     """The package's layers by name, for ``from_config``/``load_model`` ``custom_objects``.
 
-    ``Conv2D``, ``DepthwiseConv2D`` and ``BatchNormalization`` are keyed by
-    their registered names only (``"keras_convzoo>DepthwiseConv2D"``): under their
+    ``Conv2D``, ``DepthwiseConv2D``, ``LayerNormalization`` and
+    ``BatchNormalization`` are keyed by their registered names only (``"keras_convzoo>DepthwiseConv2D"``): under their
     bare names they would replace Keras' own layers in every config
     deserialised with these objects (tfmot matches them by their exact
     class). With tf_keras, ``BatchNormalization`` is Keras' own and is left
@@ -56,10 +58,11 @@ def custom_objects():
     Returns:
         dict, name -> class.
     """
-    shadowing = ("Conv2D", "DepthwiseConv2D", "BatchNormalization")
+    shadowing = ("Conv2D", "DepthwiseConv2D", "LayerNormalization", "BatchNormalization")
     objects = {name: globals()[name] for name in __all__ if name not in shadowing}
     objects["keras_convzoo>Conv2D"] = Conv2D
     objects["keras_convzoo>DepthwiseConv2D"] = DepthwiseConv2D
+    objects["keras_convzoo>LayerNormalization"] = LayerNormalization
     if not LEGACY_KERAS:
         objects["keras_convzoo>BatchNormalization"] = BatchNormalization
     return objects

@@ -5,7 +5,6 @@ import math
 from keras_convzoo.backend import keras, register_serializable, tf
 
 
-_SQRT_HALF = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
 
@@ -52,11 +51,11 @@ def gelu_exact_with_fused_gradient(x):
     Returns:
         ``gelu_exact(x)``, differentiable.
     """
-    y = gelu_exact(x)
+    one_plus_erf = 1.0 + tf.math.erf(x * (1.0 / math.sqrt(2.0)))
+    y = 0.5 * x * one_plus_erf  # gelu_exact's ops in its order: the same values
 
-    def grad(dy):
-        cdf = 0.5 * tf.math.erfc(x * -_SQRT_HALF)
-        return dy * (cdf + x * tf.exp(-0.5 * tf.square(x)) * _INV_SQRT_2PI)
+    def grad(dy):  # Phi(x) = (1 + erf) / 2 from the forward pass (no second erf)
+        return dy * (0.5 * one_plus_erf + x * tf.exp(-0.5 * tf.square(x)) * _INV_SQRT_2PI)
 
     return y, grad
 

@@ -79,8 +79,11 @@ def test_gelu_training_gradient_equals_tensorflows():
     np.testing.assert_array_equal(y_train.numpy(), layer(x, training=False).numpy())  # same forward
     np.testing.assert_allclose(y_train.numpy(), y_ref.numpy(), atol=1e-6)
     np.testing.assert_allclose(g_train.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-6)
-    graph = tf.function(lambda t: value_and_grad(lambda u: layer(u, training=True))[1])(x)
+    traced = tf.function(lambda t: value_and_grad(lambda u: layer(u, training=True))[1])
+    graph = traced(x)
     np.testing.assert_allclose(graph.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-6)
+    ops = [op.type for op in traced.get_concrete_function(x).graph.get_operations()]
+    assert ops.count("Erf") == 1 and "Erfc" not in ops  # one erf in the step, kept for the gradient
     from keras_convzoo.layers.gelu import gelu_exact_with_fused_gradient
 
     with tf.GradientTape() as tape:  # float16 (a mixed_float16 layer's compute dtype) stays float16
