@@ -190,6 +190,9 @@ _FACTORIES = {
     zoo_layers.DepthwiseConv2D: lambda layer: _registry_lib.Default8BitConvQuantizeConfig(
         ["depthwise_kernel"], ["activation"], False
     ),
+    # Keras' Conv2D / LayerNormalization with a training-step gradient of their own: tfmot's configs for them.
+    zoo_layers.Conv2D: lambda layer: _registry_lib.Default8BitConvQuantizeConfig(["kernel"], ["activation"], False),
+    zoo_layers.LayerNormalization: lambda layer: LayerQuantizeConfig(),
     zoo_layers.LayerScale: lambda layer: LayerQuantizeConfig(per_tensor_weights=["gamma"]),
     zoo_layers.GELU: lambda layer: LayerQuantizeConfig(),
     zoo_layers.SqueezeExcite: lambda layer: LayerQuantizeConfig(

@@ -206,6 +206,8 @@ def test_every_package_layer_has_a_quantize_config():
         "ChannelShuffle": layers.ChannelShuffle(2),
         "ChannelSplit": layers.ChannelSplit(2),
         "CKConv": layers.CKConv(4, kernel_size=5),
+        "Conv2D": layers.Conv2D(4, 1),
+        "LayerNormalization": layers.LayerNormalization(),
         "DepthwiseConv2D": layers.DepthwiseConv2D(3),
         "FlexConv": layers.FlexConv(4, kernel_size=5),
         "SeparableFlexConv": layers.SeparableFlexConv(4, kernel_size=5),
