@@ -1,6 +1,7 @@
 """Keras' Conv2D whose 1x1 kernels train with a matrix-product kernel gradient."""
 
 from keras_convzoo.backend import LEGACY_KERAS, keras, register_serializable, tf
+from keras_convzoo.layers._conv_output import bias_and_activation
 from keras_convzoo.ops.pointwise import pointwise_conv2d_trainable
 
 
@@ -51,11 +52,7 @@ class Conv2D(keras.layers.Conv2D):
         if not self._fast_gradient_applies(inputs, training):
             return super().call(inputs)
         outputs = pointwise_conv2d_trainable(inputs, tf.convert_to_tensor(self.kernel))
-        if self.use_bias:
-            outputs = outputs + tf.cast(self.bias, outputs.dtype)
-        if self.activation is not None:
-            return self.activation(outputs)
-        return outputs
+        return bias_and_activation(self, outputs)
 
 
 def conv2d_layer(*args, **kwargs):

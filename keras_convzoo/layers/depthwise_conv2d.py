@@ -1,6 +1,7 @@
 """Keras' DepthwiseConv2D with a fast lowering under XLA on CPU and a fast kernel gradient in training."""
 
 from keras_convzoo.backend import LEGACY_KERAS, keras, register_serializable, tf
+from keras_convzoo.layers._conv_output import bias_and_activation
 from keras_convzoo.ops.depthwise import (
     MAX_SHIFTED_TAPS,
     depthwise_conv2d_shifted,
@@ -81,11 +82,7 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
             outputs = depthwise_conv2d_trainable(inputs, tf.convert_to_tensor(kernel), self.padding)
         else:
             return super().call(inputs)
-        if self.use_bias:
-            outputs = outputs + tf.cast(self.bias, outputs.dtype)
-        if self.activation is not None:
-            return self.activation(outputs)
-        return outputs
+        return bias_and_activation(self, outputs)
 
 
 def depthwise_conv2d_layer(*args, **kwargs):
