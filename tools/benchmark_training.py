@@ -35,6 +35,7 @@ Usage:
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import sys
@@ -172,6 +173,8 @@ def main(argv=None):
                         "per round)")
     parser.add_argument("--torch-python", help="a Python with torch and timm for the paired PyTorch process")
     parser.add_argument("--out", help="write the report as Markdown")
+    parser.add_argument("--json", help="write the raw medians (ms, unrounded) as JSON: "
+                        "[{model, optimizer, batch, medians: {side: ms}}]")
     args = parser.parse_args(argv)
     threads = default_threads()
     load_start = os.getloadavg()[0]
@@ -229,6 +232,12 @@ def main(argv=None):
                 t_ratio = f"{mine / timm_best[0]:.2f}" if mine and timm_best else "-"
                 lines.append(f"| {name} | {optimizer} | {b} | {f'{mine:.0f}' if mine else 'failed'} | {k_cell} | "
                              f"{k_ratio} | {t_cell} | {t_ratio} |")
+    if args.json:
+        rows = [{"model": name, "optimizer": optimizer, "batch": b,
+                 "medians": {label: s["median_ms"] for label, s in stats.items() if "median_ms" in s}}
+                for (name, optimizer, b), stats in results.items()]
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
     print("\nratio = ours / anchor (< 1: ours faster)")
     print("\n".join(lines), flush=True)
     load_end = os.getloadavg()[0]

@@ -6,6 +6,7 @@ one (the loss falls, as the Keras step's does) and that the tool's table is
 computed from the times it measured.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -59,22 +60,28 @@ def test_timm_training_server_runs_real_steps(tool, tmp_path):
 
 @pytest.mark.slow  # builds MobileNetV2 and keras.applications' twice, two PyTorch servers: about a minute
 def test_tool_table_is_the_ratio_of_the_interleaved_medians(tmp_path):
-    out_md = tmp_path / "training.md"
+    out_md, out_json = tmp_path / "training.md", tmp_path / "training.json"
     result = subprocess.run(
         [sys.executable, os.path.join(TOOLS, "benchmark_training.py"), "--torch-python", sys.executable,
          "--models", "mobilenetv2_100", "--batch-sizes", "2", "--size", "32", "--warmup", "1", "--repeats", "4",
-         "--rounds", "2", "--out", str(out_md)],
+         "--rounds", "2", "--out", str(out_md), "--json", str(out_json)],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    line = next(s for s in result.stdout.splitlines() if s.strip().startswith("mobilenetv2_100"))
-    medians = {label: float(ms) for label, ms in re.findall(r"(ours|keras|timm eager|timm channels_last) ([\d.]+)",
-                                                             line)}
+    (entry,) = json.loads(out_json.read_text())
+    assert (entry["model"], entry["optimizer"], entry["batch"]) == ("mobilenetv2_100", "sgd", 2)
+    medians = entry["medians"]  # unrounded: the table's cells must be exactly these, rounded once
     assert set(medians) == {"ours", "keras", "timm eager", "timm channels_last"}
+    line = next(s for s in result.stdout.splitlines() if s.strip().startswith("mobilenetv2_100"))
+    printed = dict(re.findall(r"(ours|keras|timm eager|timm channels_last) ([\d.]+)", line))
+    assert printed == {label: f"{ms:.1f}" for label, ms in medians.items()}
     row = next(s for s in out_md.read_text().splitlines() if s.startswith("| mobilenetv2_100 | sgd | 2 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    best_timm = min(medians["timm eager"], medians["timm channels_last"])
+    best_mode = min(("timm eager", "timm channels_last"), key=medians.get)
+    best_timm = medians[best_mode]
     assert cells[3] == f"{medians['ours']:.0f}"
+    assert cells[4] == f"MobileNetV2 {medians['keras']:.0f}"
     assert cells[5] == f"{medians['ours'] / medians['keras']:.2f}"
+    assert cells[6] == f"{best_timm:.0f} ({best_mode.split()[1]})"
     assert cells[7] == f"{medians['ours'] / best_timm:.2f}"
     assert "alternating rounds" in out_md.read_text()
