@@ -1,7 +1,8 @@
 """Subprocess side of the full-size export memory test (tests/export/test_export_memory.py).
 
 Usage: ``python _export_memory_child.py NAME OUT_DIR FORMAT...`` with formats
-``onnx`` and ``tflite`` (fp32). Builds the registered model NAME at its
+``onnx``, ``tflite`` (fp32) and ``tflite_int8`` (calibrated on 8 unit-normal
+inputs, as ``tools/export_memory.py`` does). Builds the registered model NAME at its
 default size as ``tools/export_memory.py`` does (logits, random
 BatchNormalization statistics, ``deploy.fuse``, the unfused model dropped),
 exports it in each format in turn in this one process (each exporter verifies
@@ -26,6 +27,8 @@ def _hwm_bytes():
 
 
 def main(name, out_dir, *formats):
+    import numpy as np
+
     import keras_convzoo as kcz
     from keras_convzoo import export
     from keras_convzoo.backend import keras
@@ -44,9 +47,14 @@ def main(name, out_dir, *formats):
             report = export.to_onnx(fused, os.path.join(out_dir, f"{name}.onnx"), dynamic_batch=False, num_samples=4)
         elif fmt == "tflite":
             report = export.to_tflite(fused, os.path.join(out_dir, f"{name}.tflite"), num_samples=4)
+        elif fmt == "tflite_int8":
+            calibration = np.random.default_rng(100).standard_normal((8,) + tuple(shape)).astype("float32")
+            report = export.to_tflite(fused, os.path.join(out_dir, f"{name}_int8.tflite"), quantization="int8",
+                                      representative_data=calibration, num_samples=8)
         else:
             raise ValueError(f"unknown format {fmt!r}")
-        assert report.relative_diff <= 1e-4, str(report)
+        if fmt != "tflite_int8":  # int8 is checked by to_tflite against its own tolerance
+            assert report.relative_diff <= 1e-4, str(report)
         print("report", fmt, report.relative_diff, report.snr_db, flush=True)
         os.remove(report.path)
     print("peak_rss_bytes", _hwm_bytes(), flush=True)

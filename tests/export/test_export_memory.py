@@ -5,9 +5,12 @@ frozen function is built (``convert_variables_to_constants_v2`` and its
 ``_as_graph`` form are never called), tf2onnx's grappler pass sees no weight
 data, tf2onnx's node updates get fresh protos, the TFLite converter reads a
 temporary SavedModel (gone afterwards), the calibration feed releases memory
-before and after the samples, and the Keras side of a verification runs one
-sample at a time. The slow test exports the full-size RepLKNet-31B to ONNX
-and fp32 TFLite in one fresh process and bounds its peak memory
+before and after the samples, the int8 conversion runs its stages one after
+the other (the calibrator, with every intermediate tensor, is gone before the
+quantizer runs) and writes TensorFlow's one-call file byte for byte for every
+family, and the Keras side of a verification runs one sample at a time. The
+slow tests export the full-size RepLKNet-31B to ONNX and fp32 TFLite in one
+fresh process, and to int8 TFLite in another, and bound their peak memory
 (docs/benchmarks/export-memory.md).
 """
 
@@ -165,6 +168,69 @@ def test_calibration_feed_releases_memory_before_and_after_the_samples(monkeypat
     assert events == ["release", 0.0, 1, 4.0, 2, "release"]
 
 
+#: One registered model per family (their test twins, 32x32).
+FAMILY_MODELS = ("resnext50_32x4d", "seresnet50", "mobilenetv2_100", "convnext_tiny", "replknet31_base",
+                 "shufflenet_v2_x1_0", "ccnn_4_140")
+
+
+def _one_call_conversion(monkeypatch):
+    """Makes ``to_tflite`` convert as TensorFlow's ``converter.convert()`` does (the reference)."""
+    from keras_convzoo.export import tflite as tflite_lib
+
+    monkeypatch.setattr(tflite_lib, "calibrate_in_stages", lambda converter: converter.convert())
+
+
+@pytest.mark.parametrize("name", FAMILY_MODELS)
+def test_staged_int8_conversion_writes_the_converters_own_file(name, tmp_path, monkeypatch):
+    spec = kcz.get_spec(name)
+    keras.utils.set_random_seed(0)
+    model = kcz.create_model(name, input_shape=(32, 32, 3), classes=5, classifier_activation=None,
+                             **spec.test_overrides)
+    fused = kcz.deploy.fuse(randomize_batch_norms(model, seed=1))
+    data = np.random.default_rng(2).uniform(0, 255, (6, 32, 32, 3)).astype("float32")  # pixels, as users feed
+    int8_io = name == "mobilenetv2_100"  # one model with int8 input and output as well
+    staged = export.to_tflite(fused, tmp_path / "staged.tflite", quantization="int8", representative_data=data,
+                              int8_io=int8_io, verify=False)
+    with monkeypatch.context() as patch:
+        _one_call_conversion(patch)
+        one_call = export.to_tflite(fused, tmp_path / "one_call.tflite", quantization="int8",
+                                    representative_data=data, int8_io=int8_io, verify=False)
+    assert staged.float_ops == one_call.float_ops == ()
+    assert (tmp_path / "staged.tflite").read_bytes() == (tmp_path / "one_call.tflite").read_bytes()
+
+
+def test_int8_calibrator_is_gone_before_the_quantizer_runs(tiny_replknet, tmp_path, monkeypatch):
+    import gc
+    import weakref
+
+    from tensorflow.lite.python import lite as tf_lite
+    from tensorflow.lite.python.optimize import calibrator as tf_calibrator
+
+    events = []
+    calibrate, quantize = tf_calibrator.Calibrator.calibrate, tf_lite._mlir_quantize
+
+    def recording_calibrate(self, dataset_gen):
+        events.append(("calibrate", weakref.ref(self)))
+        return calibrate(self, dataset_gen)
+
+    def recording_quantize(*args, **kwargs):
+        gc.collect()
+        events.append(("quantize", all(ref() is None for step, ref in events if step == "calibrate")))
+        return quantize(*args, **kwargs)
+
+    monkeypatch.setattr(tf_calibrator.Calibrator, "calibrate", recording_calibrate)
+    monkeypatch.setattr(tf_lite, "_mlir_quantize", recording_quantize)
+    data = random_array((4, 32, 32, 3), seed=5)
+    export.to_tflite(tiny_replknet, tmp_path / "r.tflite", quantization="int8", representative_data=data,
+                     input_shape=(32, 32, 3), verify=False)
+    assert [e[0] for e in events] == ["calibrate", "quantize"] and events[1][1] is True
+    events.clear()
+    _one_call_conversion(monkeypatch)  # TensorFlow's one call keeps its calibrator while it quantizes
+    export.to_tflite(tiny_replknet, tmp_path / "r.tflite", quantization="int8", representative_data=data,
+                     input_shape=(32, 32, 3), verify=False)
+    assert [e[0] for e in events] == ["calibrate", "quantize"] and events[1][1] is False
+
+
 def test_keras_side_of_the_verification_runs_one_sample_at_a_time(tmp_path, monkeypatch):
     from keras_convzoo.export import verification
 
@@ -188,20 +254,16 @@ def test_release_memory_runs_anywhere():
 
 #: The most memory the full-size RepLKNet-31B export may take (ONNX and fp32 TFLite in one process).
 FULL_SIZE_MAX_RSS_BYTES = 4 * 2**30
+#: The most memory its int8 TFLite export may take (4 GB; 4.07 GiB before the staged int8 conversion).
+FULL_SIZE_INT8_MAX_RSS_BYTES = 4 * 10**9
 CHILD_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_export_memory_child.py")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak from os.wait4 and /proc")
-def test_full_size_replknet_exports_within_4_gib(tmp_path):
-    """RepLKNet-31B (303 MB of weights) at 224x224 to ONNX and fp32 TFLite, verified, in one fresh process.
-
-    It peaked at 11.8 GiB (ONNX) and 6.6 GiB (TFLite) before export.memory.
-    The peak is the kernel's ``ru_maxrss`` of that one child (``os.wait4``).
-    """
+def _child_peak(tmp_path, *formats):
+    """Runs the child script on the full-size RepLKNet-31B: (its output, the kernel's peak RSS of it in bytes)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     with open(tmp_path / "log.txt", "w+") as log:
-        process = subprocess.Popen([sys.executable, CHILD_SCRIPT, "replknet31_base", str(tmp_path), "tflite", "onnx"],
+        process = subprocess.Popen([sys.executable, CHILD_SCRIPT, "replknet31_base", str(tmp_path), *formats],
                                    env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             _, status, usage = os.wait4(process.pid, 0)
@@ -213,6 +275,29 @@ def test_full_size_replknet_exports_within_4_gib(tmp_path):
         log.seek(0)
         output = log.read()
     assert process.returncode == 0, output[-4000:]
-    assert output.count("report ") == 2, output[-4000:]
-    peak = usage.ru_maxrss * 1024
+    assert output.count("report ") == len(formats), output[-4000:]
+    return output, usage.ru_maxrss * 1024
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak from os.wait4 and /proc")
+def test_full_size_replknet_exports_within_4_gib(tmp_path):
+    """RepLKNet-31B (303 MB of weights) at 224x224 to ONNX and fp32 TFLite, verified, in one fresh process.
+
+    It peaked at 11.8 GiB (ONNX) and 6.6 GiB (TFLite) before export.memory.
+    The peak is the kernel's ``ru_maxrss`` of that one child (``os.wait4``).
+    """
+    output, peak = _child_peak(tmp_path, "tflite", "onnx")
     assert peak < FULL_SIZE_MAX_RSS_BYTES, f"peak memory {peak / 2**30:.2f} GiB\n{output[-2000:]}"
+
+
+@pytest.mark.slow  # about 2.5 minutes on 2 cores
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak from os.wait4 and /proc")
+def test_full_size_replknet_int8_exports_within_4_gb(tmp_path):
+    """RepLKNet-31B at 224x224 to full-integer TFLite (8 calibration samples), verified, in a fresh process.
+
+    4.07 GiB in TensorFlow's one call (its frames hold two float models while
+    the calibrator packs a third), 3.68 GiB staged (export.memory.calibrate_in_stages).
+    """
+    output, peak = _child_peak(tmp_path, "tflite_int8")
+    assert peak < FULL_SIZE_INT8_MAX_RSS_BYTES, f"peak memory {peak / 2**30:.2f} GiB\n{output[-2000:]}"

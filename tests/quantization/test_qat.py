@@ -194,6 +194,17 @@ def test_unfused_qat_keeps_batch_norms_and_asks_for_calibration(tmp_path):
         representative_data=_images(16, seed=6), num_samples=16,
     )
     assert report.float_ops == () and report.snr_db >= export.QAT_INT8_MIN_SNR_DB, str(report)
+    # The staged int8 conversion (export.memory.calibrate_in_stages) writes TensorFlow's one-call file for QAT too.
+    from keras_convzoo.export import tflite as tflite_lib
+
+    real = tflite_lib.calibrate_in_stages
+    tflite_lib.calibrate_in_stages = lambda converter: converter.convert()
+    try:
+        export.to_tflite(qat, tmp_path / "one_call.tflite", quantization="int8",
+                         representative_data=_images(16, seed=6), num_samples=16)
+    finally:
+        tflite_lib.calibrate_in_stages = real
+    assert (tmp_path / "one_call.tflite").read_bytes() == (tmp_path / "calibrated.tflite").read_bytes()
 
 
 @legacy_only
