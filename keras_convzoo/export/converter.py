@@ -69,10 +69,26 @@ def converter_logs(verbose=False):
             for name, original in streams.items():
                 replacement = getattr(sys, name)
                 setattr(sys, name, original)
+                # A converter may set up logging inside (TensorFlow's converter calls logging.basicConfig), whose
+                # handler then writes to the replacement: it goes on writing where the caller's stream does.
+                _repoint_log_handlers(replacement, original)
                 replacement.close()
             for fd, copy in saved.items():
                 os.dup2(copy, fd)
                 os.close(copy)
+
+
+def _repoint_log_handlers(old, new):
+    """Points every ``logging`` handler that writes to the stream ``old`` (absl's too) at ``new``."""
+    import logging
+
+    loggers = [logging.getLogger(), *(value for value in list(logging.Logger.manager.loggerDict.values())
+                                      if isinstance(value, logging.Logger))]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            for candidate in (handler, getattr(handler, "python_handler", None)):  # absl wraps a StreamHandler
+                if isinstance(candidate, logging.StreamHandler) and candidate.stream is old:
+                    candidate.setStream(new)
 
 
 def _writes_to_fd(stream, fd):

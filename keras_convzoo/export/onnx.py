@@ -55,7 +55,7 @@ from keras_convzoo.export.report import ExportError, describe_tolerance
 from keras_convzoo.export.verification import check_output_path, publish
 from keras_convzoo.input_shapes import merge_input_shape, model_input
 from keras_convzoo.export.inputs import check_num_samples, verification_inputs
-from keras_convzoo.export.prepare import prepare_for_export
+from keras_convzoo.export.prepare import float32_form, prepare_for_export
 
 _HINTS = {
     "PartitionedCall": (
@@ -419,11 +419,13 @@ def to_onnx(
     path = check_output_path(path, ".onnx")
     if verify and num_samples is not None:
         num_samples = check_num_samples(num_samples)
+    model, precision_notes = float32_form(model)  # a mixed-precision model: its float32 form, checked as such
     model_shape, dtype, name = model_input(model)
     shape = merge_input_shape(model_shape, input_shape)
     signature_shape = (None if dynamic_batch else 1,) + shape
     start = time.perf_counter()
     traced, notes = prepare_for_export(model, shape if None not in shape else None)
+    notes = precision_notes + notes
     release_memory()  # start from what is in use, not from an earlier export's peak
     with converter_logs(verbose):
         content = [_convert(traced, signature_shape, dtype, name, int(opset))]

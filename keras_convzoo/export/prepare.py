@@ -1,4 +1,12 @@
-"""Models whose training form does not convert, brought to their exportable (fused) form.
+"""Models whose training form does not convert, brought to their exportable (fused, float32) form.
+
+Mixed precision: a model built under ``mixed_bfloat16`` / ``mixed_float16``
+(or a 16-bit policy) computes in 16 bits, which the TFLite converter (a
+bfloat16 ``Mul`` is neither builtin nor flex) and tf2onnx (no bfloat16
+mapping) refuse. ``float32_form`` rebuilds such a model from its config with
+every layer's policy set to float32 and copies its weights: the exported
+files compute in float32 (quantize them with ``quantization=...``) and are
+verified against that float32 form.
 
 Continuous-kernel layers (``layers.CKConv``, ``FlexConv``,
 ``SeparableFlexConv``, every CCNN convolution) generate their kernel with a
@@ -185,6 +193,105 @@ def _rebuild_static(model, shapes):
     except (TypeError, ValueError, KeyError, IndexError, AttributeError, NotImplementedError) as error:
         raise _RebuildError(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
     return rebuilt
+
+
+#: Compute dtypes ``float32_form`` exports in float32.
+_HALF_DTYPES = ("bfloat16", "float16")
+
+
+def _half_precision_layers(model):
+    """Layers of ``model`` (itself and every sublayer) that compute in bfloat16 or float16."""
+    return [layer for layer in [model, *_inner_layers(model)]
+            if str(getattr(layer, "compute_dtype", "float32")) in _HALF_DTYPES]
+
+
+def _float32_policies(value):
+    """``value`` (a model config, nested) with every layer's 16-bit or mixed dtype policy replaced by float32."""
+    if isinstance(value, list):
+        return [_float32_policies(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    updated = {}
+    for key, entry in value.items():
+        if key == "dtype" and _policy_name(entry) in ("mixed_bfloat16", "mixed_float16", *_HALF_DTYPES):
+            updated[key] = "float32"
+        else:
+            updated[key] = _float32_policies(entry)
+    return updated
+
+
+def _policy_name(entry):
+    """The policy name of a layer config's ``dtype`` entry (a name, or a serialized ``DTypePolicy``)."""
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, dict) and "Policy" in str(entry.get("class_name", "")):
+        return (entry.get("config") or {}).get("name")
+    return None
+
+
+def float32_form(model):
+    """The float32 form of a mixed-precision model, which TFLite and ONNX convert; other models unchanged.
+
+    A model trained under ``keras.mixed_precision`` policies
+    (``mixed_bfloat16``, ``mixed_float16``) or built with a 16-bit policy
+    computes in 16 bits: the TFLite converter rejects its bfloat16 ops and
+    tf2onnx has no bfloat16 type. This rebuilds the model (nested models
+    included) from its config with every layer's policy set to float32 and
+    copies its weights (float32 already under a mixed policy; cast from 16
+    bits otherwise). The result computes what the model computes, in float32.
+
+    Args:
+        model: a ``keras.Model``.
+
+    Returns:
+        ``(model, notes)``: the float32 model (``model`` itself when it
+        already computes in float32) and a tuple of strings for
+        ``ExportReport.notes``.
+
+    Raises:
+        ValueError: for a subclassed 16-bit model (it has no layer graph to
+            rebuild from its config).
+
+    Example:
+    >>> keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    >>> model = kcz.MobileNetV2(weights=None, input_shape=(64, 64, 3), classes=3)
+    >>> keras.mixed_precision.set_global_policy("float32")
+    >>> exported, notes = float32_form(model)
+    >>> exported.layers[-1].compute_dtype
+    'float32'
+    """
+    half = _half_precision_layers(model)
+    if not half:
+        return model, ()
+    if not is_graph_model(model):
+        raise ValueError(
+            f"`model` computes in {half[0].compute_dtype} (layer `{half[0].name}`), which TFLite and ONNX do not "
+            "convert, and as a subclassed model it cannot be rebuilt in float32 here: build it under "
+            "keras.mixed_precision.set_global_policy('float32'), copy the weights with "
+            f"set_weights(model.get_weights()) and export that. Received: model={type(model).__name__}"
+        )
+    policies = sorted({layer.dtype_policy.name for layer in half})
+    try:
+        rebuilt = _from_config(model, _float32_policies(model.get_config()))
+        copy_weights(rebuilt, model)
+    except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError) as error:
+        raise ValueError(
+            f"Cannot rebuild `model` with float32 policies for export (its layers compute with "
+            f"{', '.join(policies)}; {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}): "
+            "build it under keras.mixed_precision.set_global_policy('float32'), copy the weights with "
+            "set_weights(model.get_weights()) and export that."
+        ) from error
+    left = _half_precision_layers(rebuilt)
+    if left:
+        raise ValueError(
+            f"`model`'s layer `{left[0].name}` still computes in {left[0].compute_dtype} after its config's policies "
+            "were set to float32 (a custom layer that fixes its own dtype?): build the model under "
+            "keras.mixed_precision.set_global_policy('float32'), copy the weights and export that."
+        )
+    note = (f"computes in float32: the model's {', '.join(policies)} layers ({len(half)}) rebuilt with the float32 "
+            "policy and its weights copied (TFLite and ONNX convert no bfloat16 compute); verified against that "
+            "float32 form")
+    return rebuilt, (note,)
 
 
 def _format_shape(shapes):

@@ -69,7 +69,7 @@ from keras_convzoo.export.report import QUANTIZATIONS, ExportError, Verification
 from keras_convzoo.export.verification import check_output_path, publish
 from keras_convzoo.input_shapes import concrete_input_shape, model_input
 from keras_convzoo.export.inputs import check_num_samples, data_samples, verification_inputs
-from keras_convzoo.export.prepare import prepare_for_export
+from keras_convzoo.export.prepare import float32_form, prepare_for_export
 
 _RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
 _FAKE_QUANT_OPS = frozenset(
@@ -619,6 +619,7 @@ def to_tflite(
             )
     if verify and num_samples is not None:
         num_samples = check_num_samples(num_samples)
+    model, precision_notes = float32_form(model)  # a mixed-precision model: its float32 form, checked as such
     model_shape, dtype, name = model_input(model)
     shape = concrete_input_shape(model_shape, input_shape, fill=True)
     full_shape = (1,) + shape
@@ -626,6 +627,7 @@ def to_tflite(
     if depthwise_max_taps == "auto":
         depthwise_max_taps = DEPTHWISE_MAX_TAPS
     traced, notes = prepare_for_export(model, shape)
+    notes = precision_notes + notes
     release_memory()  # start from what is in use, not from an earlier export's peak
     with converter_logs(verbose):
         concrete = _serving_function(traced, full_shape, dtype, name, depthwise_max_taps, dense_group_channels)

@@ -49,8 +49,16 @@ def check_output_path(path, suffix):
     return path
 
 
+#: More batches than this run through one traced function (``tf.function``, traced once, about a second) rather than
+#: eagerly (Python per layer: 0.1-0.2 s a sample even for a small model; 7 ms traced, docs/benchmarks/export-memory.md).
+EAGER_MAX_BATCHES = 8
+
+
 def keras_outputs(model, batches):
     """Runs the Keras model (inference mode) on each batch.
+
+    Up to ``EAGER_MAX_BATCHES`` batches run eagerly; more run through one
+    ``tf.function`` of the model (the same computation, traced once).
 
     Args:
         model: the Keras model.
@@ -59,9 +67,12 @@ def keras_outputs(model, batches):
     Returns:
         The model's flattened outputs, each concatenated over the batches.
     """
+    call = lambda x: model(x, training=False)  # noqa: E731
+    if len(batches) > EAGER_MAX_BATCHES:
+        call = tf.function(call, reduce_retracing=True)
     per_batch = []
     for x in batches:
-        y = model(tf.convert_to_tensor(x), training=False)
+        y = call(tf.convert_to_tensor(x))
         per_batch.append([np.asarray(t) for t in tf.nest.flatten(y)])
     return [np.concatenate(parts, axis=0) for parts in zip(*per_batch)]
 

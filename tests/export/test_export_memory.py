@@ -301,3 +301,27 @@ def test_full_size_replknet_int8_exports_within_4_gb(tmp_path):
     """
     output, peak = _child_peak(tmp_path, "tflite_int8")
     assert peak < FULL_SIZE_INT8_MAX_RSS_BYTES, f"peak memory {peak / 2**30:.2f} GiB\n{output[-2000:]}"
+
+
+def test_keras_side_traces_the_model_once_for_many_samples():
+    """Beyond ``EAGER_MAX_BATCHES`` samples the Keras side runs one traced function: same outputs, one Python call."""
+    from keras_convzoo.export import verification
+
+    calls = []
+
+    class Counting(keras.layers.Layer):
+        def call(self, x):
+            calls.append(1)  # Python runs per eager call, once per trace in a tf.function
+            return x * 2.0
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(Counting()(inputs)))
+    x = random_array((verification.EAGER_MAX_BATCHES + 4, 4), seed=9)
+    batches = [x[i : i + 1] for i in range(len(x))]
+    traced = verification.keras_outputs(model, batches)
+    assert len(calls) <= 2  # traced (Keras may trace a symbolic call as well), not one call per sample
+    calls.clear()
+    eager = verification.keras_outputs(model, batches[: verification.EAGER_MAX_BATCHES])
+    assert len(calls) == verification.EAGER_MAX_BATCHES
+    np.testing.assert_allclose(traced[0][: verification.EAGER_MAX_BATCHES], eager[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(traced[0], np.asarray(model(x)), rtol=1e-5, atol=1e-6)
