@@ -205,8 +205,10 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "whole": whole}, f, indent=1)
     if args.out:
+        from importlib.metadata import version
+
         text = [*report_head(f"int8 vs float32 TFLite per layer: {args.model}", "profile_tflite_layers.py", argv,
-                             args.threads, None),
+                             args.threads, None, runtimes=[f"ai-edge-litert {version('ai-edge-litert')}"]),
                 f"- {args.size}x{args.size}, batch 1, LiteRT interpreter with XNNPACK; each layer alone in a file "
                 f"(int8 with int8 input and output), medians of {args.repeats} runs in {args.rounds} alternating "
                 "rounds", "", *lines, ""]
