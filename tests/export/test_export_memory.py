@@ -254,8 +254,9 @@ def test_release_memory_runs_anywhere():
 
 #: The most memory the full-size RepLKNet-31B export may take (ONNX and fp32 TFLite in one process).
 FULL_SIZE_MAX_RSS_BYTES = 4 * 2**30
-#: The most memory its int8 TFLite export may take (4 GB; 4.07 GiB before the staged int8 conversion).
-FULL_SIZE_INT8_MAX_RSS_BYTES = 4 * 10**9
+#: The most memory its int8 TFLite export may take: 4 GiB, which TensorFlow's one-call conversion exceeded
+#: (4.07 GiB); staged it measured 3.68 GiB (3.95 GB) here, too close to 4 GB for a bound that must not flake.
+FULL_SIZE_INT8_MAX_RSS_BYTES = 4 * 2**30
 CHILD_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_export_memory_child.py")
 
 
@@ -293,7 +294,7 @@ def test_full_size_replknet_exports_within_4_gib(tmp_path):
 
 @pytest.mark.slow  # about 2.5 minutes on 2 cores
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak from os.wait4 and /proc")
-def test_full_size_replknet_int8_exports_within_4_gb(tmp_path):
+def test_full_size_replknet_int8_exports_within_4_gib(tmp_path):
     """RepLKNet-31B at 224x224 to full-integer TFLite (8 calibration samples), verified, in a fresh process.
 
     4.07 GiB in TensorFlow's one call (its frames hold two float models while
