@@ -12,7 +12,7 @@ from keras_convzoo.backend import LEGACY_KERAS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow  # about 6 minutes: CI runs it in the second step (pytest -m slow)
+@pytest.mark.slow  # about 8 minutes on 2 cores: CI runs it in the second step (pytest -m slow)
 @pytest.mark.skipif(LEGACY_KERAS, reason="already running under tf_keras")
 def test_suite_under_tf_keras():
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
@@ -22,7 +22,7 @@ def test_suite_under_tf_keras():
     assert probe.stdout.split()[0] == "tf_keras" and probe.stdout.split()[1].startswith("2.")
     result = subprocess.run(
         [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile",
             "tests/layers", "tests/ops", "tests/blocks", "tests/export", "tests/deploy",
             "tests/applications/test_forward.py", "tests/applications/test_builder_errors.py",
         ],
