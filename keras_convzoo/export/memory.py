@@ -275,10 +275,15 @@ def calibrate_in_stages(converter):
     of that model (``Calibrator.calibrate``), then TensorFlow's
     ``_optimize_tflite_model`` on the calibrated model with its quantize step
     reduced to the MLIR quantizer call it would make, then the conversion
-    metadata, written as ``convert()`` writes it. The file is the one
-    ``convert()`` writes, byte for byte (tested for every family, and for a
-    QAT model with calibration data); only the peak memory differs
-    (RepLKNet-31B: 4.07 -> 3.68 GiB; the documentation's export-memory page).
+    metadata, written as ``convert()`` writes it. The float model is written
+    with its weights after the flatbuffer (TensorFlow's own buffer-offset
+    form), so the calibrator, which unpacks and packs the whole model to
+    write its statistics, packs only the graph and copies the weights once;
+    the quantizer reads that form and writes the usual one, less the
+    ``buffer_location`` entry it carries over (``_drop_buffer_location``).
+    The file is the one ``convert()`` writes, byte for byte (tested for every
+    family, and for a QAT model with calibration data); only the peak memory
+    differs (the documentation's export-memory page).
 
     Conversions this does not cover (the old quantizer, 16-bit activations,
     calibration only, the StableHLO quantizer, no representative dataset) and
@@ -304,13 +309,16 @@ def calibrate_in_stages(converter):
         return model
 
     exclude_metadata = converter.exclude_conversion_metadata
+    offsets = not converter._experimental_use_buffer_offset  # weights after the flatbuffer, for this conversion only
     converter._optimize_tflite_model = hold_float
     converter.exclude_conversion_metadata = True
+    converter._experimental_use_buffer_offset = True
     try:
         model = converter.convert()
     finally:
         del converter._optimize_tflite_model
         converter.exclude_conversion_metadata = exclude_metadata
+        converter._experimental_use_buffer_offset = not offsets
     # `_convert_and_export_metrics` below first recomputes the metadata's options without the graph (a QAT graph's
     # mode would be lost); the ones the float conversion computed from the graph are put back.
     options = copy.deepcopy(converter._metadata.options)
@@ -324,7 +332,10 @@ def calibrate_in_stages(converter):
         return converter._convert_and_export_metrics(optimize_model)
 
     if not quant_mode.is_post_training_integer_quantization() or quant_mode.activations_type() != tf.int8:
-        return finish(model)  # not a case this covers after all (TensorFlow's own mode says so): as convert() goes on
+        # Not a case this covers after all (TensorFlow's own mode says so): TensorFlow's own call, from the start (the
+        # float model above is in the buffer-offset form, which convert()'s last steps would leave as it is).
+        del model
+        return converter.convert()
     release_memory()
     registerers = converter.target_spec._experimental_custom_op_registerers
     by_name = [r for r in registerers if isinstance(r, str)]
@@ -342,7 +353,7 @@ def calibrate_in_stages(converter):
     def quantize_calibrated(model, input_type, output_type, activations_type, bias_type, allow_float,
                             enable_variable_quantization, debug_options):
         # TensorFlow's `_quantize` on this path: calibrate `model` (done above), then this call.
-        return mlir_quantize(
+        quantized = mlir_quantize(
             model,
             converter._experimental_disable_per_channel,
             input_data_type=input_type,
@@ -352,12 +363,118 @@ def calibrate_in_stages(converter):
                 converter._experimental_disable_per_channel_quantization_for_dense_layers),
             debug_options_str=debug_options.SerializeToString(),
         )
+        return _drop_buffer_location(quantized) if offsets else quantized
 
     converter._quantize = quantize_calibrated
     try:
         return finish(calibrated)
     finally:
         del converter._quantize
+
+
+#: The metadata entry that marks a flatbuffer whose weights follow it (TensorFlow's buffer-offset form).
+_BUFFER_LOCATION = b"buffer_location"
+
+
+def _drop_buffer_location(model):
+    """``model`` (a flatbuffer with every weight inside it) without its stale ``buffer_location`` entry and buffer.
+
+    The MLIR quantizer reads a model in the buffer-offset form and writes the
+    usual form, but carries the entry over (with its buffer, the text
+    "outside flatbuffers"); TensorFlow's post-processing would then take the
+    file for an offset one and skip the buffer deduplication and conversion
+    metadata ``convert()`` writes. Removing the entry and its buffer gives the
+    model ``convert()``'s quantizer returns.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    tree = schema.ModelT.InitFromPackedBuf(model, 0)
+    entries = [entry for entry in (tree.metadata or []) if entry.name == _BUFFER_LOCATION]
+    if not entries:
+        return model
+    if len(entries) > 1 or any(buffer.offset > 1 for buffer in tree.buffers):
+        raise RuntimeError("the quantized model still keeps weights outside its flatbuffer")
+    gone = entries[0].buffer
+    tree.metadata = [entry for entry in tree.metadata if entry is not entries[0]]
+    tensors = [tensor for subgraph in tree.subgraphs for tensor in subgraph.tensors]
+    if any(item.buffer == gone for item in tensors + tree.metadata) or gone in list(tree.metadataBuffer or []):
+        raise RuntimeError("the quantized model's buffer_location buffer is in use")
+    del tree.buffers[gone]
+    for item in tensors + tree.metadata:
+        item.buffer -= item.buffer > gone
+    if tree.metadataBuffer is not None:
+        tree.metadataBuffer = [index - (index > gone) for index in tree.metadataBuffer]
+    return pack_tflite_model(tree)
+
+
+#: The TFLite flatbuffer's file identifier.
+_TFLITE_IDENTIFIER = b"TFL3"
+
+
+def pack_tflite_model(model_object, extra_buffer=b""):
+    """A TFLite model object (``schema_py_generated.ModelT``) as flatbuffer bytes, in one buffer and one copy.
+
+    TensorFlow's ``flatbuffer_utils.convert_object_to_bytearray``, which its
+    converter calls twice at the end of every conversion (buffer
+    deduplication, conversion metadata), starts the flatbuffer builder at
+    1 KiB, so the builder doubles its buffer up to the model's size (the old
+    and the new buffer both alive at each step), then copies the result
+    twice: +1.1 GiB over the model for RepLKNet-31B's 303 MB of weights, the
+    peak of its fp32 export. Here the builder starts at the model's size
+    (its weights plus room for the graph) and the result is copied out once.
+    A builder writes the same bytes whatever its starting size, so the
+    output is the one TensorFlow's function returns (tested).
+
+    Args:
+        model_object: the model object to pack.
+        extra_buffer: bytes appended after the flatbuffer (as TensorFlow's
+            function does, for models whose weights follow it).
+
+    Returns:
+        The flatbuffer, as ``bytes``.
+    """
+    import flatbuffers
+
+    weights = sum(len(buffer.data) for buffer in (model_object.buffers or []) if buffer.data is not None)
+    entries = sum(len(subgraph.tensors or []) + len(subgraph.operators or []) for subgraph in model_object.subgraphs or [])
+    size = min(weights + 512 * entries + (1 << 20), flatbuffers.Builder.MAX_BUFFER_SIZE)
+    builder = flatbuffers.Builder(size)
+    builder.Finish(model_object.Pack(builder), file_identifier=_TFLITE_IDENTIFIER)
+    with memoryview(builder.Bytes) as whole:
+        packed = bytes(whole[builder.Head():])
+    del builder
+    return packed + extra_buffer if extra_buffer else packed
+
+
+@contextlib.contextmanager
+def lean_model_packing():
+    """Within this block TensorFlow's converter packs its model objects with ``pack_tflite_model``.
+
+    Replaces ``tensorflow.lite.tools.flatbuffer_utils.convert_object_to_bytearray``
+    (the function the converter's last steps call) while the block runs;
+    where TensorFlow lacks it, does nothing.
+
+    Example:
+
+    ```python
+    with lean_model_packing():
+        content = converter.convert()
+    ```
+    """
+    try:
+        from tensorflow.lite.tools import flatbuffer_utils
+    except ImportError:  # pragma: no cover - other TensorFlow versions
+        yield
+        return
+    original = getattr(flatbuffer_utils, "convert_object_to_bytearray", None)
+    if original is None:  # pragma: no cover - other TensorFlow versions
+        yield
+        return
+    flatbuffer_utils.convert_object_to_bytearray = pack_tflite_model
+    try:
+        yield
+    finally:
+        flatbuffer_utils.convert_object_to_bytearray = original
 
 
 def _staged_steps(converter):
@@ -371,7 +488,8 @@ def _staged_steps(converter):
     except (ImportError, AttributeError):  # pragma: no cover - other TensorFlow versions
         return None
     used = ("_quantize", "_convert_and_export_metrics", "_metadata", "_experimental_disable_per_channel",
-            "_experimental_disable_per_channel_quantization_for_dense_layers", "exclude_conversion_metadata")
+            "_experimental_disable_per_channel_quantization_for_dense_layers", "exclude_conversion_metadata",
+            "_experimental_use_buffer_offset")
     if not all(hasattr(converter, name) for name in used) or not hasattr(
             converter.target_spec, "_experimental_custom_op_registerers"):  # pragma: no cover - other versions
         return None

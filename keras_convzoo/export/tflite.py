@@ -62,7 +62,7 @@ from keras_convzoo.export.lowering import (
     deployment_lowering,
     iter_layers,
 )
-from keras_convzoo.export.memory import calibrate_in_stages, release_memory
+from keras_convzoo.export.memory import calibrate_in_stages, lean_model_packing, release_memory
 from keras_convzoo.progress import check_progress
 from keras_convzoo.export.converter import converter_logs, first_error_line
 from keras_convzoo.export.report import QUANTIZATIONS, ExportError, VerificationError, describe_tolerance
@@ -278,7 +278,8 @@ def _convert_saved(model, converter, quantization, samples, int8_io, progress):
         with warnings.catch_warnings():
             # Emitted for every float-I/O int8 conversion; nothing to act on.
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            content = calibrate_in_stages(converter) if quantization == "int8" else converter.convert()
+            with lean_model_packing():
+                content = calibrate_in_stages(converter) if quantization == "int8" else converter.convert()
     except Exception as e:
         raise ExportError(
             f"TFLite conversion (tf.lite.TFLiteConverter, quantization={quantization!r}) of "
