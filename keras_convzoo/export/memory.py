@@ -458,7 +458,9 @@ def lean_model_packing():
 
     Replaces ``tensorflow.lite.tools.flatbuffer_utils.convert_object_to_bytearray``
     (the function the converter's last steps call) while the block runs;
-    where TensorFlow lacks it, does nothing.
+    where TensorFlow lacks it, does nothing. A block opened inside another
+    (or in another thread meanwhile) leaves the replacement to the outer one,
+    so TensorFlow's function is always put back.
 
     Example:
 
@@ -473,7 +475,7 @@ def lean_model_packing():
         yield
         return
     original = getattr(flatbuffer_utils, "convert_object_to_bytearray", None)
-    if original is None:  # pragma: no cover - other TensorFlow versions
+    if original is None or original is pack_tflite_model:  # other TensorFlow versions; a block already open
         yield
         return
     flatbuffer_utils.convert_object_to_bytearray = pack_tflite_model

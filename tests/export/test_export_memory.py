@@ -327,9 +327,13 @@ def test_lean_packing_writes_tensorflows_bytes_without_growing_the_builder(tiny_
     assert len(grown) >= 8  # TensorFlow's builder starts at 1 KiB and doubles
     assert ours == theirs and len(ours) > 100_000
     assert memory.pack_tflite_model(tree, extra_buffer=b"tail") == theirs + b"tail"
+    original = flatbuffer_utils.convert_object_to_bytearray
     with memory.lean_model_packing():
         assert flatbuffer_utils.convert_object_to_bytearray is memory.pack_tflite_model
-    assert flatbuffer_utils.convert_object_to_bytearray is not memory.pack_tflite_model
+        with memory.lean_model_packing():  # nested: the outer block keeps the original to put back
+            assert flatbuffer_utils.convert_object_to_bytearray is memory.pack_tflite_model
+        assert flatbuffer_utils.convert_object_to_bytearray is memory.pack_tflite_model
+    assert flatbuffer_utils.convert_object_to_bytearray is original
     # The whole fp32 conversion writes TensorFlow's own file.
     with monkeypatch.context() as patch:
         _one_call_conversion(patch)
