@@ -147,6 +147,20 @@ def time_steps(calls, warmup, repeats, rounds):
     return out
 
 
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process, or None where it cannot say.
+
+    TensorFlow turns them on by default only on x86 CPUs with AVX-512 VNNI/BF16
+    or AMX (``TF_ENABLE_ONEDNN_OPTS=1`` elsewhere); training steps differ by up
+    to 1.7x between the two (the benchmarks page), so reports name it.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # pragma: no cover - other TensorFlow versions
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def report_head(title, tool, argv, threads, torch_python, runtimes=()):
     """The first lines of a tool's Markdown report: title, command, CPU, threads and versions.
 
@@ -154,7 +168,9 @@ def report_head(title, tool, argv, threads, torch_python, runtimes=()):
     are named), or None (no PyTorch side: not named). ``runtimes``: more
     ``"name version"`` strings to name (e.g. the LiteRT interpreter's).
     """
-    versions = [f"TensorFlow {tf.__version__}", f"Keras {keras.__version__}"]
+    onednn = onednn_enabled()
+    state = "" if onednn is None else f" (oneDNN {'on' if onednn else 'off'})"
+    versions = [f"TensorFlow {tf.__version__}{state}", f"Keras {keras.__version__}"]
     if torch_python:
         torch_v, timm_v = torch_versions(torch_python)
         versions += [f"torch {torch_v}", f"timm {timm_v}"]
