@@ -315,7 +315,7 @@ def calibrate_in_stages(converter):
         return model
 
     exclude_metadata = converter.exclude_conversion_metadata
-    offsets = not converter._experimental_use_buffer_offset  # weights after the flatbuffer, for this conversion only
+    offset_before = converter._experimental_use_buffer_offset  # weights after the flatbuffer: this conversion only
     converter._optimize_tflite_model = hold_float
     converter.exclude_conversion_metadata = True
     converter._experimental_use_buffer_offset = True
@@ -324,7 +324,7 @@ def calibrate_in_stages(converter):
     finally:
         del converter._optimize_tflite_model
         converter.exclude_conversion_metadata = exclude_metadata
-        converter._experimental_use_buffer_offset = not offsets
+        converter._experimental_use_buffer_offset = offset_before
     # `_convert_and_export_metrics` below first recomputes the metadata's options without the graph (a QAT graph's
     # mode would be lost); the ones the float conversion computed from the graph are put back.
     options = copy.deepcopy(converter._metadata.options)
@@ -369,7 +369,7 @@ def calibrate_in_stages(converter):
                 converter._experimental_disable_per_channel_quantization_for_dense_layers),
             debug_options_str=debug_options.SerializeToString(),
         )
-        return _drop_buffer_location(quantized) if offsets else quantized
+        return quantized if offset_before else _drop_buffer_location(quantized)
 
     converter._quantize = quantize_calibrated
     try:
@@ -438,6 +438,16 @@ def pack_tflite_model(model_object, extra_buffer=b""):
 
     Returns:
         The flatbuffer, as ``bytes``.
+
+    Example:
+
+    ```python
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    tree = schema.ModelT.InitFromPackedBuf(open("model.tflite", "rb").read(), 0)
+    assert pack_tflite_model(tree) == flatbuffer_utils.convert_object_to_bytearray(tree)
+    ```
     """
     import flatbuffers
 
