@@ -45,7 +45,14 @@ import textwrap
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from benchmark_vs_anchors import PAIRS, TimmServer, cpu_model, keras_application, torch_versions  # noqa: E402
+from benchmark_vs_anchors import (  # noqa: E402
+    PAIRS,
+    TORCH_CREATE_MODEL,
+    TimmServer,
+    cpu_model,
+    keras_application,
+    torch_versions,
+)
 
 import keras_convzoo as kcz  # noqa: E402
 from keras_convzoo.backend import dtype_policy_scope, keras, tf  # noqa: E402
@@ -55,17 +62,17 @@ from keras_convzoo.profile.training import OPTIMIZERS, PRECISIONS  # noqa: E402
 
 TORCH_MODES = ("eager", "channels_last")
 
-TORCH_SCRIPT = textwrap.dedent(
+TORCH_SCRIPT = TORCH_CREATE_MODEL + textwrap.dedent(
     """
     import json, sys, time
     import numpy as np
-    import torch, timm
+    import torch
     job = json.loads(sys.argv[1])
     torch.set_num_threads(job["threads"])
 
     def training_step(request):
         torch.manual_seed(0)
-        model = timm.create_model(request["model"], pretrained=False, num_classes=1000).train()
+        model = create_model(request["model"], num_classes=1000).train()
         x = torch.from_numpy(np.load(request["input"])).permute(0, 3, 1, 2).contiguous()
         y = torch.from_numpy(np.load(request["labels"])).long()
         if request["mode"] == "channels_last":
@@ -172,8 +179,8 @@ def report_head(title, tool, argv, threads, torch_python, runtimes=()):
     state = "" if onednn is None else f" (oneDNN {'on' if onednn else 'off'})"
     versions = [f"TensorFlow {tf.__version__}{state}", f"Keras {keras.__version__}"]
     if torch_python:
-        torch_v, timm_v = torch_versions(torch_python)
-        versions += [f"torch {torch_v}", f"timm {timm_v}"]
+        torch_v, timm_v, vision_v = torch_versions(torch_python)
+        versions += [f"torch {torch_v}", f"timm {timm_v}", f"torchvision {vision_v}"]
     versions += [*runtimes, f"Python {platform.python_version()}"]
     return [
         f"# {title}", "",

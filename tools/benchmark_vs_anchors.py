@@ -6,6 +6,12 @@ Pairs (ours: keras.applications anchor, timm anchor):
     seresnet50:      -,                                             seresnet50
     mobilenetv2_100: MobileNetV2,                                   mobilenetv2_100
     convnext_tiny:   ConvNeXtTiny (include_preprocessing=False),    convnext_tiny
+    shufflenet_v2_x1_0: -,                                          torchvision's shufflenet_v2_x1_0
+
+timm has no ShuffleNetV2, so that family's PyTorch anchor is torchvision's
+(the model our ShuffleNetV2 matches numerically, ``tools/check_shufflenet_torchvision.py``);
+the tables still call the PyTorch side "timm". PyTorch names are timm's, or
+``"torchvision:<name>"`` (``TORCH_CREATE_MODEL``, shared by every tool's PyTorch script).
 
 TensorFlow side (this process): ``keras_convzoo.profile.compare`` times our
 model in its fused inference form (``deploy.fuse``) and the keras.applications
@@ -83,17 +89,31 @@ PAIRS = {
     "seresnet50": (None, "seresnet50"),
     "mobilenetv2_100": ("MobileNetV2", "mobilenetv2_100"),
     "convnext_tiny": ("ConvNeXtTiny", "convnext_tiny"),
+    "shufflenet_v2_x1_0": (None, "torchvision:shufflenet_v2_x1_0"),
 }
 TF_MODES = MODES  # eager, graph, xla, tflite, tflite_int8, onnxruntime
 # the modes "best" picks from: the anchors' arithmetic (float32), each a runtime a user can ship
 FP32_MODES = ("eager", "graph", "xla", "tflite", "onnxruntime")
 TORCH_MODES = ("eager", "channels_last", "jit")
 
-TORCH_SCRIPT = textwrap.dedent(
+#: The PyTorch scripts' model factory (the head of each tool's script): a timm name, or
+#: ``"torchvision:<name>"`` for a family timm lacks; random weights either way.
+TORCH_CREATE_MODEL = textwrap.dedent(
+    """
+    def create_model(name, **kwargs):
+        if name.startswith("torchvision:"):
+            import torchvision
+            return getattr(torchvision.models, name.split(":", 1)[1])(weights=None, **kwargs)
+        import timm
+        return timm.create_model(name, pretrained=False, **kwargs)
+    """
+)
+
+TORCH_SCRIPT = TORCH_CREATE_MODEL + textwrap.dedent(
     """
     import collections, json, sys, time
     import numpy as np
-    import torch, timm
+    import torch
     job = json.loads(sys.argv[1])
     torch.set_num_threads(job["threads"])
 
@@ -146,7 +166,7 @@ TORCH_SCRIPT = textwrap.dedent(
                 try:
                     if request["cmd"] == "prepare":
                         if request["model"] not in models:
-                            models[request["model"]] = timm.create_model(request["model"], pretrained=False).eval()
+                            models[request["model"]] = create_model(request["model"]).eval()
                         prepared = make_fn(models[request["model"]], request["mode"], load(request["input"]))
                         reply = {"ok": True}
                     elif request["cmd"] == "time":
@@ -161,7 +181,7 @@ TORCH_SCRIPT = textwrap.dedent(
     result = {}
     with torch.inference_mode():
         for name in job["models"]:
-            model = timm.create_model(name, pretrained=False).eval()
+            model = create_model(name).eval()
             result[name] = {"params": sum(p.numel() for p in model.parameters()), "modes": {}, "breakdown": {}}
             for batch, path in job["inputs"].items():
                 x = load(path)
@@ -314,9 +334,10 @@ def run_torch(args, threads, inputs, folder, breakdown):
 
 
 def torch_versions(python):
-    code = "import torch, timm; print(torch.__version__, timm.__version__)"
+    """``[torch, timm, torchvision]`` versions in the Python ``python`` ("?" each where it cannot say)."""
+    code = "import torch, timm, torchvision; print(torch.__version__, timm.__version__, torchvision.__version__)"
     out = subprocess.run([python, "-c", code], capture_output=True, text=True)
-    return out.stdout.split() if out.returncode == 0 else ["?", "?"]
+    return out.stdout.split() if out.returncode == 0 else ["?", "?", "?"]
 
 
 #: /proc/cpuinfo flags that decide fp32 / int8 kernel speed, with the names printed.
@@ -582,7 +603,7 @@ def main(argv=None):
         print(f"wrote {args.plot}")
 
     if args.out:
-        torch_v, timm_v = torch_versions(args.torch_python) if args.torch_python else ("-", "-")
+        torch_v, timm_v, vision_v = torch_versions(args.torch_python) if args.torch_python else ("-", "-", "-")
         litert_version = importlib.metadata.version("ai-edge-litert")
         text = [
             "# Benchmarks",
@@ -594,7 +615,7 @@ def main(argv=None):
             f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores; {threads} threads for TensorFlow, "
             f"the TFLite interpreter and PyTorch",
             f"- TensorFlow {tf.__version__}, Keras {keras.__version__}, ai-edge-litert {litert_version}, "
-            f"torch {torch_v}, timm {timm_v}, Python {platform.python_version()}",
+            f"torch {torch_v}, timm {timm_v}, torchvision {vision_v}, Python {platform.python_version()}",
             f"- Date: {datetime.date.today().isoformat()}; 1-minute load average {load_start:.2f} at the start, "
             f"{os.getloadavg()[0]:.2f} at the end (other work on the machine slows both sides)",
             "",

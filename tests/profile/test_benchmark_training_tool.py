@@ -85,3 +85,34 @@ def test_tool_table_is_the_ratio_of_the_interleaved_medians(tmp_path):
     assert cells[6] == f"{best_timm:.0f} ({best_mode.split()[1]})"
     assert cells[7] == f"{medians['ours'] / best_timm:.2f}"
     assert "alternating rounds" in out_md.read_text()
+
+
+def test_shufflenet_anchor_is_torchvisions_model_and_trains(tool, tmp_path):
+    """timm has no ShuffleNetV2: the pair's PyTorch side is torchvision's model of exactly our parameter count.
+
+    The server's step on it trains (the loss falls over repeated steps on one
+    batch), so the tools time a real torchvision training step.
+    """
+    import keras_convzoo as kcz
+
+    anchor = tool.PAIRS["shufflenet_v2_x1_0"][1]
+    assert anchor == "torchvision:shufflenet_v2_x1_0"
+    model = kcz.create_model("shufflenet_v2_x1_0", weights=None)
+    ours = sum(int(np.prod(w.shape)) for w in model.trainable_weights)  # PyTorch's parameters(): BN statistics aside
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.uniform(-1, 1, (4, 32, 32, 3)).astype("float32"))
+    np.save(tmp_path / "y.npy", rng.integers(0, 1000, 4))
+    script = tool.TORCH_SCRIPT.split("# one request per stdin line")[0] + (
+        "model = create_model(sys.argv[2], num_classes=1000)\n"
+        "print(type(model).__module__, sum(p.numel() for p in model.parameters()))\n"
+        "step = training_step(dict(model=sys.argv[2], input=sys.argv[3], labels=sys.argv[4], mode='channels_last', "
+        "optimizer='sgd', bfloat16=False))\n"
+        "losses = [step() for _ in range(15)]\n"
+        "print(losses[0], losses[-1])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, '{"threads": 1}', anchor, str(tmp_path / "x.npy"),
+                          str(tmp_path / "y.npy")], capture_output=True, text=True, check=True)
+    (module, count), (first, last) = (line.split() for line in out.stdout.strip().splitlines()[-2:])
+    assert module == "torchvision.models.shufflenetv2"
+    assert int(count) == ours == 2_278_604
+    assert float(last) < 0.5 * float(first), (first, last)
