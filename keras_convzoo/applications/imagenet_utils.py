@@ -30,17 +30,7 @@ NUM_CLASSES = 1000
 
 
 def _pretrained_entry(model):
-    """The pretrained table entry a model (or a ``"name"`` / ``"name.tag"`` string) stands for, or None."""
-    if not isinstance(model, str):
-        entry = getattr(model, "pretrained_cfg", None)
-        if entry is not None:
-            return entry
-        model = getattr(model, "convzoo_name", None) or getattr(model, "name", None)
-        if not isinstance(model, str):
-            raise TypeError(
-                "`model_name` must be a registry name, 'name.tag', or a model built by keras_convzoo. "
-                f"Received: {model!r}"
-            )
+    """The pretrained table entry a ``"name"`` / ``"name.tag"`` string stands for, or None."""
     name, _, tag = model.partition(".")
     get_spec(name)  # unknown names raise here
     try:
@@ -51,16 +41,49 @@ def _pretrained_entry(model):
         return None
 
 
+def _model_entry(model):
+    """``(entry, name)`` for a model object: its weights' table entry (None without), its registry name.
+
+    A model does not stand for its variant's default weights: it was built
+    with the weights it has (``model.pretrained_cfg``, set by the builder, kept
+    by ``deploy.fuse``), and without them (``weights=None``, or the attribute
+    lost, e.g. in a reloaded ``.keras`` file) it is scaled as its family's
+    (``ModelSpec.preprocessing``) unless it scales its 0-255 input itself:
+    keras.applications' ConvNeXt weights come with the model's own
+    ``Normalization``, timm's and a ``weights=None`` ConvNeXt take
+    ImageNet-normalised input.
+    """
+    name = getattr(model, "convzoo_name", None) or getattr(model, "name", None)
+    if not isinstance(name, str):
+        raise TypeError(
+            "`model_name` must be a registry name, 'name.tag', or a model built by keras_convzoo. "
+            f"Received: {model!r}"
+        )
+    get_spec(name.partition(".")[0])  # unknown names raise here
+    return getattr(model, "pretrained_cfg", None), name
+
+
+def _scales_own_input(model):
+    """Whether ``model`` starts with layers that take 0-255 pixels (``export.inputs.input_range``)."""
+    from keras_convzoo.export.inputs import input_range  # the export package imports this module
+
+    return input_range(model).kind == "pixels"
+
+
 def _resolve_mode(model_name, mode):
     """``(mode, mean, std)`` of the weights ``model_name`` stands for, or of ``mode``."""
     if mode is not None:
         if mode not in PREPROCESSING_MODES:
             raise ValueError(f"`mode` must be None or one of {PREPROCESSING_MODES}. Received: mode={mode!r}")
         return mode, IMAGENET_MEAN, IMAGENET_STD
-    entry = _pretrained_entry(model_name)
+    if isinstance(model_name, str):
+        entry, name = _pretrained_entry(model_name), model_name
+    else:
+        entry, name = _model_entry(model_name)
+        if entry is None and _scales_own_input(model_name):
+            return "none", IMAGENET_MEAN, IMAGENET_STD
     if entry is not None:
         return entry.preprocessing, entry.mean or IMAGENET_MEAN, entry.std or IMAGENET_STD
-    name = model_name if isinstance(model_name, str) else model_name.convzoo_name
     spec = get_spec(name.partition(".")[0])
     if spec.preprocessing is None:
         raise ValueError(
@@ -126,8 +149,12 @@ def preprocess_input(x, model_name, mode=None):
 
     The scaling follows the weights: a model built with ``weights=`` carries
     its table entry (``model.pretrained_cfg``) and is scaled as that entry
-    says; a registry name stands for its ``weights="imagenet"`` entry and
-    ``"name.tag"`` for that tag's (see ``keras_convzoo.list_pretrained``):
+    says; a model without one (``weights=None``) is scaled as its family's
+    weights are (``ModelSpec.preprocessing``), or passed unchanged when its
+    first layers scale 0-255 pixels themselves (a ConvNeXt built with
+    ``include_preprocessing=True``); a registry name stands for its
+    ``weights="imagenet"`` entry and ``"name.tag"`` for that tag's (see
+    ``keras_convzoo.list_pretrained``):
 
     - ``"torch"`` (timm's weights): divide by 255, subtract the entry's
       mean, divide by its std (ImageNet's ``(0.485, 0.456, 0.406)`` /

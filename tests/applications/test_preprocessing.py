@@ -140,3 +140,50 @@ def test_decode_predictions_errors():
         kcz.decode_predictions(np.zeros(1000))
     with pytest.raises(ValueError, match="`top`"):
         kcz.decode_predictions(np.zeros((1, 1000)), top=0)
+
+
+def test_a_built_model_is_scaled_as_it_was_built_not_as_its_default_weights(tmp_path):
+    """ConvNeXt's default weights (keras.applications') normalise inside the model; built without them it does not.
+
+    The transfer recipe (``preprocessing_layers(backbone)`` in front of a
+    ``weights=None`` ConvNeXt) must then normalise 0-255 pixels itself: the
+    recipe's model equals the same backbone built with
+    ``include_preprocessing=True`` on raw pixels, and the exporters read its
+    input as pixels (they read zero-mean input before, and an int8 file
+    calibrated on that range failed on real images). A reloaded ``.keras``
+    model (no ``pretrained_cfg``) is scaled the same way, and a model that
+    scales its own input passes pixels unchanged.
+    """
+    tiny = kcz.get_spec("convnext_tiny").test_overrides
+    backbone = kcz.ConvNeXtTiny(weights=None, include_top=False, pooling="avg", input_shape=(32, 32, 3), **tiny)
+    x = _images(shape=(2, 32, 32, 3))
+    normalised = (x / 255.0 - np.array(kcz.applications.imagenet_utils.IMAGENET_MEAN)) / np.array(
+        kcz.applications.imagenet_utils.IMAGENET_STD)
+    np.testing.assert_allclose(kcz.preprocess_input(x, backbone), normalised, atol=1e-5, rtol=0)
+    layers = kcz.preprocessing_layers(backbone)
+    assert [type(layer).__name__ for layer in layers] == ["Rescaling", "Normalization"]
+
+    inputs = keras.Input((32, 32, 3))
+    y = inputs
+    for layer in layers:
+        y = layer(y)
+    recipe = keras.Model(inputs, backbone(y))
+    assert kcz.export.input_range(recipe).kind == "pixels"
+    inside = kcz.ConvNeXtTiny(weights=None, include_top=False, pooling="avg", input_shape=(32, 32, 3),
+                              include_preprocessing=True, **tiny)
+    inside.set_weights(backbone.get_weights())
+    np.testing.assert_allclose(recipe(x).numpy(), inside(x).numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(kcz.preprocess_input(x, inside), x)  # it normalises its pixels itself
+    assert kcz.preprocessing_layers(inside) == []
+
+    path = str(tmp_path / "backbone.keras")
+    backbone.save(path)
+    reloaded = keras.models.load_model(path)
+    assert getattr(reloaded, "pretrained_cfg", None) is None
+    np.testing.assert_allclose(kcz.preprocess_input(x, reloaded), normalised, atol=1e-5, rtol=0)
+    fused = kcz.deploy.fuse(backbone)
+    np.testing.assert_allclose(kcz.preprocess_input(x, fused), normalised, atol=1e-5, rtol=0)
+    # models built with weights keep their entry's scaling; names keep their default weights'
+    np.testing.assert_array_equal(kcz.preprocess_input(x, "convnext_tiny"), x)
+    mobilenet = kcz.MobileNetV2(weights=None, include_top=False, input_shape=(32, 32, 3), alpha=0.35)
+    np.testing.assert_allclose(kcz.preprocess_input(x, mobilenet), x / 127.5 - 1, atol=1e-5, rtol=0)
