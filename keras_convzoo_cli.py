@@ -174,6 +174,12 @@ def check_export_args(args):
         raise ValueError("--quantize int8 needs --calibration DIR (a folder of images) or --calibration random.")
     if args.quantize != "int8" and args.calibration is not None:
         raise ValueError("--calibration is used with --quantize int8 only (use --verify-data DIR to check other files).")
+    if args.calibration not in (None, "random") and not os.path.isdir(args.calibration):
+        raise ValueError(f"--calibration must be a folder of images or 'random'. Received: {args.calibration}")
+    if args.name.endswith(".keras") and not os.path.isfile(args.name):
+        raise ValueError(f"The model file does not exist. Received: {args.name}")
+    if isinstance(args.weights, str) and args.weights.lower() == "none":
+        args.weights = None  # random init, as the examples' --weights none
     for flag, value in (("--calibration-samples", args.calibration_samples), ("--verify-samples", args.verify_samples)):
         if value < 1:
             raise ValueError(f"{flag} must be positive. Received: {value}")
@@ -385,8 +391,8 @@ def build_parser():
                                "float; default: grouped)")
     p_export.add_argument("--out", required=True, metavar="FILE", help="output file (a folder for saved_model)")
     p_export.add_argument("--weights", metavar="TAG|FILE",
-                          help="'imagenet', an upstream tag (see `convzoo info NAME`) or a weights file "
-                               "(default: random init)")
+                          help="'imagenet', an upstream tag (see `convzoo info NAME`), a weights file or "
+                               "'none' (default: none, random init)")
     p_export.add_argument("--classes", type=int, metavar="N",
                           help="classifier size, e.g. of fine-tuned --weights (default: the variant's, 1000)")
     p_export.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True,

@@ -192,7 +192,11 @@ def main(argv=None):
     if args.fuse:
         try:
             deployed = kcz.deploy.fuse(model)
-            print(f"fused: {len(model.layers)} -> {len(deployed.layers)} layers")
+            before, after = (list(kcz.export.lowering.iter_layers(m)) for m in (model, deployed))
+            norms = [sum(isinstance(layer, keras.layers.BatchNormalization) for layer in layers)
+                     for layers in (before, after)]
+            print(f"fused: {norms[0]} -> {norms[1]} BatchNormalization layers, {len(before)} -> {len(after)} layers "
+                  "(nested models included)")
         except TypeError as e:  # e.g. a subclassed model
             print(f"not fused ({e})")
 

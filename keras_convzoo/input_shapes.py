@@ -19,6 +19,7 @@ one rule each:
 Shapes never include the batch axis; models are channels_last.
 """
 
+import os
 import re
 
 import numpy as np
@@ -38,6 +39,35 @@ _TENSOR_LAYOUTS = {3: "(batch, length, channels)", 4: "(batch, height, width, ch
 
 def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_model(model, argument="model"):
+    """Checks that ``model`` is a Keras model object (not, e.g., the path of a saved one).
+
+    Args:
+        model: what a caller received as a model.
+        argument: the argument's name, for the message.
+
+    Returns:
+        ``model``.
+
+    Raises:
+        TypeError: for a path (with how to load it) or any other object
+            that is not a Keras model.
+
+    Example:
+    >>> check_model("m.keras")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    TypeError: `model` must be a Keras model, not a file path: load it first with ...
+    """
+    if isinstance(model, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f"`{argument}` must be a Keras model, not a file path: load it first with keras.models.load_model(path) "
+            f"after `import keras_convzoo` (or run `convzoo export PATH`). Received: {argument}={model!r}"
+        )
+    if not (hasattr(model, "layers") and callable(model)):
+        raise TypeError(f"`{argument}` must be a Keras model. Received: {argument} of type {type(model).__name__}")
+    return model
 
 
 def spatial_sizes(input_size, spatial_dims, name="input_size", where=""):
@@ -137,6 +167,7 @@ def model_input(model, what="Export"):
     >>> model_input(keras_convzoo.ResNeXt50(input_shape=(None, None, 3), include_top=False))[0]
     [None, None, 3]
     """
+    check_model(model)
     try:
         inputs = model.inputs
     except (AttributeError, ValueError):

@@ -144,6 +144,10 @@ print("code", code, "tensorflow imported", "tensorflow" in sys.modules)
      "--quantize int8 needs --calibration DIR"),
     (["export", "mobilenetv2_100", "--out", "/nonexistent-folder/m.tflite"],
      "--out: the folder /nonexistent-folder does not exist"),
+    (["export", "mobilenetv2_100", "--quantize", "int8", "--calibration", "/nonexistent-folder", "--out", "m.tflite"],
+     "--calibration must be a folder of images or 'random'. Received: /nonexistent-folder"),
+    (["export", "/nonexistent-folder/m.keras", "--out", "m.tflite"],
+     "The model file does not exist. Received: /nonexistent-folder/m.keras"),
 ])
 def test_usage_errors_are_found_before_tensorflow_loads(argv, message):
     result = subprocess.run([sys.executable, "-c", _EARLY, *argv], capture_output=True, text=True, timeout=120)
@@ -152,7 +156,8 @@ def test_usage_errors_are_found_before_tensorflow_loads(argv, message):
 
 
 def test_export_shows_no_native_log_lines(tmp_path):
-    quiet = _run_cli("export", "mobilenetv2_035", "--tiny", "--input-size", "32", "--out", str(tmp_path / "m.tflite"))
+    quiet = _run_cli("export", "mobilenetv2_035", "--tiny", "--weights", "none", "--input-size", "32",  # as the examples
+                     "--out", str(tmp_path / "m.tflite"))
     assert quiet.returncode == 0 and "relative_diff" in quiet.stdout, quiet.stderr[-2000:]
     assert quiet.stderr == ""  # no TensorFlow start-up lines, no LiteRT "Created ... XNNPACK delegate" line
 

@@ -54,7 +54,7 @@ from keras_convzoo.export.inputs import (
     smooth_images,
     synthetic_inputs,
 )
-from keras_convzoo.export.prepare import float32_form, prepare_for_export
+from keras_convzoo.export.prepare import float32_form, keras_quantized_layers, prepare_for_export
 from keras_convzoo.export.saved_model import run_saved_model, to_saved_model
 from keras_convzoo.export.tflite import float_ops, is_quantization_aware, run_tflite, tflite_interpreter, to_tflite
 
@@ -72,6 +72,7 @@ __all__ = [
     "deployment_lowering",
     "prepare_for_export",
     "float32_form",
+    "keras_quantized_layers",
     "DEPTHWISE_MAX_TAPS",
     "ExportReport",
     "ExportError",

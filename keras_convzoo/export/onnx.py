@@ -399,6 +399,8 @@ def to_onnx(
     Raises:
         ValueError: for a ``path`` whose folder does not exist, a bad
             ``input_shape`` or ``opset``, or a multi-input model.
+        TypeError: when ``model`` is not a Keras model (e.g. the path of a
+            saved one).
         ExportError: (a ``RuntimeError``) when tf2onnx cannot convert an op
             or produces a model ``onnx.checker`` rejects; the message names
             tf2onnx and carries its first error line.

@@ -23,6 +23,7 @@ import copy
 from keras_convzoo.backend import keras, tf
 from keras_convzoo import layers as package_layers
 from keras_convzoo.deploy.fuse import copy_weights, fuse, is_graph_model, is_sequential
+from keras_convzoo.input_shapes import check_model
 from keras_convzoo.layers.continuous_conv import ContinuousConvBase
 
 #: InputLayer config keys of the batch shape: Keras 3, tf_keras.
@@ -43,6 +44,29 @@ def _inner_layers(layer):
     if flatten is not None:
         return list(flatten(include_self=False, recursive=True))
     return list(getattr(layer, "submodules", ()))
+
+
+def keras_quantized_layers(model):
+    """Layers of ``model`` (nested ones included) quantized by Keras' ``model.quantize`` (``"int8"``, ``"float8"``...).
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        A list of ``(layer name, quantization mode)``; empty for a float model.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> model.quantize("int8")
+    >>> keras_quantized_layers(model)
+    [('dense', 'int8')]
+    """
+    found = []
+    for layer in _inner_layers(model):
+        mode = getattr(getattr(layer, "dtype_policy", None), "quantization_mode", None)
+        if mode:
+            found.append((layer.name, mode))
+    return found
 
 
 def _continuous_layers(model):
@@ -260,7 +284,7 @@ def float32_form(model):
     >>> exported.layers[-1].compute_dtype
     'float32'
     """
-    half = _half_precision_layers(model)
+    half = _half_precision_layers(check_model(model))
     if not half:
         return model, ()
     if not is_graph_model(model):

@@ -68,8 +68,8 @@ from keras_convzoo.export.converter import converter_logs, first_error_line
 from keras_convzoo.export.report import QUANTIZATIONS, ExportError, VerificationError, describe_tolerance
 from keras_convzoo.export.verification import check_output_path, publish
 from keras_convzoo.input_shapes import concrete_input_shape, model_input
-from keras_convzoo.export.inputs import check_num_samples, data_samples, verification_inputs
-from keras_convzoo.export.prepare import float32_form, prepare_for_export
+from keras_convzoo.export.inputs import check_num_samples, data_samples, input_range, verification_inputs
+from keras_convzoo.export.prepare import float32_form, keras_quantized_layers, prepare_for_export
 
 _RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
 _FAKE_QUANT_OPS = frozenset(
@@ -583,8 +583,11 @@ def to_tflite(
             allowed values), ``"int8"`` without ``representative_data``,
             ``representative_data`` or ``int8_io`` without ``"int8"``, a
             ``path`` whose folder does not exist, a bad ``input_shape``,
-            a bad ``depthwise_max_taps`` or ``dense_group_channels``, or a
-            multi-input model.
+            a bad ``depthwise_max_taps`` or ``dense_group_channels``, a
+            multi-input model, or a model quantized by Keras'
+            ``model.quantize`` (export the float model with ``"int8"``).
+        TypeError: when ``model`` is not a Keras model (e.g. the path of a
+            saved one).
         ExportError: (a ``RuntimeError``) when tracing or the TFLite converter
             fails (the message carries the converter's first error line), or
             when an int8 file would not be full-integer (the message names
@@ -621,6 +624,14 @@ def to_tflite(
     if verify and num_samples is not None:
         num_samples = check_num_samples(num_samples)
     model, precision_notes = float32_form(model)  # a mixed-precision model: its float32 form, checked as such
+    quantized = keras_quantized_layers(model)
+    if quantized:
+        raise ValueError(
+            f"`model` was quantized by Keras' `model.quantize` (layer `{quantized[0][0]}`: {quantized[0][1]}, "
+            f"{len(quantized)} layer(s)), whose quantized ops the TFLite converter cannot convert: export the float "
+            "model (before `quantize`) with quantization='int8' (full-integer, calibrated on `representative_data`) "
+            "or 'dynamic' (int8 weights) instead."
+        )
     model_shape, dtype, name = model_input(model)
     shape = concrete_input_shape(model_shape, input_shape, fill=True)
     full_shape = (1,) + shape
@@ -637,8 +648,8 @@ def to_tflite(
     if quantization == "int8" and representative_data is None and not qat:
         raise ValueError(
             "quantization='int8' needs `representative_data`: an iterable (or a callable "
-            "returning one) of typical model inputs, e.g. a few hundred preprocessed "
-            f"images of shape {shape}, used to calibrate activation ranges."
+            f"returning one) of typical model inputs, e.g. a few hundred real images of shape {shape} "
+            f"in the model's input range, {input_range(model).describe()}, used to calibrate activation ranges."
         )
     if quantization == "int8" and representative_data is not None:
         samples = data_samples(representative_data, shape, dtype.as_numpy_dtype, "representative_data")
@@ -693,8 +704,6 @@ def to_tflite(
 
 def _quantization_hint(model, quantization, samples=None):
     """What to try when a quantized file is rejected."""
-    from keras_convzoo.export.inputs import input_range
-
     range_hint = ""
     if samples:
         found = input_range(model)

@@ -17,18 +17,26 @@ from keras_convzoo.backend import tf
 from keras_convzoo.export.report import ExportReport, VerificationError, applied_tolerance, check_report, compare_outputs
 
 
+#: Extensions of model files: an export to a path with another format's extension is refused (a
+#: ``.tflite`` file named ``m.onnx`` misleads every tool that opens it, and ``m.keras`` would be overwritten).
+MODEL_FILE_SUFFIXES = (".tflite", ".onnx", ".keras", ".h5", ".pb", ".pth", ".pt", ".safetensors")
+
+
 def check_output_path(path, suffix):
     """Validates the destination of an export before any conversion work.
 
     Args:
         path: str or ``os.PathLike``.
-        suffix: expected extension, used only in the error message.
+        suffix: the format's extension (``".tflite"``, ``".onnx"``): a path
+            may have it or any extension but another model format's
+            (``MODEL_FILE_SUFFIXES``).
 
     Returns:
         The path as ``str``.
 
     Raises:
-        ValueError: when the parent folder does not exist or ``path`` is a folder.
+        ValueError: when the parent folder does not exist, ``path`` is a
+            folder, or it ends in another model format's extension.
     """
     try:
         path = os.fspath(path)
@@ -38,6 +46,12 @@ def check_output_path(path, suffix):
         ) from None
     if not path or os.path.isdir(path):
         raise ValueError(f"`path` must name a file, e.g. 'model{suffix}'. Received: path={path!r}")
+    extension = os.path.splitext(path)[1].lower()
+    if extension != suffix and extension in MODEL_FILE_SUFFIXES:
+        raise ValueError(
+            f"`path` ends in {extension!r}, another model format's extension, but this writes a {suffix} file: "
+            f"name it e.g. {os.path.splitext(os.path.basename(path))[0] + suffix!r}. Received: path={path!r}"
+        )
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise ValueError(

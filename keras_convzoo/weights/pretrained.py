@@ -235,6 +235,8 @@ def resolve(name, weights=DEFAULT_TAG, source=None):
     lowered = {t.lower(): t for t in tags}
     close = difflib.get_close_matches(tag.lower(), list(lowered), n=1, cutoff=0.5)
     hint = f"Did you mean {lowered[close[0]]!r}? " if close else ""
+    if tag.lower() in ("none", "null", "random"):
+        hint = "For random initialisation pass weights=None (the Python value, not a string). "
     raise ValueError(
         f"Unknown pretrained tag {tag!r} for '{name}'. {hint}Tags: {tags} (see keras_convzoo.list_pretrained"
         f"({name!r})), or a path to a weights file. Received: weights={weights!r}"

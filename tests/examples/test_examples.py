@@ -193,6 +193,9 @@ def test_tflite_for_phones_smoke(tmp_path, tool):
         path = out / f"mobilenetv2_035_digits_{label}.tflite"
         assert path.stat().st_size == sizes[label]
     assert (out / "mobilenetv2_035_digits.keras").exists()
+    saved = keras.models.load_model(out / "mobilenetv2_035_digits.keras")
+    norms = sum(isinstance(layer, keras.layers.BatchNormalization) for layer in export.lowering.iter_layers(saved))
+    assert norms > 0 and f"fused: {norms} -> 0 BatchNormalization layers" in stdout  # counted in the nested backbone
     block = rendered(tool, "tflite_for_phones", stdout)
     assert "| model (256 test digits) |" in block and "| TFLite int8 |" in block
     assert f"| {float(rows['int8']['accuracy']):.3f} |" in block

@@ -9,7 +9,7 @@ import pytest
 
 import keras_convzoo as kcz
 from keras_convzoo import export
-from keras_convzoo.backend import keras, tf
+from keras_convzoo.backend import LEGACY_KERAS, keras, tf
 from keras_convzoo.layers import GroupConv2D
 from keras_convzoo.testing import random_array, tflite_filter_shapes
 
@@ -310,8 +310,42 @@ def test_bad_arguments(tmp_path):
         export.to_onnx(model, tmp_path / "m.onnx", input_shape=(1, 16, 16, 32))
     with pytest.raises(ValueError, match="num_samples"):
         export.to_tflite(model, tmp_path / "m.tflite", num_samples=0)
+    pixels = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(2, 3)])
+    with pytest.raises(ValueError, match=r"needs `representative_data`: .* real images of shape \(8, 8, 3\) in the "
+                                         r"model's input range, 0-255 pixels \(the model scales them"):
+        export.to_tflite(pixels, tmp_path / "m.tflite", quantization="int8")
+    # the path of a saved model instead of the model: a TypeError that says how to load it
+    for exporter in (export.to_tflite, export.to_onnx):
+        with pytest.raises(TypeError, match=r"`model` must be a Keras model, not a file path: .*load_model.*"
+                                            r"Received: model='m.keras'"):
+            exporter("m.keras", tmp_path / "out")
+    with pytest.raises(TypeError, match="`model` must be a Keras model. Received: model of type dict"):
+        export.to_onnx({}, tmp_path / "m.onnx")
+    # another format's extension (m.keras would be overwritten; a TFLite file named .onnx misleads): refused
+    with pytest.raises(ValueError, match=r"`path` ends in '\.onnx'.*writes a \.tflite file: name it e\.g\. 'm\.tflite'"):
+        export.to_tflite(model, tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match=r"`path` ends in '\.keras'.*writes a \.onnx file"):
+        export.to_onnx(model, tmp_path / "m.keras")
     assert not missing.parent.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(LEGACY_KERAS, reason="Keras 3's model.quantize")
+def test_a_model_quantized_by_keras_is_refused_for_tflite_with_the_way_out(tmp_path):
+    """TFLite's converter cannot convert Keras' int8 Dense ops: a one-line ValueError instead of its MLIR dump."""
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(5, name="head1"), keras.layers.Dense(3, name="head2")])
+    float_model = keras.models.clone_model(model)
+    float_model.set_weights(model.get_weights())
+    model.quantize("int8")
+    assert export.keras_quantized_layers(model) == [("head1", "int8"), ("head2", "int8")]
+    assert export.keras_quantized_layers(float_model) == []
+    with pytest.raises(ValueError, match=r"quantized by Keras' `model.quantize` \(layer `head1`: int8, 2 layer\(s\)\)"
+                                         r".*quantization='int8'"):
+        export.to_tflite(model, tmp_path / "m.tflite")
+    assert list(tmp_path.iterdir()) == []
+    report = export.to_tflite(float_model, tmp_path / "m.tflite", quantization="dynamic")  # the way out works
+    assert report.quantization == "dynamic" and (tmp_path / "m.tflite").exists()
 
 
 # ---------------------------------------------------------------------------

@@ -322,6 +322,8 @@ def _datasets(handle):
     [
         ("mobilenetv2_035", {"weights": "imagnet"}, r"Unknown pretrained tag 'imagnet'.*Did you mean 'imagenet'\?"),
         ("mobilenetv2_035", {"weights": "imagenett"}, r"Did you mean 'imagenet'\?"),  # "IMAGENET" is accepted
+        ("mobilenetv2_035", {"weights": "none"}, r"Unknown pretrained tag 'none'.*For random initialisation pass "
+                                                 r"weights=None \(the Python value, not a string\)"),
         ("mobilenetv2_035", {"weights": "ckpt/best"}, r"'imagenet', a pretrained tag.*no such file exists"),
         ("mobilenetv2_100.ra_in1k", {}, r"use create_model\('mobilenetv2_100', weights='ra_in1k'\)"),
         ("resnext50_32x4d", {"weights": "a1h_in1"}, r"Did you mean 'a1h_in1k'\?"),
