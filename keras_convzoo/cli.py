@@ -106,7 +106,9 @@ def cmd_benchmark(args):
 
 def _train_benchmark(args, specs):
     """``benchmark --train``: one training step per optimizer and batch size, each model in turn."""
-    from keras_convzoo.profile import benchmark_training
+    import platform
+
+    from keras_convzoo.profile import benchmark_training, onednn_enabled
 
     for flag, value in (("--modes", args.modes), ("--rounds", args.rounds), ("--plot", args.plot),
                         ("--depthwise-max-taps", args.depthwise_max_taps),
@@ -126,6 +128,10 @@ def _train_benchmark(args, specs):
         )
         rows += _print_rows(rows, result)
     _write_csv(args, rows)
+    if onednn_enabled() is False and platform.machine().lower() in ("x86_64", "amd64"):
+        print("note: TensorFlow's oneDNN CPU kernels are off (its default on CPUs without AVX-512 VNNI/BF16 or AMX); "
+              "TF_ENABLE_ONEDNN_OPTS=1, set before TensorFlow loads, makes training steps much faster on most x86 "
+              "CPUs (the documentation's benchmarks page, Training).")
     return 0
 
 

@@ -1,8 +1,11 @@
 """``convzoo info`` MACs and ``convzoo benchmark`` (table, CSV, plot), run in-process."""
 
 import csv
+import platform
 
-from keras_convzoo import cli
+import pytest
+
+from keras_convzoo import cli, profile
 from keras_convzoo.applications import create_model
 from keras_convzoo.profile import count_flops
 
@@ -110,6 +113,8 @@ def test_benchmark_train_times_a_training_step_and_rejects_inference_flags(capsy
                      "--warmup", "1", "--repeats", "2", "--csv", str(out_csv)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[1].split()[:3] == ["mobilenetv2_035", "train_sgd", "2"]
+    onednn_note = "note: TensorFlow's oneDNN CPU kernels are off"
+    assert (onednn_note in table[-1]) == (profile.onednn_enabled() is False and platform.machine() == "x86_64")
     with open(out_csv) as f:
         (row,) = list(csv.DictReader(f))
     assert row["mode"] == "train_sgd" and row["error"] == "" and float(row["median_ms"]) > 0
@@ -117,3 +122,15 @@ def test_benchmark_train_times_a_training_step_and_rejects_inference_flags(capsy
     assert "--fuse applies to inference benchmarks" in capsys.readouterr().err
     assert cli.main(["benchmark", "mobilenetv2_035", "--precision", "mixed_bfloat16"]) == 2
     assert "--precision applies to --train only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_benchmark_train_names_the_onednn_switch_only_where_it_is_off(enabled, capsys, monkeypatch):
+    """On x86 CPUs without AVX-512 VNNI/AMX TensorFlow leaves oneDNN off; the training benchmark says how to turn it on."""
+    monkeypatch.setattr(profile, "onednn_enabled", lambda: enabled)
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert cli.main(["benchmark", "mobilenetv2_035", "--train", "--tiny", "--input-size", "32", "--batch-sizes", "2",
+                     "--warmup", "0", "--repeats", "1"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("note: TensorFlow's oneDNN CPU kernels are off") != enabled
+    assert ("TF_ENABLE_ONEDNN_OPTS=1" in last) != enabled

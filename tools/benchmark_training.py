@@ -56,7 +56,7 @@ from benchmark_vs_anchors import (  # noqa: E402
 
 import keras_convzoo as kcz  # noqa: E402
 from keras_convzoo.backend import dtype_policy_scope, keras, tf  # noqa: E402
-from keras_convzoo.profile import interleaved_times, training_step_call  # noqa: E402
+from keras_convzoo.profile import interleaved_times, onednn_enabled, training_step_call  # noqa: E402
 from keras_convzoo.profile.modes import default_threads  # noqa: E402
 from keras_convzoo.profile.training import OPTIMIZERS, PRECISIONS  # noqa: E402
 
@@ -152,20 +152,6 @@ def time_steps(calls, warmup, repeats, rounds):
             q25, q50, q75 = np.percentile(value, [25, 50, 75])
             out[label] = {"median_ms": float(q50), "iqr_ms": float(q75 - q25), "times": list(value)}
     return out
-
-
-def onednn_enabled():
-    """Whether TensorFlow runs its oneDNN CPU kernels in this process, or None where it cannot say.
-
-    TensorFlow turns them on by default only on x86 CPUs with AVX-512 VNNI/BF16
-    or AMX (``TF_ENABLE_ONEDNN_OPTS=1`` elsewhere); training steps differ by up
-    to 1.7x between the two (the benchmarks page), so reports name it.
-    """
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:  # pragma: no cover - other TensorFlow versions
-        return None
-    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def report_head(title, tool, argv, threads, torch_python, runtimes=()):

@@ -7,7 +7,7 @@ from keras_convzoo.profile.output import format_table, write_csv
 from keras_convzoo.profile.params import count_params
 from keras_convzoo.profile.roofline import MachinePeaks, RooflinePoint, measure_peaks, roofline_point
 from keras_convzoo.profile.timing import BenchmarkResult, interleaved_times
-from keras_convzoo.profile.training import benchmark_training, training_step_call
+from keras_convzoo.profile.training import benchmark_training, onednn_enabled, training_step_call
 
 __all__ = [
     "count_params",
@@ -29,4 +29,5 @@ __all__ = [
     "roofline_point",
     "benchmark_training",
     "training_step_call",
+    "onednn_enabled",
 ]

@@ -20,6 +20,29 @@ from keras_convzoo.profile.models import resolve_model
 from keras_convzoo.profile.timing import check_batch_sizes, check_positive_int, error_text, result_row, times_ms
 from keras_convzoo.progress import check_progress
 
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process, or None where it cannot say.
+
+    TensorFlow turns them on by default only on x86 CPUs with AVX-512 VNNI/BF16
+    or AMX; elsewhere (AVX2 CPUs) ``TF_ENABLE_ONEDNN_OPTS=1``, set before
+    TensorFlow is imported, turns them on. Training steps differ by up to 1.7x
+    between the two (the documentation's benchmarks page), so training reports
+    name the state.
+
+    Returns:
+        True, False, or None (a TensorFlow build without the query).
+
+    Example:
+    >>> onednn_enabled() in (True, False, None)
+    True
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # pragma: no cover - other TensorFlow versions
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 #: Optimizers of the timed step: SGD with momentum 0.9, AdamW (Keras defaults otherwise).
 OPTIMIZERS = ("sgd", "adamw")
 #: Precisions: the dtype policy the model is built under.
