@@ -426,7 +426,7 @@ def to_onnx(
     shape = merge_input_shape(model_shape, input_shape)
     signature_shape = (None if dynamic_batch else 1,) + shape
     start = time.perf_counter()
-    traced, notes = prepare_for_export(model, shape if None not in shape else None)
+    traced, notes = prepare_for_export(model, shape if None not in shape else None, argument="input_shape")
     notes = precision_notes + notes
     release_memory()  # start from what is in use, not from an earlier export's peak
     with converter_logs(verbose):

@@ -290,8 +290,9 @@ def float32_form(model):
     if not is_graph_model(model):
         raise ValueError(
             f"`model` computes in {half[0].compute_dtype} (layer `{half[0].name}`), which TFLite and ONNX do not "
-            "convert, and as a subclassed model it cannot be rebuilt in float32 here: build it under "
-            "keras.mixed_precision.set_global_policy('float32'), copy the weights with "
+            "convert, and as a subclassed model it cannot be rebuilt in float32 here: build the same model in "
+            "float32 (dtype='float32' where it was built with dtype=, e.g. keras-hub models, else under "
+            "keras.mixed_precision.set_global_policy('float32')), copy the weights with "
             f"set_weights(model.get_weights()) and export that. Received: model={type(model).__name__}"
         )
     policies = sorted({layer.dtype_policy.name for layer in half})
@@ -322,7 +323,7 @@ def _format_shape(shapes):
     return str(shapes[0]) if len(shapes) == 1 else str(shapes)
 
 
-def prepare_for_export(model, sample_shape=None):
+def prepare_for_export(model, sample_shape=None, argument="sample_shape"):
     """Returns the form of ``model`` that converts to TFLite / ONNX, and notes saying what was done.
 
     Continuous-kernel layers (``layers.CKConv``, ``FlexConv``,
@@ -346,6 +347,8 @@ def prepare_for_export(model, sample_shape=None):
             several inputs); needed only to bake ``resolution="continuous"``
             kernels of a model whose input sizes are ``None``. When given,
             it must fit the model's input (rank, channels, static sizes).
+        argument: the name the caller's users give ``sample_shape`` (e.g.
+            ``"input_shape"`` for ``to_onnx``), for the messages.
 
     Returns:
         ``(model, notes)``: the model to export (``model`` itself when
@@ -388,16 +391,16 @@ def prepare_for_export(model, sample_shape=None):
     if dynamic:
         if shapes is None:
             raise ValueError(
-                f"`sample_shape` is required: the resolution='continuous' kernels of `{dynamic[0].name}` depend on "
+                f"`{argument}` is required: the resolution='continuous' kernels of `{dynamic[0].name}` depend on "
                 f"the input size and the model input {_format_shape([s[1:] for s in model_shapes or [()]])} has None "
-                "sizes; pass sample_shape=(the exported size), or build the model with input_shape=... and call "
-                "keras_convzoo.deploy.fuse(model). Received: sample_shape=None"
+                f"sizes; pass {argument}=(the exported size), or build the model with input_shape=... and call "
+                f"keras_convzoo.deploy.fuse(model). Received: {argument}=None"
             )
         try:
             model = _rebuild_static(model, shapes)
         except _RebuildError as error:
             raise ValueError(
-                f"Cannot rebuild `model` at sample_shape={_format_shape(shapes)} to bake its resolution='continuous' "
+                f"Cannot rebuild `model` at {argument}={_format_shape(shapes)} to bake its resolution='continuous' "
                 f"kernels ({error}): build the model with input_shape={_format_shape(shapes)} and call "
                 "keras_convzoo.deploy.fuse(model)."
             ) from error

@@ -271,13 +271,30 @@ def _remove(*paths):
             os.remove(path)
 
 
-def _check_hash(entry, path, expected, remove=()):
+def _check_hash(entry, path, expected, remove=(), url=None):
+    """Removes ``path`` (and ``remove``) and raises when its sha256 does not start with ``expected``.
+
+    ``url``: where it came from when not ``entry.download_url`` (an HTTP mirror).
+    """
     if expected and not _sha256(path).startswith(expected):
         _remove(path, *remove)
+        again = ("run the same call again" if url is None else
+                 f"run the same call again; if it fails again, the mirror's copy (or its .sha256) is damaged: refill "
+                 f"it with `convzoo download {entry.name} --tag {entry.tag} --mirror DIR`")
         raise CorruptDownloadError(
-            f"The downloaded {entry.key} weights ({entry.download_url}) do not match their sha256 {expected}: "
-            "the download was truncated or corrupted and has been removed; run the same call again."
+            f"The downloaded {entry.key} weights ({url or entry.download_url}) do not match their sha256 {expected}: "
+            f"the download was truncated or corrupted and has been removed; {again}."
         )
+
+
+def _unverifiable_mirror_error(entry, where):
+    """A mirror file with no hash to check it against (a hand-made mirror): refused, never loaded unchecked."""
+    return CorruptDownloadError(
+        f"The mirror's {where} for the {entry.key} weights has no sha256 to check it against ({where}.sha256 is "
+        "missing and the table has none for this file), so it is not loaded: fill the mirror with "
+        f"`convzoo download {entry.name} --tag {entry.tag} --mirror DIR` (it writes the .sha256), or write the "
+        "file's sha256 (`sha256sum`) into that .sha256 yourself."
+    )
 
 
 def offline():
@@ -384,7 +401,7 @@ def _fetch_url(entry, url, expected):
         if re.search(r": \d{3} -- ", reason):  # "URL fetch failure on URL: 404 -- Not Found": the server answered
             raise _server_error(entry, reason, url) from None
         raise _offline_error(entry, reason, target, url) from None
-    _check_hash(entry, path, expected)
+    _check_hash(entry, path, expected, url=None if url == entry.download_url else url)
     return path
 
 
@@ -395,6 +412,8 @@ def _mirror(entry):
     if re.match(r"^https?://", mirror):
         url = mirror.rstrip("/") + "/" + entry.mirror_path
         expected = entry.sha256 or entry.sha256_prefix or _read_remote_hash(url + ".sha256")
+        if expected is None:
+            raise _unverifiable_mirror_error(entry, url)
         return _fetch_url(entry, url, expected)
     path = os.path.join(mirror, *entry.mirror_path.split("/"))
     if not os.path.isfile(path):
@@ -405,8 +424,10 @@ def _mirror(entry):
     expected = entry.sha256 or entry.sha256_prefix
     if expected is None and os.path.isfile(path + ".sha256"):
         with open(path + ".sha256", encoding="ascii") as handle:
-            expected = handle.read().split()[0]
-    if expected and not _sha256(path).startswith(expected):
+            expected = (handle.read().split() or [None])[0]
+    if expected is None:
+        raise _unverifiable_mirror_error(entry, path)
+    if not _sha256(path).startswith(expected):
         raise CorruptDownloadError(
             f"The mirror's {path} does not match its sha256 {expected}; download it again into the mirror."
         )
@@ -429,8 +450,8 @@ def fetch(entry):
 
     Downloads are checked: hub files against the sha256 the hub names them
     by, keras.applications files against keras' published sha256, mirror
-    files against the table or their ``.sha256`` file. A file that does not
-    match is removed and reported.
+    files against the table or their ``.sha256`` file (a mirror file with
+    neither is refused). A file that does not match is removed and reported.
 
     Args:
         entry: a ``PretrainedEntry`` (see ``resolve``).
@@ -441,7 +462,8 @@ def fetch(entry):
     Raises:
         DownloadError: (an ``OSError``) no network and no cache: one line
             naming the URL, the cache path and the command that fetches it.
-        CorruptDownloadError: the file did not match its hash (removed).
+        CorruptDownloadError: the file did not match its hash (removed), or
+            a mirror's file has no hash to check it against.
 
     Example:
     >>> fetch(resolve("mobilenetv2_100", "imagenet"))  # doctest: +SKIP

@@ -62,7 +62,7 @@ def test_nested_ccnn_backbone_is_baked_with_equal_outputs(input_shape):
     reason="tf_keras: a continuous-resolution layer's output loses its static size (tf.cond), so the next one "
     "cannot be baked even in a static model",
 )
-def test_continuous_resolution_with_none_sizes_is_baked_at_the_sample_shape():
+def test_continuous_resolution_with_none_sizes_is_baked_at_the_sample_shape(tmp_path):
     model = _transfer_model((None, None, 3), resolution="continuous", train_size=16)
     x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     expected = model(x, training=False).numpy()
@@ -83,6 +83,10 @@ def test_continuous_resolution_with_none_sizes_is_baked_at_the_sample_shape():
 
     with pytest.raises(ValueError, match=r"`sample_shape` is required.*Received: sample_shape=None"):
         prepare_for_export(model)
+    # through to_onnx (dynamic sizes by default) the message names to_onnx's own argument, input_shape
+    with pytest.raises(ValueError, match=r"`input_shape` is required.*pass input_shape=\(the exported size\).*"
+                                         r"Received: input_shape=None"):
+        kcz.export.to_onnx(model, tmp_path / "m.onnx")
     with pytest.raises(ValueError, match=r"`sample_shape` must fit the model input \(None, None, 3\)"):
         prepare_for_export(model, (32, 32, 4))
     with pytest.raises(ValueError, match=r"`sample_shape` must be the input shape without batch"):

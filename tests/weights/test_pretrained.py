@@ -236,9 +236,45 @@ def test_http_mirror_keeps_each_hub_file_apart_and_reports_a_missing_one(caches,
     model = kcz.MobileNetV2(alpha=0.5, weights="lamb_in1k", input_shape=(SIZE, SIZE, 3), classifier_activation=None)
     np.testing.assert_allclose(model(reference["inputs"]).numpy(), reference["logits"], atol=TOLERANCE, rtol=0)
     assert (caches / "keras" / "models" / "timm" / "mobilenetv2_050.lamb_in1k" / "model.safetensors").is_file()
-    # another hub file of the same name, absent from the mirror: the server's 404, never the cached file
-    with pytest.raises(pretrained.DownloadError, match=r"server refused the mobilenetv2_100\.ra_in1k.*404"):
+    # another hub file of the same name, absent from the mirror (no file, no .sha256): refused, never the cached file
+    with pytest.raises(pretrained.DownloadError, match=r"The mirror's http://127\.0\.0\.1:\d+/mirror/timm/"
+                                                       r"mobilenetv2_100\.ra_in1k/model\.safetensors .* no sha256"):
         kcz.MobileNetV2(alpha=1.0, weights="ra_in1k")
+
+
+def test_a_mirror_file_without_a_hash_is_refused_and_a_bad_one_names_the_mirror(caches, served, monkeypatch, tmp_path):
+    """Hub entries have no sha256 in the table: a mirror's file is checked against its .sha256, or not loaded at all.
+
+    A hand-made mirror whose file was damaged after its header (a flipped
+    byte in the tensor data) would otherwise load silently wrong.
+    """
+    entry = pretrained.resolve("mobilenetv2_050", "lamb_in1k")
+    data = bytearray((served["refs"] / "mobilenetv2_050.safetensors").read_bytes())
+    data[-100] ^= 0xFF  # tensor data: safetensors' header still parses
+    folder = tmp_path / "mirror"
+    target = folder.joinpath(*entry.mirror_path.split("/"))
+    target.parent.mkdir(parents=True)
+    target.write_bytes(bytes(data))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv(pretrained.MIRROR_ENV, str(folder))
+    with pytest.raises(pretrained.CorruptDownloadError, match=r"has no sha256 to check it against .*"
+                                                              r"convzoo download mobilenetv2_050 --tag lamb_in1k"):
+        kcz.MobileNetV2(alpha=0.5, weights="lamb_in1k")
+    assert target.read_bytes() == bytes(data)  # a mirror is never modified
+
+    hub = served["hub"]  # an HTTP mirror: the file without its .sha256, then with a .sha256 it does not match
+    hub.add_file(f"bare/{entry.mirror_path}", bytes(data))
+    monkeypatch.setenv(pretrained.MIRROR_ENV, hub.url + "/bare")
+    with pytest.raises(pretrained.CorruptDownloadError, match=r"The mirror's http://127\.0\.0\.1:\d+/bare/.* no sha256"):
+        kcz.MobileNetV2(alpha=0.5, weights="lamb_in1k")
+    cached = caches / "keras" / "models" / "timm" / "mobilenetv2_050.lamb_in1k" / "model.safetensors"
+    assert not cached.exists()  # nothing unverifiable was downloaded
+    good = hashlib.sha256((served["refs"] / "mobilenetv2_050.safetensors").read_bytes()).hexdigest()
+    hub.add_file(f"bare/{entry.mirror_path}.sha256", good.encode() + b"  model.safetensors\n")
+    with pytest.raises(pretrained.CorruptDownloadError, match=r"weights \(http://127\.0\.0\.1:\d+/bare/timm/.*\) do not "
+                                                              r"match .*refill it with `convzoo download mobilenetv2_050"):
+        kcz.MobileNetV2(alpha=0.5, weights="lamb_in1k")
+    assert not cached.exists()
 
 
 def test_download_command_fills_a_mirror_that_serves_an_air_gapped_machine(caches, served, capsys, monkeypatch):
