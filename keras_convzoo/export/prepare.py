@@ -263,6 +263,8 @@ def float32_form(model):
     included) from its config with every layer's policy set to float32 and
     copies its weights (float32 already under a mixed policy; cast from 16
     bits otherwise). The result computes what the model computes, in float32.
+    A subclassed model is rebuilt by its own class (``from_config``), as
+    keras-hub's task models are.
 
     Args:
         model: a ``keras.Model``.
@@ -273,8 +275,8 @@ def float32_form(model):
         ``ExportReport.notes``.
 
     Raises:
-        ValueError: for a subclassed 16-bit model (it has no layer graph to
-            rebuild from its config).
+        ValueError: for a subclassed 16-bit model whose class cannot rebuild
+            it from its config.
 
     Example:
     >>> keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -288,6 +290,12 @@ def float32_form(model):
     if not half:
         return model, ()
     if not is_graph_model(model):
+        rebuilt = _subclassed_float32_form(model)
+        if rebuilt is not None:
+            policies = sorted({layer.dtype_policy.name for layer in half})
+            return rebuilt, (f"computes in float32: the model ({type(model).__name__}, {', '.join(policies)}) rebuilt "
+                             "from its config with float32 policies and its weights copied; verified against that "
+                             "float32 form",)
         raise ValueError(
             f"`model` computes in {half[0].compute_dtype} (layer `{half[0].name}`), which TFLite and ONNX do not "
             "convert, and as a subclassed model it cannot be rebuilt in float32 here: build the same model in "
@@ -317,6 +325,27 @@ def float32_form(model):
             "policy and its weights copied (TFLite and ONNX convert no bfloat16 compute); verified against that "
             "float32 form")
     return rebuilt, (note,)
+
+
+def _subclassed_float32_form(model):
+    """A subclassed model rebuilt by its own class from its config with float32 policies, weights copied; or None.
+
+    The same class and config (policies aside) create the same variables in
+    the same order, so ``set_weights`` copies them (float32 already under a
+    mixed policy, cast from 16 bits otherwise). keras-hub's models (a task
+    such as ``ImageClassifier`` around a backbone built with ``dtype=``)
+    rebuild this way; a class without a working ``from_config`` gives None.
+    """
+    try:
+        config = _float32_policies(model.get_config())
+        rebuilt = type(model).from_config(copy.deepcopy(config))
+        source = model.get_weights()
+        if [tuple(w.shape) for w in rebuilt.weights] != [tuple(w.shape) for w in source]:
+            return None
+        rebuilt.set_weights(source)
+    except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError):
+        return None
+    return None if _half_precision_layers(rebuilt) else rebuilt
 
 
 def _format_shape(shapes):

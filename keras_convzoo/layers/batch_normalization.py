@@ -83,8 +83,8 @@ else:
             count = tf.cast(tf.size(x) // channels, "float32")
             variance = unbiased_variance * tf.maximum(count - 1.0, 0.0) / count  # Keras 3's biased variance
             momentum = self.momentum
-            self.moving_mean.assign(self.moving_mean * momentum + tf.stop_gradient(mean) * (1.0 - momentum))
-            self.moving_variance.assign(
-                self.moving_variance * momentum + tf.stop_gradient(variance) * (1.0 - momentum)
-            )
+            stats = self.moving_mean.dtype  # float32, or bfloat16 under a plain "bfloat16" policy (keras-hub's dtype=)
+            mean, variance = tf.cast(tf.stop_gradient(mean), stats), tf.cast(tf.stop_gradient(variance), stats)
+            self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+            self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
             return tf.cast(tf.reshape(y, shape), self.compute_dtype)

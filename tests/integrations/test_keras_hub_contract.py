@@ -278,6 +278,39 @@ def test_image_classifier_over_a_mixed_backbone():
     assert all(w.dtype == "float32" for w in classifier.trainable_weights)
 
 
+@pytest.mark.parametrize("policy", ["mixed_bfloat16"])
+def test_a_fine_tuned_16_bit_image_classifier_exports_through_its_float32_form(policy, tmp_path):
+    """keras-hub's ImageClassifier is a subclassed model: the exporters rebuild it from its config in float32.
+
+    The files are verified against that float32 form (same weights) and agree
+    with the user's 16-bit model within bfloat16 rounding.
+    """
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (24,) + SHAPE).astype("float32")
+    y = (x[..., 0].mean(axis=(1, 2)) > 0).astype("int32")  # a learnable label: brightness of the red channel
+    classifier = keras_hub.models.ImageClassifier(backbone=_build("mobilenetv2_035", dtype=policy), num_classes=2,
+                                                  dtype=policy)
+    classifier.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+    classifier.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    ours = np.asarray(classifier.predict(x, verbose=0), "float32")
+    form, notes = kcz.export.float32_form(classifier)
+    assert type(form) is type(classifier) and "rebuilt from its config with float32 policies" in notes[0]
+    assert all(w.dtype == "float32" for w in form.weights)
+    for copied, trained in zip(form.get_weights(), classifier.get_weights()):  # the user's weights, exactly
+        np.testing.assert_array_equal(copied, np.asarray(trained, "float32"))
+    for fmt, export, run in (("tflite", kcz.export.to_tflite, kcz.export.run_tflite),
+                             ("onnx", kcz.export.to_onnx, kcz.export.run_onnx)):
+        path = tmp_path / f"m.{fmt}"
+        report = export(classifier, path, input_shape=SHAPE, verification_data=x)
+        assert report.relative_diff <= 1e-4 and any("float32" in note for note in report.notes), report
+        (probs,) = run(path, x)
+        # the user's model computes in bfloat16 (3 significant digits through ~50 layers): the same logits up to that
+        # rounding, the same class on nearly every input
+        assert np.max(np.abs(probs - ours)) <= 0.25 * np.max(np.abs(ours)), (fmt, np.max(np.abs(probs - ours)))
+        assert np.mean(probs.argmax(-1) == ours.argmax(-1)) >= 20 / 24
+    assert classifier.dtype_policy.name == policy  # the user's model is left as it was
+
+
 def test_a_plain_quantized_policy_quantizes_the_dense_layers_only(tmp_path):
     import warnings
 

@@ -117,6 +117,21 @@ def test_mixed_bfloat16_keeps_keras_dtypes():
     assert not casts  # no bfloat16 -> float32 pass over the input
 
 
+def test_plain_bfloat16_policy_trains_as_keras():
+    """Under a plain "bfloat16" policy (keras-hub's dtype="bfloat16") the moving statistics are bfloat16 variables:
+    the fused path updates them as Keras' layer does (it raised a float32 / bfloat16 type error)."""
+    keras_layer, ours = (cls(dtype="bfloat16", momentum=0.5) for cls in (keras.layers.BatchNormalization,
+                                                                         BatchNormalization))
+    x = tf.cast(tf.constant(random_array((4, 6, 6, 8)) * 3.0 + 1.0), "bfloat16")
+    y0, y1 = keras_layer(x, training=True), ours(x, training=True)
+    assert y1.dtype == y0.dtype == tf.bfloat16 and ours.moving_mean.dtype == keras_layer.moving_mean.dtype == "bfloat16"
+    np.testing.assert_allclose(tf.cast(y1, "float32").numpy(), tf.cast(y0, "float32").numpy(), atol=5e-2)
+    for mine, theirs in ((ours.moving_mean, keras_layer.moving_mean), (ours.moving_variance, keras_layer.moving_variance)):
+        got, expected = (tf.cast(v, "float32").numpy() for v in (mine, theirs))
+        assert np.abs(expected - (1.0 if mine is ours.moving_variance else 0.0)).max() > 0.1  # moved from the initial values
+        np.testing.assert_allclose(got, expected, rtol=2e-2, atol=1e-2)
+
+
 def test_layer_contract():
     run_layer_test(BatchNormalization, {"epsilon": 1e-5, "momentum": 0.9}, (2, 5, 5, 6), (2, 5, 5, 6),
                    expected_num_trainable_weights=2, expected_num_non_trainable_weights=2)
