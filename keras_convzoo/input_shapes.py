@@ -1,5 +1,9 @@
 """Input shapes: the one place where a model's input shape is read, merged with a requested one and checked.
 
+It also reads the scaling a model applies to its input first (``input_scaling``,
+``scales_pixels``), which preprocessing (``applications``) and the exporters'
+input ranges (``export.inputs``) both need.
+
 Every part of the package that needs an input shape goes through here, with
 one rule each:
 
@@ -24,7 +28,7 @@ import re
 
 import numpy as np
 
-from keras_convzoo.backend import LEGACY_KERAS, is_keras_tensor, tf
+from keras_convzoo.backend import LEGACY_KERAS, is_keras_tensor, keras, tf
 
 #: Side used for each ``None`` spatial dimension when a concrete shape is needed and none is given.
 DEFAULT_SPATIAL_SIZE = 224
@@ -414,3 +418,106 @@ def _check_application_shape(spec, shape, label, received):
             raise TypeError(f"Spatial sizes of `{label}` must be ints or None. Received: {received}")
         if size < spec.min_size:
             raise ValueError(f"Input size must be at least {spec.min_size} for {spec.entrypoint}. Received: {received}")
+
+
+# Layers that leave the value range unchanged at inference (augmentation,
+# noise, resizing): skipped while looking for the model's input scaling.
+_RANGE_PRESERVING = (
+    "RandomFlip",
+    "RandomRotation",
+    "RandomZoom",
+    "RandomTranslation",
+    "RandomCrop",
+    "RandomContrast",
+    "RandomBrightness",
+    "RandomHeight",
+    "RandomWidth",
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "Resizing",
+    "CenterCrop",
+    "Identity",
+    "InputLayer",
+)
+
+
+def _leading_layers(model):
+    """The layers applied first to the model's input, nested models and Sequentials flattened."""
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, keras.Model) or type(layer).__name__ == "Sequential":
+            yield from _leading_layers(layer)
+        else:
+            yield layer
+
+
+def _affine(layer):
+    """``(scale, offset)`` arrays of a Rescaling / Normalization layer, else None."""
+    kind = type(layer).__name__
+    if kind == "Rescaling":
+        scale = np.asarray(layer.scale, "float64").reshape(-1)
+        offset = np.asarray(layer.offset, "float64").reshape(-1)
+        return scale, offset
+    if kind == "Normalization" and not getattr(layer, "invert", False):
+        mean = getattr(layer, "mean", None)
+        variance = getattr(layer, "variance", None)
+        if mean is None or variance is None:
+            return None
+        mean = np.asarray(mean, "float64").reshape(-1)
+        std = np.sqrt(np.maximum(np.asarray(variance, "float64").reshape(-1), 1e-12))
+        return 1.0 / std, -mean / std
+    return None
+
+
+def input_scaling(model):
+    """The affine map a model applies to its input first: its leading ``Rescaling`` / ``Normalization`` layers.
+
+    Layers that keep the value range at inference (augmentation, dropout,
+    resizing) are skipped and nested models entered; the maps of the
+    scaling layers met before any other layer are composed.
+
+    Args:
+        model: a built Keras model.
+
+    Returns:
+        ``(scale, offset, names)``: per-channel (or scalar) float64 arrays such
+        that the model computes ``x * scale + offset`` first, and the names of
+        the layers composed (empty, with scale 1 and offset 0, when none).
+
+    Example:
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> model = keras.Model(inputs, keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs))
+    >>> input_scaling(model)[2]
+    ['rescaling']
+    """
+    scale, offset, names = np.ones(1), np.zeros(1), []
+    for layer in _leading_layers(model):
+        if type(layer).__name__ in _RANGE_PRESERVING:
+            continue
+        affine = _affine(layer)
+        if affine is None:
+            break
+        scale, offset = scale * affine[0], offset * affine[0] + affine[1]
+        names.append(layer.name)
+    return scale, offset, names
+
+
+def scales_pixels(scale, offset):
+    """Whether ``x * scale + offset`` takes 0-255 pixels to a network's range: 0 and 255 into [-5, 5], 0.5 apart.
+
+    Args:
+        scale, offset: arrays from ``input_scaling``.
+
+    Returns:
+        A bool.
+
+    Example:
+    >>> scales_pixels(np.array([1 / 255]), np.array([0.0])), scales_pixels(np.ones(1), np.zeros(1))
+    (True, False)
+    """
+    low, high = offset, 255.0 * scale + offset
+    return bool(np.all(np.abs(low) <= 5.0) and np.all(np.abs(high) <= 5.0) and np.all(np.abs(high - low) >= 0.5))

@@ -18,6 +18,7 @@ import numpy as np
 
 from keras_convzoo.applications._registry import PREPROCESSING_MODES, get_spec
 from keras_convzoo.backend import LEGACY_KERAS, is_keras_tensor, keras, tf
+from keras_convzoo.input_shapes import input_scaling, scales_pixels
 from keras_convzoo.weights import pretrained
 
 #: Per-channel (R, G, B) mean and std of "torch" mode, on inputs scaled to 0-1.
@@ -64,10 +65,9 @@ def _model_entry(model):
 
 
 def _scales_own_input(model):
-    """Whether ``model`` starts with layers that take 0-255 pixels (``export.inputs.input_range``)."""
-    from keras_convzoo.export.inputs import input_range  # the export package imports this module
-
-    return input_range(model).kind == "pixels"
+    """Whether ``model`` starts with layers that take 0-255 pixels (as ``export.input_range`` reads it)."""
+    scale, offset, names = input_scaling(model)
+    return bool(names) and scales_pixels(scale, offset)
 
 
 def _resolve_mode(model_name, mode):

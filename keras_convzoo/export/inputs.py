@@ -20,38 +20,14 @@ order of preference, on
 
 import numpy as np
 
-from keras_convzoo.backend import keras, tf
-from keras_convzoo.input_shapes import concrete_input_shape
+from keras_convzoo.backend import tf
+from keras_convzoo.input_shapes import concrete_input_shape, input_scaling, scales_pixels
 
 #: Synthetic inputs drawn when ``num_samples`` is not given.
 DEFAULT_NUM_SAMPLES = 8
 #: ``representative_data`` samples the file is checked on when ``num_samples`` is not given.
 DEFAULT_REPRESENTATIVE_SAMPLES = 32
 
-# Layers that leave the value range unchanged at inference (augmentation,
-# noise, resizing): skipped while looking for the model's input scaling.
-_RANGE_PRESERVING = (
-    "RandomFlip",
-    "RandomRotation",
-    "RandomZoom",
-    "RandomTranslation",
-    "RandomCrop",
-    "RandomContrast",
-    "RandomBrightness",
-    "RandomHeight",
-    "RandomWidth",
-    "Dropout",
-    "SpatialDropout1D",
-    "SpatialDropout2D",
-    "SpatialDropout3D",
-    "GaussianNoise",
-    "GaussianDropout",
-    "AlphaDropout",
-    "Resizing",
-    "CenterCrop",
-    "Identity",
-    "InputLayer",
-)
 
 
 class InputRange:
@@ -88,33 +64,6 @@ class InputRange:
         return "zero mean, unit variance (no input scaling found in the model)"
 
 
-def _leading_layers(model):
-    """The layers applied first to the model's input, nested models and Sequentials flattened."""
-    for layer in getattr(model, "layers", ()):
-        if isinstance(layer, keras.Model) or type(layer).__name__ == "Sequential":
-            yield from _leading_layers(layer)
-        else:
-            yield layer
-
-
-def _affine(layer):
-    """``(scale, offset)`` arrays of a Rescaling / Normalization layer, else None."""
-    kind = type(layer).__name__
-    if kind == "Rescaling":
-        scale = np.asarray(layer.scale, "float64").reshape(-1)
-        offset = np.asarray(layer.offset, "float64").reshape(-1)
-        return scale, offset
-    if kind == "Normalization" and not getattr(layer, "invert", False):
-        mean = getattr(layer, "mean", None)
-        variance = getattr(layer, "variance", None)
-        if mean is None or variance is None:
-            return None
-        mean = np.asarray(mean, "float64").reshape(-1)
-        std = np.sqrt(np.maximum(np.asarray(variance, "float64").reshape(-1), 1e-12))
-        return 1.0 / std, -mean / std
-    return None
-
-
 def input_range(model):
     """Reads from a model's graph what range its inputs are in.
 
@@ -137,18 +86,9 @@ def input_range(model):
     >>> input_range(keras.Model(inputs, keras.layers.Conv2D(4, 3)(x))).kind
     'pixels'
     """
-    scale, offset, names = np.ones(1), np.zeros(1), []
-    for layer in _leading_layers(model):
-        if type(layer).__name__ in _RANGE_PRESERVING:
-            continue
-        affine = _affine(layer)
-        if affine is None:
-            break
-        scale, offset = scale * affine[0], offset * affine[0] + affine[1]
-        names.append(layer.name)
+    scale, offset, names = input_scaling(model)
     if names:
-        low, high = offset, 255.0 * scale + offset
-        if np.all(np.abs(low) <= 5.0) and np.all(np.abs(high) <= 5.0) and np.all(np.abs(high - low) >= 0.5):
+        if scales_pixels(scale, offset):
             return InputRange("pixels", source=", ".join(names))
         # x * scale + offset ~ N(0, 1)  <=>  x ~ N(-offset / scale, 1 / |scale|)
         safe = np.where(np.abs(scale) < 1e-12, 1e-12, scale)
