@@ -289,10 +289,10 @@ def float32_form(model):
     half = _half_precision_layers(check_model(model))
     if not half:
         return model, ()
+    policies = sorted({layer.dtype_policy.name for layer in half})
     if not is_graph_model(model):
         rebuilt = _subclassed_float32_form(model)
         if rebuilt is not None:
-            policies = sorted({layer.dtype_policy.name for layer in half})
             return rebuilt, (f"computes in float32: the model ({type(model).__name__}, {', '.join(policies)}) rebuilt "
                              "from its config with float32 policies and its weights copied; verified against that "
                              "float32 form",)
@@ -303,7 +303,6 @@ def float32_form(model):
             "keras.mixed_precision.set_global_policy('float32')), copy the weights with "
             f"set_weights(model.get_weights()) and export that. Received: model={type(model).__name__}"
         )
-    policies = sorted({layer.dtype_policy.name for layer in half})
     try:
         rebuilt = _from_config(model, _float32_policies(model.get_config()))
         copy_weights(rebuilt, model)
